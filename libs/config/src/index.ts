@@ -1,0 +1,106 @@
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+/** Repository root, for defaults that point into the checkout (the bundled model). */
+export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const hostPort = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'expected host:port');
+
+const schema = z.object({
+  /** Redis for queues, job state and artefacts. @defaultValue redis://127.0.0.1:6379 */
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Prefix of every BullMQ key; wrap in {braces} for Redis Cluster. @defaultValue lavida */
+  QUEUE_PREFIX: z.string().min(1).default('lavida'),
+  /** Address the HTTP api binds. @defaultValue 0.0.0.0 */
+  API_HOST: z.string().min(1).default('0.0.0.0'),
+  /** Port of the HTTP api. @defaultValue 8080 */
+  API_PORT: int(0, 65535).default(8080),
+  /** Base of URLs in responses; by default taken from the request's Host header. */
+  PUBLIC_URL: z.string().url().optional(),
+  /** Largest accepted request body. @defaultValue 1mb */
+  API_BODY_LIMIT: z.string().default('1mb'),
+  /** Model package folder. @defaultValue the bundled fixture model */
+  MODEL_DIR: z.string().min(1).default(resolve(REPO_ROOT, 'models/fixture')),
+  /** onnxruntime execution provider: cpu or cuda. @defaultValue cpu */
+  ORT_EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
+  /** GPU index for the cuda provider. @defaultValue 0 */
+  ORT_DEVICE_ID: int(0, 64).default(0),
+  /** onnxruntime intra-op threads; one was fastest on two cores. @defaultValue 1 */
+  ORT_INTRA_OP_THREADS: int(0, 256).default(1),
+  /** Address the workers' gRPC servers bind. @defaultValue 0.0.0.0 */
+  GRPC_HOST: z.string().min(1).default('0.0.0.0'),
+  /** gRPC port of the understanding worker. @defaultValue 50051 */
+  UND_GRPC_PORT: int(0, 65535).default(50051),
+  /** gRPC port of the generation worker. @defaultValue 50052 */
+  GEN_GRPC_PORT: int(0, 65535).default(50052),
+  /** Understanding peers for the generation worker, tried in order. @defaultValue 127.0.0.1:50051 */
+  UND_PEERS: z
+    .string()
+    .default('127.0.0.1:50051')
+    .transform((value) => value.split(',').map((peer) => peer.trim()).filter(Boolean))
+    .pipe(z.array(hostPort).min(1)),
+  /** Deadline of one joint-layer exchange, and of opening a session. @defaultValue 10000 */
+  EXCHANGE_TIMEOUT_MS: int(1, 600_000).default(10_000),
+  /** Tensors above this many bytes travel in chunks. @defaultValue 1048576 */
+  TENSOR_CHUNK_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  /** Largest gRPC message accepted; must exceed the chunk size. @defaultValue 16777216 */
+  GRPC_MAX_MESSAGE_BYTES: int(64 * 1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** Generation jobs one worker runs at once. @defaultValue 1 */
+  GEN_CONCURRENCY: int(1, 64).default(1),
+  /** Attempts of a stage job for retryable failures. @defaultValue 3 */
+  JOB_ATTEMPTS: int(1, 100).default(3),
+  /** First retry delay (exponential backoff). @defaultValue 1000 */
+  JOB_BACKOFF_MS: int(0, 3_600_000).default(1000),
+  /** How long results and images are kept. @defaultValue 86400 */
+  RESULT_TTL_SECONDS: int(1, 365 * 86400).default(86_400),
+  /** Name of this process in logs and metadata. @defaultValue host-pid */
+  WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  /** Fault injection for tests: delay before the understanding side answers each frame. @defaultValue 0 */
+  FAULT_EXCHANGE_DELAY_MS: int(0, 60_000).default(0),
+});
+
+/** Validated configuration of every app. */
+export type Config = z.infer<typeof schema>;
+
+/** Thrown when the environment does not validate; its message names every bad variable. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = this.constructor.name;
+  }
+}
+
+/**
+ * Reads and validates the configuration once. A bad variable throws
+ * `Invalid environment variables: KEY=value (reason)`.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = schema.safeParse(env);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = String(issue.path[0]);
+    return `${key}=${env[key] ?? ''} (${issue.message})`;
+  });
+  throw new ConfigError(`Invalid environment variables: ${problems.join(', ')}`);
+}
+
+/** Loads the configuration, or prints the problem and exits with status 1. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+/** Queue names carry this prefix in Redis; artefact keys too. */
+export function artifactKey(config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string, name: string): string {
+  return `${config.QUEUE_PREFIX}:artifact:${jobId}:${name}`;
+}

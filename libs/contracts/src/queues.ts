@@ -1,0 +1,22 @@
+/*
+ * WARNING: the string values below are stored in Redis with every queued job. Never change a
+ * value once released; add a new member instead.
+ */
+
+/** Queues, one per kind of worker. */
+export enum QueueName {
+  /** Pipelines: one job per user request, run by the orchestrator. */
+  Pipeline = 'pipeline',
+  /** Stages for generation-branch workers (text-to-image, editing). */
+  Generation = 'generation',
+  /** Stages for understanding-branch workers (planning, reflection, answers, grounding). */
+  Understanding = 'understanding',
+}
+
+/** Job names. */
+export enum JobName {
+  /** A whole user request, on QueueName.Pipeline. */
+  Pipeline = 'pipeline',
+  /** Text-to-image generation, on QueueName.Generation. */
+  Generate = 'generate',
+}
