@@ -1,0 +1,137 @@
+import { z } from 'zod';
+
+/** Element types a segment may use. */
+export const DTYPES = ['float32', 'float16', 'int64', 'int32', 'uint8', 'bool'] as const;
+export type DType = (typeof DTYPES)[number];
+
+const tensorSpec = z
+  .object({
+    name: z.string().min(1),
+    dtype: z.enum(DTYPES),
+    shape: z.array(z.number().int().min(-1)),
+  })
+  .strict();
+export type TensorSpec = z.infer<typeof tensorSpec>;
+
+const segmentSpec = z.object({
+  file: z.string().min(1),
+  branch: z.enum(['und', 'gen']),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected a lower-case hex sha256'),
+  inputs: z.array(tensorSpec).min(1),
+  outputs: z.array(tensorSpec).min(1),
+});
+export type SegmentSpec = z.infer<typeof segmentSpec>;
+
+const positive = z.number().int().min(1);
+
+/** The manifest of a model package (`lavida-model-package/v1`), see docs/model-package.md. */
+export const ManifestSchema = z.object({
+  format: z.literal('lavida-model-package/v1'),
+  name: z.string().min(1),
+  version: z.string().min(1),
+  description: z.string().optional(),
+  architecture: z.object({
+    family: z.literal('elastic-mot'),
+    num_layers: positive,
+    joint_layers: positive,
+    und_hidden: positive,
+    gen_hidden: positive,
+    und_ffn: positive,
+    gen_ffn: positive,
+    heads: positive,
+    head_dim: positive,
+    rope_theta: z.number().positive(),
+    norm_eps: z.number().positive(),
+    max_text_len: positive,
+    image_locality_slopes: z.array(z.number()).optional(),
+  }),
+  text: z.object({
+    tokenizer: z.literal('word-v1'),
+    vocab: z.array(z.string()).min(1),
+    special_tokens: z.object({
+      pad: z.number().int().min(0),
+      mask: z.number().int().min(0),
+      exp: z.number().int().min(0),
+      eos: z.number().int().min(0),
+      unk: z.number().int().min(0),
+      box_begin: z.number().int().min(0),
+      box_end: z.number().int().min(0),
+      loc_begin: z.number().int().min(0),
+      loc_end: z.number().int().min(0),
+    }),
+    loc_bins: z.object({ first_id: z.number().int().min(0), count: positive }),
+  }),
+  image: z.object({
+    width: positive,
+    height: positive,
+    channels: z.literal(3),
+    grid: z.tuple([positive, positive]),
+    patch: positive,
+    codebook_size: positive,
+    mask_id: z.number().int().min(0),
+    vocab_size: positive,
+  }),
+  sampling: z.object({
+    steps: positive,
+    guidance: z.number().min(0),
+    shift: z.number().positive(),
+    temperature: z.number().min(0),
+    order_seed: z.number().int().min(0),
+  }),
+  segments: z.record(z.string(), segmentSpec),
+});
+export type Manifest = z.infer<typeof ManifestSchema>;
+
+/** Which branch a process serves: one of the two, or both in one process. */
+export type Branch = 'und' | 'gen' | 'all';
+
+/** Segment names each branch needs, derived from the architecture. */
+export function requiredSegments(manifest: Manifest, branch: 'und' | 'gen'): string[] {
+  const joint = Array.from({ length: manifest.architecture.joint_layers }, (_, l) => l);
+  if (branch === 'und') {
+    return [
+      'und_embed',
+      ...joint.flatMap((l) => [`und_joint_qkv_${l}`, `und_joint_out_${l}`]),
+      'und_tail',
+    ];
+  }
+  return ['gen_embed', ...joint.map((l) => `gen_joint_${l}`), 'gen_tail', 'vq_decode', 'vq_encode'];
+}
+
+/**
+ * Checks that the manifest is consistent with itself: layer counts, special tokens, the image grid,
+ * and the fixed dimensions of the segments that carry the architecture's sizes.
+ */
+export function manifestProblems(manifest: Manifest): string[] {
+  const problems: string[] = [];
+  const a = manifest.architecture;
+  const { text, image } = manifest;
+  if (a.joint_layers > a.num_layers) {
+    problems.push(`architecture.joint_layers ${a.joint_layers} exceeds num_layers ${a.num_layers}`);
+  }
+  if (a.gen_hidden > a.und_hidden) {
+    problems.push(`architecture.gen_hidden ${a.gen_hidden} exceeds und_hidden ${a.und_hidden}`);
+  }
+  for (const [key, id] of Object.entries(text.special_tokens)) {
+    if (id >= text.vocab.length) problems.push(`text.special_tokens.${key} ${id} is outside the vocabulary of ${text.vocab.length}`);
+  }
+  if (text.loc_bins.first_id + text.loc_bins.count > text.vocab.length) {
+    problems.push(`text.loc_bins run past the vocabulary of ${text.vocab.length}`);
+  }
+  if (image.grid[0] * image.patch !== image.height || image.grid[1] * image.patch !== image.width) {
+    problems.push(`image.grid ${image.grid.join('x')} x patch ${image.patch} does not make ${image.height}x${image.width}`);
+  }
+  if (image.mask_id !== image.codebook_size || image.vocab_size !== image.codebook_size + 1) {
+    problems.push('image.mask_id must equal codebook_size and vocab_size must be codebook_size + 1');
+  }
+  const expectLast = (segment: string, output: string, size: number, what: string) => {
+    const spec = manifest.segments[segment]?.outputs.find((o) => o.name === output);
+    const last = spec?.shape[spec.shape.length - 1];
+    if (spec && last !== size) problems.push(`segment ${segment} output ${output} ends in ${last}, expected ${what} ${size}`);
+  };
+  expectLast('und_embed', 'hidden', a.und_hidden, 'und_hidden');
+  expectLast('gen_embed', 'hidden', a.gen_hidden, 'gen_hidden');
+  expectLast('und_tail', 'logits', text.vocab.length, 'text vocabulary size');
+  expectLast('gen_tail', 'logits', image.codebook_size, 'codebook_size');
+  return problems;
+}

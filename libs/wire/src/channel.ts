@@ -1,0 +1,21 @@
+import type { ChannelOptions } from '@grpc/grpc-js';
+
+/** Transport settings shared by the peer client and server. */
+export interface TransportOptions {
+  /** Tensors above this size travel in chunks. */
+  chunkBytes: number;
+  /** Largest message accepted; raised deliberately above grpc-js's 4 MiB default. */
+  maxMessageBytes: number;
+}
+
+/** Channel options for both ends: message limits, keepalive so dead peers are noticed. */
+export function channelOptions(transport: TransportOptions): ChannelOptions {
+  return {
+    'grpc.max_receive_message_length': transport.maxMessageBytes,
+    'grpc.max_send_message_length': transport.maxMessageBytes,
+    'grpc.keepalive_time_ms': 10_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  };
+}

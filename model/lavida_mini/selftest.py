@@ -1,0 +1,98 @@
+"""Self-check: the segment decomposition (split protocol) reproduces ElasticMoT.forward, and the VQ
+round-trips.  Run: cd model && python3 -m lavida_mini.selftest [--config fixture] [--seed 0]"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+
+import torch
+
+from .config import CONFIGS
+from .model import build_model
+from .segments import build_segments, run_split
+from .tokenizer import WordTokenizer
+from .vq import PatchVQ
+
+TOL = 1e-5
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default="fixture", choices=sorted(CONFIGS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--package", default=None,
+                    help="also re-export into a temp dir and require byte-identical files to this package")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    cfg = CONFIGS[args.config]
+    model = build_model(cfg, args.seed)
+    vq = PatchVQ.fixture(cfg, args.seed)
+    segs = build_segments(model, vq)
+    model64 = copy.deepcopy(model).double()
+    segs64 = build_segments(model64, vq)
+    tok = WordTokenizer()
+    g = torch.Generator().manual_seed(1234)
+    I = cfg.num_image_tokens
+    failures = 0
+
+    def check(label, ok, detail=""):
+        nonlocal failures
+        failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'} {label}{'  ' + detail if detail else ''}")
+
+    # tokenizer
+    ids = tok.encode("LUMINANCE : 0.125;")
+    check("tokenizer word-v1", [tok.vocab[i] for i in ids] == ["luminance", ":", "0", ".", "1", "2", "5", ";"])
+    check("tokenizer unk", tok.encode("zebra") == [tok.special_tokens["unk"]])
+
+    # split protocol == forward, for several batch sizes and text lengths
+    with torch.no_grad():
+        for B, T in [(1, 1), (2, 16), (3, 7), (2, cfg.max_text_len)]:
+            text_ids = torch.randint(0, model.text_vocab_size, (B, T), generator=g)
+            image_ids = torch.randint(0, cfg.image_vocab_size, (B, I), generator=g)
+            ref_t, ref_i = model(text_ids, image_ids)
+            seg_t, seg_i = run_split(segs, text_ids, image_ids)
+            dt = (seg_t - ref_t).abs().max().item()
+            di = (seg_i - ref_i).abs().max().item()
+            check(f"split == forward B={B} T={T}", dt <= TOL and di <= TOL, f"max|dtext|={dt:.2e} max|dimage|={di:.2e}")
+            _, el_i = run_split(segs, text_ids, image_ids, stop_text_early=True)
+            de = (el_i - ref_i).abs().max().item()
+            check(f"elastic t2i (text stops at layer M-1) B={B} T={T}", de <= TOL, f"max|dimage|={de:.2e}")
+            # float64: the decomposition is exact algebra, so it must agree to rounding of doubles
+            ref_t, ref_i = model64(text_ids, image_ids)
+            seg_t, seg_i = run_split(segs64, text_ids, image_ids)
+            d64 = max((seg_t - ref_t).abs().max().item(), (seg_i - ref_i).abs().max().item())
+            check(f"split == forward in float64 B={B} T={T}", d64 <= 1e-10, f"max|d|={d64:.2e}")
+            spread = ref_t.std().item(), ref_i.std().item()
+            check(f"logits not near-uniform B={B} T={T}", min(spread) > 0.5, f"std text={spread[0]:.2f} image={spread[1]:.2f}")
+
+        # VQ round trip
+        codes = torch.randint(0, cfg.codebook_size, (3, cfg.grid_rows, cfg.grid_cols), generator=g)
+        pixels = segs["vq_decode"].module(codes)
+        check("vq_decode shape/dtype", tuple(pixels.shape) == (3, cfg.image_height, cfg.image_width, 3)
+              and pixels.dtype == torch.uint8)
+        back = segs["vq_encode"].module(pixels)
+        check("vq round trip decode -> encode", torch.equal(back, codes) and back.dtype == torch.int64)
+        all_codes = torch.arange(cfg.codebook_size).view(1, cfg.grid_rows, cfg.grid_cols) if cfg.num_image_tokens == cfg.codebook_size else None
+        if all_codes is not None:
+            check("vq round trip, every code", torch.equal(segs["vq_encode"].module(segs["vq_decode"].module(all_codes)), all_codes))
+
+    if args.package:
+        import filecmp
+        import os
+        import tempfile
+        from .export import main as export_main
+        with tempfile.TemporaryDirectory() as tmp:
+            export_main(["--config", args.config, "--seed", str(args.seed), "--out", tmp])
+            names = sorted(os.listdir(tmp))
+            _, diff, missing = filecmp.cmpfiles(tmp, args.package, names, shallow=False)
+            check(f"package {args.package} == fresh export", not diff and not missing,
+                  f"differ={diff} missing={missing}" if diff or missing else f"{len(names)} files")
+
+    print("selftest:", "PASS" if failures == 0 else f"{failures} FAILED")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
