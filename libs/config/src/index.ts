@@ -104,3 +104,8 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
 export function artifactKey(config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string, name: string): string {
   return `${config.QUEUE_PREFIX}:artifact:${jobId}:${name}`;
 }
+
+export { JsonLogger } from './logger.js';
+
+/** Injection token of the validated Config in the NestJS apps. */
+export const CONFIG = Symbol.for('lavida.config');

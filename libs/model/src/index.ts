@@ -5,3 +5,4 @@ export * from './sampling.js';
 export * from './joint.js';
 export * from './png.js';
 export * from './text-to-image.js';
+export * from './forward.js';

@@ -214,3 +214,16 @@ function sessionProblems(name: string, spec: SegmentSpec, session: ort.Inference
   check('output', spec.outputs, session.outputMetadata);
   return problems;
 }
+
+/** Loads the configured model package for a branch, with the configured execution provider. */
+export function loadModelFromConfig(
+  config: Pick<import('@lavida/config').Config, 'MODEL_DIR' | 'ORT_EXECUTION_PROVIDER' | 'ORT_DEVICE_ID' | 'ORT_INTRA_OP_THREADS'>,
+  branch: Branch,
+): Promise<ModelPackage> {
+  return ModelPackage.load(config.MODEL_DIR, {
+    branch,
+    executionProvider: config.ORT_EXECUTION_PROVIDER,
+    deviceId: config.ORT_DEVICE_ID,
+    intraOpThreads: config.ORT_INTRA_OP_THREADS,
+  });
+}

@@ -1,0 +1,32 @@
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { CreateJobSchema, type CreateJob } from '@lavida/contracts';
+import { JobService } from '../services/job.service.js';
+import { ZodValidationPipe } from './validation.pipe.js';
+import type { JobDto } from '../dtos/job.dto.js';
+import { baseUrl } from './base-url.js';
+
+@Controller('v1/jobs')
+export class JobController {
+  constructor(private readonly jobs: JobService) {}
+
+  @Post()
+  @HttpCode(202)
+  async create(@Body(new ZodValidationPipe(CreateJobSchema)) body: CreateJob, @Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<JobDto> {
+    const job = await this.jobs.create(body, baseUrl(req));
+    res.setHeader('Location', job.urls.get);
+    return job;
+  }
+
+  @Get(':id')
+  get(@Param('id') id: string, @Req() req: Request): Promise<JobDto> {
+    return this.jobs.get(id, baseUrl(req));
+  }
+
+  @Get(':id/files/:name')
+  @Header('Cache-Control', 'private, max-age=3600')
+  async file(@Param('id') id: string, @Param('name') name: string, @Res() res: Response): Promise<void> {
+    const bytes = await this.jobs.file(id, name);
+    res.type(name.endsWith('.png') ? 'image/png' : 'application/octet-stream').send(bytes);
+  }
+}

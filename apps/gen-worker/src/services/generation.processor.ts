@@ -1,0 +1,47 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { errorCode, isRetryable, JobName, QueueName, type GenerateJobData, type GenerateResult } from '@lavida/contracts';
+import { GenerationService } from './generation.service.js';
+
+/** Consumes the generation queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
+@Injectable()
+export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new JsonLogger('gen-worker', GenerationProcessor.name);
+  private worker?: Worker<GenerateJobData, GenerateResult>;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    private readonly generation: GenerationService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.worker = new Worker<GenerateJobData, GenerateResult>(QueueName.Generation, (job, _token, signal) => this.process(job, signal), {
+      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+      prefix: this.config.QUEUE_PREFIX,
+      concurrency: this.config.GEN_CONCURRENCY,
+    });
+    this.worker.on('error', (error) => this.logger.error('worker error', error));
+    this.logger.log('consuming', { queue: QueueName.Generation, concurrency: this.config.GEN_CONCURRENCY });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    // Let the running job finish (or hand it back on a second signal): a graceful drain.
+    await this.worker?.close();
+  }
+
+  private async process(job: Job<GenerateJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {
+    if (job.name !== JobName.Generate) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Generation}`);
+    try {
+      return await this.generation.generate(job, signal);
+    } catch (error) {
+      const message = `${errorCode(error)}: ${(error as Error).message}`;
+      const retryable = isRetryable(error);
+      await job.log(`attempt ${job.attemptsMade + 1} failed (${retryable ? 'retryable' : 'not retryable'}): ${message}`);
+      this.logger.warn('attempt failed', { jobId: job.data.jobId, attempt: job.attemptsMade + 1, retryable, error: message });
+      if (!retryable) throw new UnrecoverableError(message);
+      throw new Error(message, { cause: error });
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * `npm run bench`: tensor throughput (gRPC vs TCP), joint-exchange round trips and split vs
+ * single-process text-to-image on the fixture model, between real processes on loopback.
+ * Writes bench/results.json and bench/results.md and prints the table.
+ */
+import { writeFile } from 'node:fs/promises';
+import { cpus, platform, release } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '@lavida/config';
+import { ModelPackage } from '@lavida/model';
+import { markdown, type BenchResults } from './report.js';
+import { measureSplit } from './split.js';
+import { defaultTransport, killAllChildren, round, startChild, type Child } from './support.js';
+import { measureThroughput } from './throughput.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BENCH_DIR = resolve(HERE, '..');
+const MODEL_DIR = join(REPO_ROOT, 'models/fixture');
+const MIB = 1024 * 1024;
+/** Hard ceiling for the whole bench; a hang anywhere ends it with an error instead of waiting. */
+const WATCHDOG_MS = 180_000;
+const READY_TIMEOUT_MS = 30_000;
+
+const started = performance.now();
+const children: Child<unknown>[] = [];
+
+async function stopChildren(): Promise<void> {
+  await Promise.all(children.splice(0).map((child) => child.stop()));
+}
+
+// Children never outlive the bench: on normal exit, error, signal or watchdog.
+process.on('exit', killAllChildren);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+setTimeout(() => {
+  console.error(`bench: still running after ${WATCHDOG_MS / 1000} s, giving up`);
+  killAllChildren();
+  process.exit(2);
+}, WATCHDOG_MS).unref();
+
+async function main(): Promise<void> {
+  const transport = defaultTransport();
+
+  console.error('bench: tensor throughput, gRPC vs TCP …');
+  const sink = await startChild<{ grpcPort: number; tcpPort: number }>(join(HERE, 'sink-server.js'), [], READY_TIMEOUT_MS);
+  children.push(sink);
+  const throughput = await measureThroughput(sink.ready, transport, { sizes: [MIB, 8 * MIB], warmupSeconds: 0.5, rounds: 4, blockSeconds: 0.75 });
+  // The sink would only compete for the two cores with what follows.
+  await stopChildren();
+
+  console.error('bench: joint exchanges and split vs single-process text-to-image …');
+  const peer = await startChild<{ port: number }>(join(HERE, 'peer-server.js'), [MODEL_DIR], READY_TIMEOUT_MS);
+  children.push(peer);
+  const gen = await ModelPackage.load(MODEL_DIR, { branch: 'gen' });
+  const all = await ModelPackage.load(MODEL_DIR, { branch: 'all' });
+  const request = { prompt: 'a red circle left of a blue square', seed: 7 };
+  const split = await measureSplit(peer.ready.port, gen, all, transport, { request, warmupRuns: 3, runs: 20, pings: 1000, pingWarmup: 100 });
+  await stopChildren();
+  await Promise.all([gen.release(), all.release()]);
+
+  const grpcOverTcp: Record<string, number> = {};
+  for (const grpc of throughput.filter((t) => t.transport === 'grpc')) {
+    const tcp = throughput.find((t) => t.transport === 'tcp' && t.tensorBytes === grpc.tensorBytes)!;
+    grpcOverTcp[String(grpc.tensorBytes)] = round(grpc.mbPerSecond / tcp.mbPerSecond);
+  }
+  const results: BenchResults = {
+    timestamp: new Date().toISOString(),
+    node: process.version,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    platform: `${platform()} ${release()}`,
+    transport,
+    model: { dir: relative(REPO_ROOT, MODEL_DIR), name: gen.manifest.name, version: gen.manifest.version, ...request },
+    durationSeconds: round((performance.now() - started) / 1000, 1),
+    throughput,
+    grpcOverTcp,
+    split,
+  };
+  const table = markdown(results);
+  await writeFile(join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(BENCH_DIR, 'results.md'), table);
+  console.log(table);
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error('bench failed:', error);
+  process.exitCode = 1;
+} finally {
+  await stopChildren();
+  // Nothing left to wait for; do not let a lingering handle keep the bench alive.
+  process.exit();
+}

@@ -1,0 +1,39 @@
+import { waitFor } from './wait.js';
+
+export interface JobView {
+  id: string;
+  status: string;
+  error: string | null;
+  output: { image: string; tokens: number[]; model: string } | null;
+  progress: { step?: number; steps?: number } | null;
+  timeline: { stage: string; status: string; attempts: number; logs: string[]; error: string | null }[];
+  urls: { get: string };
+}
+
+export async function postJob(apiUrl: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(`${apiUrl}/v1/jobs`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+export async function getJob(apiUrl: string, id: string): Promise<JobView> {
+  const response = await fetch(`${apiUrl}/v1/jobs/${id}`);
+  if (response.status !== 200) throw new Error(`GET job ${id}: ${response.status}`);
+  return (await response.json()) as JobView;
+}
+
+/** Polls a job until it reaches a final state. */
+export function waitForJob(apiUrl: string, id: string, timeoutMs = 30_000): Promise<JobView> {
+  return waitFor(
+    async () => {
+      const job = await getJob(apiUrl, id);
+      return ['succeeded', 'failed', 'canceled'].includes(job.status) ? job : undefined;
+    },
+    timeoutMs,
+    `job ${id} to finish`,
+    100,
+  );
+}

@@ -1,0 +1,6 @@
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+
+/** Repository root (test/dist/support → ../../..). */
+export const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+export const FIXTURE_MODEL = resolve(ROOT, 'models/fixture');

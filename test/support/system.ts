@@ -1,0 +1,65 @@
+import { AppProcess, startApp } from './processes.js';
+import { freePort } from './wait.js';
+
+export interface SystemOptions {
+  redisUrl: string;
+  prefix: string;
+  /** Extra environment for every app. */
+  env?: Record<string, string | number>;
+  /** Extra environment for the understanding worker only. */
+  undEnv?: Record<string, string | number>;
+}
+
+/** The four apps as real processes on free ports, one Redis, one queue prefix. */
+export class TestSystem {
+  und!: AppProcess;
+  gen!: AppProcess;
+  orchestrator!: AppProcess;
+  api!: AppProcess;
+  apiUrl = '';
+  undPort = 0;
+  private env: Record<string, string | number> = {};
+
+  constructor(private readonly options: SystemOptions) {}
+
+  async start(): Promise<this> {
+    this.undPort = await freePort();
+    this.env = {
+      REDIS_URL: this.options.redisUrl,
+      QUEUE_PREFIX: this.options.prefix,
+      GRPC_HOST: '127.0.0.1',
+      API_HOST: '127.0.0.1',
+      API_PORT: 0,
+      UND_GRPC_PORT: this.undPort,
+      GEN_GRPC_PORT: 0,
+      UND_PEERS: `127.0.0.1:${this.undPort}`,
+      ...this.options.env,
+    };
+    this.und = await this.startUnd();
+    this.gen = startApp('gen-worker', this.env);
+    this.orchestrator = startApp('orchestrator', this.env);
+    this.api = startApp('api', this.env);
+    await Promise.all([this.gen.waitForLog('consuming'), this.orchestrator.waitForLog('consuming')]);
+    const listening = await this.api.waitForLog('listening');
+    this.apiUrl = String(listening.url).replace('[::1]', '127.0.0.1');
+    return this;
+  }
+
+  /** (Re)starts the understanding worker on its fixed port. */
+  async startUnd(): Promise<AppProcess> {
+    this.und = startApp('und-worker', { ...this.env, ...this.options.undEnv });
+    await this.und.waitForLog('serving');
+    return this.und;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.api, this.orchestrator, this.gen, this.und].filter(Boolean).map((app) => app.stop('SIGKILL')));
+  }
+
+  dump(): string {
+    return [this.und, this.gen, this.orchestrator, this.api]
+      .filter(Boolean)
+      .map((app) => `--- ${app.name}\n${app.output()}`)
+      .join('\n');
+  }
+}
