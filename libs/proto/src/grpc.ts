@@ -20,7 +20,7 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
       responseDeserialize: deserializer(method.output),
     };
   }
-  return definition as ServiceDefinition;
+  return definition;
 }
 
 function serializer<D extends DescMessage>(desc: D): (message: unknown) => Buffer {

@@ -17,5 +17,8 @@ export function channelOptions(transport: TransportOptions): ChannelOptions {
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // A restarted peer is found again within about a second, not after minutes of backoff.
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2_000,
   };
 }

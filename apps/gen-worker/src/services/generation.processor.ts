@@ -32,7 +32,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   }
 
   private async process(job: Job<GenerateJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {
-    if (job.name !== JobName.Generate) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Generation}`);
+    if (job.name !== (JobName.Generate as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Generation}`);
     try {
       return await this.generation.generate(job, signal);
     } catch (error) {

@@ -36,7 +36,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
   }
 
   private async process(job: Job<PipelineJobData, PipelineResult>, token?: string): Promise<PipelineResult> {
-    if (job.name !== JobName.Pipeline) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Pipeline}`);
+    if (job.name !== (JobName.Pipeline as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Pipeline}`);
     const log = this.logger.child({ jobId: job.id });
     switch (job.data.stage) {
       case undefined: {
