@@ -2,7 +2,7 @@ import { credentials, makeGenericClientConstructor, type Client, type ServiceErr
 import { service as healthService } from 'grpc-health-check';
 import { conditioningText, LocalJointPeer, textToImage, WordTokenizer, type JointPeer, type ModelPackage, type TextToImageRequest } from '@lavida/model';
 import { channelOptions, GrpcJointPeer, type TransportOptions } from '@lavida/wire';
-import { HOST, percentile, round, summarize, type Summary } from './support.js';
+import { HOST, median, percentile, round, summarize, type Summary } from './support.js';
 
 type ExchangeKind = 'open' | 'step' | 'partial' | 'close';
 type Mode = 'single' | 'split';
@@ -162,7 +162,7 @@ export async function measureSplit(
       ...roundSummary(summarize(samples[kind].ms)),
       bytes: percentile(samples[kind].bytes, 50),
     });
-    const medianMs = { single: percentile(runsMs.single, 50), split: percentile(runsMs.split, 50) };
+    const medianMs = { single: median(runsMs.single), split: median(runsMs.split) };
     return {
       textTokens: new WordTokenizer(gen.manifest.text).encode(conditioningText(plan.request)).length,
       rows,

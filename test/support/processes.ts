@@ -14,7 +14,7 @@ export class AppProcess {
   private readonly exited: Promise<void>;
 
   constructor(
-    readonly name: AppName,
+    readonly name: string,
     readonly child: ChildProcess,
   ) {
     let buffer = '';

@@ -2,162 +2,178 @@
 // @generated from file lavida/peer/v1/peer.proto (package lavida.peer.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Tensor, TensorChunk } from "../../tensor/v1/tensor_pb.js";
-import { file_lavida_tensor_v1_tensor } from "../../tensor/v1/tensor_pb.js";
-import type { Message } from "@bufbuild/protobuf";
+import type { GenEnum, GenFile, GenMessage, GenService } from '@bufbuild/protobuf/codegenv2';
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from '@bufbuild/protobuf/codegenv2';
+import type { Tensor, TensorChunk } from '../../tensor/v1/tensor_pb.js';
+import { file_lavida_tensor_v1_tensor } from '../../tensor/v1/tensor_pb.js';
+import type { Message } from '@bufbuild/protobuf';
 
 /**
  * Describes the file lavida/peer/v1/peer.proto.
  */
-export const file_lavida_peer_v1_peer: GenFile = /*@__PURE__*/
-  fileDesc("ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUilgIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIAEIHCgVmcmFtZSKCAgoLT3BlblNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptb2RlbF9uYW1lGAIgASgJEhUKDW1vZGVsX3ZlcnNpb24YAyABKAkSKAoKc2VydmVfc2lkZRgEIAEoDjIULmxhdmlkYS5wZWVyLnYxLlNpZGUSKgoIdGV4dF9pZHMYBSABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIwCg50ZXh0X3Bvc2l0aW9ucxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEhgKEHN0b3BfYWZ0ZXJfbGF5ZXIYByABKA0SEgoKY2h1bmtfc2l6ZRgIIAEoDSI2Cg1TZXNzaW9uT3BlbmVkEhIKCnNlc3Npb25faWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIhkKCUJlZ2luU3RlcBIMCgRzdGVwGAEgASgNIpkBCgtQcm9qZWN0aW9ucxIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiMKAXEYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgFrGAQgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISIwoBdhgFIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIn0KEFBhcnRpYWxBdHRlbnRpb24SDAoEc3RlcBgBIAEoDRINCgVsYXllchgCIAEoDRIlCgNvdXQYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIlCgNsc2UYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvciIeCgxDbG9zZVNlc3Npb24SDgoGcmVhc29uGAEgASgJIh4KDVNlc3Npb25DbG9zZWQSDQoFc3RlcHMYASABKA0iKgoJUGVlckVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSo7CgRTaWRlEhQKEFNJREVfVU5TUEVDSUZJRUQQABINCglTSURFX1RFWFQQARIOCgpTSURFX0lNQUdFEAIyagoVSm9pbnRBdHRlbnRpb25TZXJ2aWNlElEKCEV4Y2hhbmdlEh8ubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXF1ZXN0GiAubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXNwb25zZSgBMAFiBnByb3RvMw", [file_lavida_tensor_v1_tensor]);
+export const file_lavida_peer_v1_peer: GenFile =
+  /*@__PURE__*/
+  fileDesc(
+    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUilgIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIAEIHCgVmcmFtZSKCAgoLT3BlblNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptb2RlbF9uYW1lGAIgASgJEhUKDW1vZGVsX3ZlcnNpb24YAyABKAkSKAoKc2VydmVfc2lkZRgEIAEoDjIULmxhdmlkYS5wZWVyLnYxLlNpZGUSKgoIdGV4dF9pZHMYBSABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIwCg50ZXh0X3Bvc2l0aW9ucxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEhgKEHN0b3BfYWZ0ZXJfbGF5ZXIYByABKA0SEgoKY2h1bmtfc2l6ZRgIIAEoDSI2Cg1TZXNzaW9uT3BlbmVkEhIKCnNlc3Npb25faWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIhkKCUJlZ2luU3RlcBIMCgRzdGVwGAEgASgNIpkBCgtQcm9qZWN0aW9ucxIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiMKAXEYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgFrGAQgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISIwoBdhgFIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIn0KEFBhcnRpYWxBdHRlbnRpb24SDAoEc3RlcBgBIAEoDRINCgVsYXllchgCIAEoDRIlCgNvdXQYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIlCgNsc2UYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvciIeCgxDbG9zZVNlc3Npb24SDgoGcmVhc29uGAEgASgJIh4KDVNlc3Npb25DbG9zZWQSDQoFc3RlcHMYASABKA0iKgoJUGVlckVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSo7CgRTaWRlEhQKEFNJREVfVU5TUEVDSUZJRUQQABINCglTSURFX1RFWFQQARIOCgpTSURFX0lNQUdFEAIyagoVSm9pbnRBdHRlbnRpb25TZXJ2aWNlElEKCEV4Y2hhbmdlEh8ubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXF1ZXN0GiAubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXNwb25zZSgBMAFiBnByb3RvMw',
+    [file_lavida_tensor_v1_tensor],
+  );
 
 /**
  * ExchangeRequest is a frame from the driver to the serving peer.
  *
  * @generated from message lavida.peer.v1.ExchangeRequest
  */
-export type ExchangeRequest = Message<"lavida.peer.v1.ExchangeRequest"> & {
+export type ExchangeRequest = Message<'lavida.peer.v1.ExchangeRequest'> & {
   /**
    * frame is the content of this message.
    *
    * @generated from oneof lavida.peer.v1.ExchangeRequest.frame
    */
-  frame: {
-    /**
-     * open starts the session; it must be the first frame.
-     *
-     * @generated from field: lavida.peer.v1.OpenSession open = 1;
-     */
-    value: OpenSession;
-    case: "open";
-  } | {
-    /**
-     * begin_step asks the serving side to start a diffusion step.
-     *
-     * @generated from field: lavida.peer.v1.BeginStep begin_step = 2;
-     */
-    value: BeginStep;
-    case: "beginStep";
-  } | {
-    /**
-     * projections carries one layer's Q/K/V of the driver's side.
-     *
-     * @generated from field: lavida.peer.v1.Projections projections = 3;
-     */
-    value: Projections;
-    case: "projections";
-  } | {
-    /**
-     * partial carries the partial attention of the serving side's queries over the driver's keys.
-     *
-     * @generated from field: lavida.peer.v1.PartialAttention partial = 4;
-     */
-    value: PartialAttention;
-    case: "partial";
-  } | {
-    /**
-     * chunk continues a chunked tensor of the previous frame.
-     *
-     * @generated from field: lavida.tensor.v1.TensorChunk chunk = 5;
-     */
-    value: TensorChunk;
-    case: "chunk";
-  } | {
-    /**
-     * close ends the session cleanly.
-     *
-     * @generated from field: lavida.peer.v1.CloseSession close = 6;
-     */
-    value: CloseSession;
-    case: "close";
-  } | {
-    /**
-     * error reports that the driver gave up on the session.
-     *
-     * @generated from field: lavida.peer.v1.PeerError error = 7;
-     */
-    value: PeerError;
-    case: "error";
-  } | { case: undefined; value?: undefined };
+  frame:
+    | {
+        /**
+         * open starts the session; it must be the first frame.
+         *
+         * @generated from field: lavida.peer.v1.OpenSession open = 1;
+         */
+        value: OpenSession;
+        case: 'open';
+      }
+    | {
+        /**
+         * begin_step asks the serving side to start a diffusion step.
+         *
+         * @generated from field: lavida.peer.v1.BeginStep begin_step = 2;
+         */
+        value: BeginStep;
+        case: 'beginStep';
+      }
+    | {
+        /**
+         * projections carries one layer's Q/K/V of the driver's side.
+         *
+         * @generated from field: lavida.peer.v1.Projections projections = 3;
+         */
+        value: Projections;
+        case: 'projections';
+      }
+    | {
+        /**
+         * partial carries the partial attention of the serving side's queries over the driver's keys.
+         *
+         * @generated from field: lavida.peer.v1.PartialAttention partial = 4;
+         */
+        value: PartialAttention;
+        case: 'partial';
+      }
+    | {
+        /**
+         * chunk continues a chunked tensor of the previous frame.
+         *
+         * @generated from field: lavida.tensor.v1.TensorChunk chunk = 5;
+         */
+        value: TensorChunk;
+        case: 'chunk';
+      }
+    | {
+        /**
+         * close ends the session cleanly.
+         *
+         * @generated from field: lavida.peer.v1.CloseSession close = 6;
+         */
+        value: CloseSession;
+        case: 'close';
+      }
+    | {
+        /**
+         * error reports that the driver gave up on the session.
+         *
+         * @generated from field: lavida.peer.v1.PeerError error = 7;
+         */
+        value: PeerError;
+        case: 'error';
+      }
+    | { case: undefined; value?: undefined };
 };
 
 /**
  * Describes the message lavida.peer.v1.ExchangeRequest.
  * Use `create(ExchangeRequestSchema)` to create a new message.
  */
-export const ExchangeRequestSchema: GenMessage<ExchangeRequest> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 0);
+export const ExchangeRequestSchema: GenMessage<ExchangeRequest> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 0);
 
 /**
  * ExchangeResponse is a frame from the serving peer to the driver.
  *
  * @generated from message lavida.peer.v1.ExchangeResponse
  */
-export type ExchangeResponse = Message<"lavida.peer.v1.ExchangeResponse"> & {
+export type ExchangeResponse = Message<'lavida.peer.v1.ExchangeResponse'> & {
   /**
    * frame is the content of this message.
    *
    * @generated from oneof lavida.peer.v1.ExchangeResponse.frame
    */
-  frame: {
-    /**
-     * opened acknowledges OpenSession.
-     *
-     * @generated from field: lavida.peer.v1.SessionOpened opened = 1;
-     */
-    value: SessionOpened;
-    case: "opened";
-  } | {
-    /**
-     * projections carries one layer's Q/K/V of the serving side.
-     *
-     * @generated from field: lavida.peer.v1.Projections projections = 2;
-     */
-    value: Projections;
-    case: "projections";
-  } | {
-    /**
-     * partial carries the partial attention of the driver's queries over the serving side's keys.
-     *
-     * @generated from field: lavida.peer.v1.PartialAttention partial = 3;
-     */
-    value: PartialAttention;
-    case: "partial";
-  } | {
-    /**
-     * chunk continues a chunked tensor of the previous frame.
-     *
-     * @generated from field: lavida.tensor.v1.TensorChunk chunk = 4;
-     */
-    value: TensorChunk;
-    case: "chunk";
-  } | {
-    /**
-     * closed acknowledges CloseSession.
-     *
-     * @generated from field: lavida.peer.v1.SessionClosed closed = 5;
-     */
-    value: SessionClosed;
-    case: "closed";
-  } | { case: undefined; value?: undefined };
+  frame:
+    | {
+        /**
+         * opened acknowledges OpenSession.
+         *
+         * @generated from field: lavida.peer.v1.SessionOpened opened = 1;
+         */
+        value: SessionOpened;
+        case: 'opened';
+      }
+    | {
+        /**
+         * projections carries one layer's Q/K/V of the serving side.
+         *
+         * @generated from field: lavida.peer.v1.Projections projections = 2;
+         */
+        value: Projections;
+        case: 'projections';
+      }
+    | {
+        /**
+         * partial carries the partial attention of the driver's queries over the serving side's keys.
+         *
+         * @generated from field: lavida.peer.v1.PartialAttention partial = 3;
+         */
+        value: PartialAttention;
+        case: 'partial';
+      }
+    | {
+        /**
+         * chunk continues a chunked tensor of the previous frame.
+         *
+         * @generated from field: lavida.tensor.v1.TensorChunk chunk = 4;
+         */
+        value: TensorChunk;
+        case: 'chunk';
+      }
+    | {
+        /**
+         * closed acknowledges CloseSession.
+         *
+         * @generated from field: lavida.peer.v1.SessionClosed closed = 5;
+         */
+        value: SessionClosed;
+        case: 'closed';
+      }
+    | { case: undefined; value?: undefined };
 };
 
 /**
  * Describes the message lavida.peer.v1.ExchangeResponse.
  * Use `create(ExchangeResponseSchema)` to create a new message.
  */
-export const ExchangeResponseSchema: GenMessage<ExchangeResponse> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 1);
+export const ExchangeResponseSchema: GenMessage<ExchangeResponse> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 1);
 
 /**
  * OpenSession starts a session for one job attempt.
  *
  * @generated from message lavida.peer.v1.OpenSession
  */
-export type OpenSession = Message<"lavida.peer.v1.OpenSession"> & {
+export type OpenSession = Message<'lavida.peer.v1.OpenSession'> & {
   /**
    * session_id identifies the session in logs (the job id and attempt).
    *
@@ -219,15 +235,14 @@ export type OpenSession = Message<"lavida.peer.v1.OpenSession"> & {
  * Describes the message lavida.peer.v1.OpenSession.
  * Use `create(OpenSessionSchema)` to create a new message.
  */
-export const OpenSessionSchema: GenMessage<OpenSession> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 2);
+export const OpenSessionSchema: GenMessage<OpenSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 2);
 
 /**
  * SessionOpened acknowledges OpenSession.
  *
  * @generated from message lavida.peer.v1.SessionOpened
  */
-export type SessionOpened = Message<"lavida.peer.v1.SessionOpened"> & {
+export type SessionOpened = Message<'lavida.peer.v1.SessionOpened'> & {
   /**
    * session_id echoes OpenSession.session_id.
    *
@@ -247,15 +262,14 @@ export type SessionOpened = Message<"lavida.peer.v1.SessionOpened"> & {
  * Describes the message lavida.peer.v1.SessionOpened.
  * Use `create(SessionOpenedSchema)` to create a new message.
  */
-export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 3);
+export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 3);
 
 /**
  * BeginStep starts one diffusion step on the serving side.
  *
  * @generated from message lavida.peer.v1.BeginStep
  */
-export type BeginStep = Message<"lavida.peer.v1.BeginStep"> & {
+export type BeginStep = Message<'lavida.peer.v1.BeginStep'> & {
   /**
    * step is the diffusion step index, from 0.
    *
@@ -268,15 +282,14 @@ export type BeginStep = Message<"lavida.peer.v1.BeginStep"> & {
  * Describes the message lavida.peer.v1.BeginStep.
  * Use `create(BeginStepSchema)` to create a new message.
  */
-export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 4);
+export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 4);
 
 /**
  * Projections carries the rotary-embedded Q, K and V of one side for one joint layer.
  *
  * @generated from message lavida.peer.v1.Projections
  */
-export type Projections = Message<"lavida.peer.v1.Projections"> & {
+export type Projections = Message<'lavida.peer.v1.Projections'> & {
   /**
    * step is the diffusion step index.
    *
@@ -317,15 +330,14 @@ export type Projections = Message<"lavida.peer.v1.Projections"> & {
  * Describes the message lavida.peer.v1.Projections.
  * Use `create(ProjectionsSchema)` to create a new message.
  */
-export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 5);
+export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 5);
 
 /**
  * PartialAttention is the attention of one side's queries over the other side's keys only.
  *
  * @generated from message lavida.peer.v1.PartialAttention
  */
-export type PartialAttention = Message<"lavida.peer.v1.PartialAttention"> & {
+export type PartialAttention = Message<'lavida.peer.v1.PartialAttention'> & {
   /**
    * step is the diffusion step index.
    *
@@ -359,15 +371,14 @@ export type PartialAttention = Message<"lavida.peer.v1.PartialAttention"> & {
  * Describes the message lavida.peer.v1.PartialAttention.
  * Use `create(PartialAttentionSchema)` to create a new message.
  */
-export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 6);
+export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 6);
 
 /**
  * CloseSession ends a session.
  *
  * @generated from message lavida.peer.v1.CloseSession
  */
-export type CloseSession = Message<"lavida.peer.v1.CloseSession"> & {
+export type CloseSession = Message<'lavida.peer.v1.CloseSession'> & {
   /**
    * reason is free text for logs.
    *
@@ -380,15 +391,14 @@ export type CloseSession = Message<"lavida.peer.v1.CloseSession"> & {
  * Describes the message lavida.peer.v1.CloseSession.
  * Use `create(CloseSessionSchema)` to create a new message.
  */
-export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 7);
+export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 7);
 
 /**
  * SessionClosed acknowledges CloseSession.
  *
  * @generated from message lavida.peer.v1.SessionClosed
  */
-export type SessionClosed = Message<"lavida.peer.v1.SessionClosed"> & {
+export type SessionClosed = Message<'lavida.peer.v1.SessionClosed'> & {
   /**
    * steps is the number of steps the serving side ran.
    *
@@ -401,15 +411,14 @@ export type SessionClosed = Message<"lavida.peer.v1.SessionClosed"> & {
  * Describes the message lavida.peer.v1.SessionClosed.
  * Use `create(SessionClosedSchema)` to create a new message.
  */
-export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 8);
+export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 8);
 
 /**
  * PeerError reports a failure of the sending side.
  *
  * @generated from message lavida.peer.v1.PeerError
  */
-export type PeerError = Message<"lavida.peer.v1.PeerError"> & {
+export type PeerError = Message<'lavida.peer.v1.PeerError'> & {
   /**
    * code is a stable machine-readable code.
    *
@@ -429,8 +438,7 @@ export type PeerError = Message<"lavida.peer.v1.PeerError"> & {
  * Describes the message lavida.peer.v1.PeerError.
  * Use `create(PeerErrorSchema)` to create a new message.
  */
-export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/
-  messageDesc(file_lavida_peer_v1_peer, 9);
+export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 9);
 
 /**
  * Side names a branch of the model.
@@ -463,8 +471,7 @@ export enum Side {
 /**
  * Describes the enum lavida.peer.v1.Side.
  */
-export const SideSchema: GenEnum<Side> = /*@__PURE__*/
-  enumDesc(file_lavida_peer_v1_peer, 0);
+export const SideSchema: GenEnum<Side> = /*@__PURE__*/ enumDesc(file_lavida_peer_v1_peer, 0);
 
 /**
  * JointAttentionService links a generation-branch worker and an understanding-branch worker
@@ -485,10 +492,8 @@ export const JointAttentionService: GenService<{
    * @generated from rpc lavida.peer.v1.JointAttentionService.Exchange
    */
   exchange: {
-    methodKind: "bidi_streaming";
+    methodKind: 'bidi_streaming';
     input: typeof ExchangeRequestSchema;
     output: typeof ExchangeResponseSchema;
-  },
-}> = /*@__PURE__*/
-  serviceDesc(file_lavida_peer_v1_peer, 0);
-
+  };
+}> = /*@__PURE__*/ serviceDesc(file_lavida_peer_v1_peer, 0);

@@ -2,15 +2,18 @@
 // @generated from file lavida/tensor/v1/tensor.proto (package lavida.tensor.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Message } from "@bufbuild/protobuf";
+import type { GenEnum, GenFile, GenMessage } from '@bufbuild/protobuf/codegenv2';
+import { enumDesc, fileDesc, messageDesc } from '@bufbuild/protobuf/codegenv2';
+import type { Message } from '@bufbuild/protobuf';
 
 /**
  * Describes the file lavida/tensor/v1/tensor.proto.
  */
-export const file_lavida_tensor_v1_tensor: GenFile = /*@__PURE__*/
-  fileDesc("Ch1sYXZpZGEvdGVuc29yL3YxL3RlbnNvci5wcm90bxIQbGF2aWRhLnRlbnNvci52MSJ6CgZUZW5zb3ISKQoFZHR5cGUYASABKA4yGi5sYXZpZGEudGVuc29yLnYxLkRhdGFUeXBlEg0KBXNoYXBlGAIgAygNEgwKBGRhdGEYAyABKAwSEwoLY2h1bmtfY291bnQYBCABKA0SEwoLYnl0ZV9sZW5ndGgYBSABKA0iQQoLVGVuc29yQ2h1bmsSFAoMdGVuc29yX2luZGV4GAEgASgNEg4KBm9mZnNldBgCIAEoDRIMCgRkYXRhGAMgASgMKqoBCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABIVChFEQVRBX1RZUEVfRkxPQVQzMhABEhUKEURBVEFfVFlQRV9GTE9BVDE2EAISFgoSREFUQV9UWVBFX0JGTE9BVDE2EAMSEwoPREFUQV9UWVBFX0lOVDY0EAQSEwoPREFUQV9UWVBFX0lOVDMyEAUSEwoPREFUQV9UWVBFX1VJTlQ4EAZiBnByb3RvMw");
+export const file_lavida_tensor_v1_tensor: GenFile =
+  /*@__PURE__*/
+  fileDesc(
+    'Ch1sYXZpZGEvdGVuc29yL3YxL3RlbnNvci5wcm90bxIQbGF2aWRhLnRlbnNvci52MSJ6CgZUZW5zb3ISKQoFZHR5cGUYASABKA4yGi5sYXZpZGEudGVuc29yLnYxLkRhdGFUeXBlEg0KBXNoYXBlGAIgAygNEgwKBGRhdGEYAyABKAwSEwoLY2h1bmtfY291bnQYBCABKA0SEwoLYnl0ZV9sZW5ndGgYBSABKA0iQQoLVGVuc29yQ2h1bmsSFAoMdGVuc29yX2luZGV4GAEgASgNEg4KBm9mZnNldBgCIAEoDRIMCgRkYXRhGAMgASgMKqoBCghEYXRhVHlwZRIZChVEQVRBX1RZUEVfVU5TUEVDSUZJRUQQABIVChFEQVRBX1RZUEVfRkxPQVQzMhABEhUKEURBVEFfVFlQRV9GTE9BVDE2EAISFgoSREFUQV9UWVBFX0JGTE9BVDE2EAMSEwoPREFUQV9UWVBFX0lOVDY0EAQSEwoPREFUQV9UWVBFX0lOVDMyEAUSEwoPREFUQV9UWVBFX1VJTlQ4EAZiBnByb3RvMw',
+  );
 
 /**
  * Tensor is a dense row-major tensor as raw little-endian bytes.
@@ -21,7 +24,7 @@ export const file_lavida_tensor_v1_tensor: GenFile = /*@__PURE__*/
  *
  * @generated from message lavida.tensor.v1.Tensor
  */
-export type Tensor = Message<"lavida.tensor.v1.Tensor"> & {
+export type Tensor = Message<'lavida.tensor.v1.Tensor'> & {
   /**
    * dtype is the element type.
    *
@@ -63,15 +66,14 @@ export type Tensor = Message<"lavida.tensor.v1.Tensor"> & {
  * Describes the message lavida.tensor.v1.Tensor.
  * Use `create(TensorSchema)` to create a new message.
  */
-export const TensorSchema: GenMessage<Tensor> = /*@__PURE__*/
-  messageDesc(file_lavida_tensor_v1_tensor, 0);
+export const TensorSchema: GenMessage<Tensor> = /*@__PURE__*/ messageDesc(file_lavida_tensor_v1_tensor, 0);
 
 /**
  * TensorChunk carries a continuation piece of a chunked tensor.
  *
  * @generated from message lavida.tensor.v1.TensorChunk
  */
-export type TensorChunk = Message<"lavida.tensor.v1.TensorChunk"> & {
+export type TensorChunk = Message<'lavida.tensor.v1.TensorChunk'> & {
   /**
    * tensor_index is the index, among the chunked tensors of the preceding message in the order
    * they appear in it, of the tensor this piece belongs to.
@@ -99,8 +101,7 @@ export type TensorChunk = Message<"lavida.tensor.v1.TensorChunk"> & {
  * Describes the message lavida.tensor.v1.TensorChunk.
  * Use `create(TensorChunkSchema)` to create a new message.
  */
-export const TensorChunkSchema: GenMessage<TensorChunk> = /*@__PURE__*/
-  messageDesc(file_lavida_tensor_v1_tensor, 1);
+export const TensorChunkSchema: GenMessage<TensorChunk> = /*@__PURE__*/ messageDesc(file_lavida_tensor_v1_tensor, 1);
 
 /**
  * DataType is the element type of a tensor's raw bytes.
@@ -161,6 +162,4 @@ export enum DataType {
 /**
  * Describes the enum lavida.tensor.v1.DataType.
  */
-export const DataTypeSchema: GenEnum<DataType> = /*@__PURE__*/
-  enumDesc(file_lavida_tensor_v1_tensor, 0);
-
+export const DataTypeSchema: GenEnum<DataType> = /*@__PURE__*/ enumDesc(file_lavida_tensor_v1_tensor, 0);
