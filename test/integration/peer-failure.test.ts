@@ -29,7 +29,12 @@ describe('a joint-attention peer that dies or stalls mid-job', () => {
     const created = await postJob(system.apiUrl, { task: 'text-to-image', input: { prompt: 'two circles', seed: 3, steps: 16 } });
     assert.equal(created.status, 202);
     const id = String(created.json.id);
-    await waitFor(async () => ((await getJob(system.apiUrl, id)).progress?.step ?? 0) >= step, 20_000, `job ${id} to reach step ${step}`, 20);
+    await waitFor(
+      async () => ((await getJob(system.apiUrl, id)).progress?.step ?? 0) >= step,
+      20_000,
+      `job ${id} to reach step ${step}`,
+      20,
+    );
     return id;
   }
 
@@ -52,7 +57,10 @@ describe('a joint-attention peer that dies or stalls mid-job', () => {
     const job = await waitForJob(system.apiUrl, id, 30_000);
     assert.equal(job.status, 'succeeded', system.dump());
     assert.ok(job.timeline[0].attempts >= 2, `attempts ${job.timeline[0].attempts}`);
-    assert.ok(job.timeline[0].logs.every((l) => /\(retryable\): PEER_UNAVAILABLE/.test(l)), job.timeline[0].logs.join('\n'));
+    assert.ok(
+      job.timeline[0].logs.every((l) => /\(retryable\): PEER_UNAVAILABLE/.test(l)),
+      job.timeline[0].logs.join('\n'),
+    );
   });
 
   it('a stalled und-worker (SIGSTOP) misses the exchange deadline; the job succeeds after it resumes', async () => {

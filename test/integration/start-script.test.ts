@@ -27,36 +27,44 @@ describe('npm start (scripts/start.mjs)', () => {
     await launcher?.stop('SIGKILL');
   });
 
-  it('starts a local Redis when none answers, runs a job end to end, and stops everything on SIGTERM', { skip: !hasRedisServer && 'redis-server is not installed' }, async () => {
-    const [redisPort, apiPort, undPort, genPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-        API_HOST: '127.0.0.1',
-        API_PORT: String(apiPort),
-        GRPC_HOST: '127.0.0.1',
-        UND_GRPC_PORT: String(undPort),
-        GEN_GRPC_PORT: String(genPort),
-        UND_PEERS: `127.0.0.1:${undPort}`,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    launcher = new AppProcess('start', child);
-    await launcher.waitForLog(`no Redis at redis://127.0.0.1:${redisPort}; starting a local redis-server on port ${redisPort}`);
-    await launcher.waitForLog('listening', 30_000);
-    await waitFor(() => launcher!.lines.filter((l) => l.msg === 'consuming').length === 2, 20_000, 'both queue consumers');
+  it(
+    'starts a local Redis when none answers, runs a job end to end, and stops everything on SIGTERM',
+    { skip: !hasRedisServer && 'redis-server is not installed' },
+    async () => {
+      const [redisPort, apiPort, undPort, genPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+      const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+          API_HOST: '127.0.0.1',
+          API_PORT: String(apiPort),
+          GRPC_HOST: '127.0.0.1',
+          UND_GRPC_PORT: String(undPort),
+          GEN_GRPC_PORT: String(genPort),
+          UND_PEERS: `127.0.0.1:${undPort}`,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      launcher = new AppProcess('start', child);
+      await launcher.waitForLog(`no Redis at redis://127.0.0.1:${redisPort}; starting a local redis-server on port ${redisPort}`);
+      await launcher.waitForLog('listening', 30_000);
+      await waitFor(() => launcher!.lines.filter((l) => l.msg === 'consuming').length === 2, 20_000, 'both queue consumers');
 
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const created = await postJob(apiUrl, { task: 'text-to-image', input: { prompt: 'a yellow triangle', seed: 5 } });
-    assert.equal(created.status, 202);
-    const job = await waitForJob(apiUrl, String(created.json.id));
-    assert.equal(job.status, 'succeeded', launcher.output());
-    assert.equal((await fetch(job.output!.image)).status, 200);
+      const apiUrl = `http://127.0.0.1:${apiPort}`;
+      const created = await postJob(apiUrl, { task: 'text-to-image', input: { prompt: 'a yellow triangle', seed: 5 } });
+      assert.equal(created.status, 202);
+      const job = await waitForJob(apiUrl, String(created.json.id));
+      assert.equal(job.status, 'succeeded', launcher.output());
+      assert.equal((await fetch(job.output!.image)).status, 200);
 
-    await launcher.stop('SIGTERM');
-    assert.equal(launcher.exitCode, 0, launcher.output());
-    await waitFor(async () => !(await answers(redisPort)) && !(await answers(apiPort)) && !(await answers(undPort)), 10_000, 'every port to close');
-  });
+      await launcher.stop('SIGTERM');
+      assert.equal(launcher.exitCode, 0, launcher.output());
+      await waitFor(
+        async () => !(await answers(redisPort)) && !(await answers(apiPort)) && !(await answers(undPort)),
+        10_000,
+        'every port to close',
+      );
+    },
+  );
 });

@@ -10,7 +10,11 @@ export interface JobView {
   urls: { get: string };
 }
 
-export async function postJob(apiUrl: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+export async function postJob(
+  apiUrl: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(`${apiUrl}/v1/jobs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

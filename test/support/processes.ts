@@ -53,7 +53,8 @@ export class AppProcess {
       () => {
         const line = this.lines.find((l) => l.msg === msg);
         if (line) return line;
-        if (!this.running) throw new Error(`${this.name} exited (${this.exitCode ?? this.signal}) before logging "${msg}": ${this.output()}`);
+        if (!this.running)
+          throw new Error(`${this.name} exited (${this.exitCode ?? this.signal}) before logging "${msg}": ${this.output()}`);
         return undefined;
       },
       timeoutMs,

@@ -21,7 +21,9 @@ export async function startRedis(): Promise<TestRedis> {
     throw new Error('tests need Redis: set REDIS_URL, run a Docker engine, or install redis-server (apt-get install -y redis-server)');
   }
   const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: 'ignore',
+  });
   const url = `redis://127.0.0.1:${port}`;
   await waitFor(async () => ping(url), 10_000, 'local redis-server');
   return {
