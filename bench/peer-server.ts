@@ -16,7 +16,10 @@ if (!modelDir) throw new Error('usage: peer-server.js <model-dir>');
 const transport = defaultTransport();
 const pkg = await ModelPackage.load(modelDir, { branch: 'und' });
 const server = new Server(channelOptions(transport));
-server.addService(grpcServiceDefinition(JointAttentionService), jointAttentionService(pkg, { ...transport, workerId: `bench-und-${process.pid}` }));
+server.addService(
+  grpcServiceDefinition(JointAttentionService),
+  jointAttentionService(pkg, { ...transport, workerId: `bench-und-${process.pid}` }),
+);
 new HealthImplementation({ '': 'SERVING' }).addToServer(server);
 const port = await new Promise<number>((resolve, reject) => {
   server.bindAsync(`${HOST}:0`, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));

@@ -42,7 +42,13 @@ export function markdown(r: BenchResults): string {
     t.p99MsPerTensor,
   ]);
   const ratioRows = Object.entries(r.grpcOverTcp).map(([bytes, ratio]) => [size(Number(bytes)), ratio]);
-  const exchangeRow = (label: string, e: { count: number; p50Ms: number; p99Ms: number }, bytes: number | string) => [label, e.count, e.p50Ms, e.p99Ms, bytes];
+  const exchangeRow = (label: string, e: { count: number; p50Ms: number; p99Ms: number }, bytes: number | string) => [
+    label,
+    e.count,
+    e.p50Ms,
+    e.p99Ms,
+    bytes,
+  ];
   return [
     '# Lavida Serve bench',
     '',
@@ -57,29 +63,38 @@ export function markdown(r: BenchResults): string {
     '',
     `## Joint-layer exchange round trip (${r.model.name}, T=${s.textTokens} text tokens, ${s.rows} rows)`,
     '',
-    table(['exchange', 'count', 'p50 ms', 'p99 ms', 'payload bytes'], [
-      exchangeRow('step (BeginStep → layer-0 q,k,v)', x.step, x.step.bytes),
-      exchangeRow('partial (out,lse → next q,k,v)', x.partial, x.partial.bytes),
-      exchangeRow('open', x.open, x.open.bytes),
-      exchangeRow('close', x.close, x.close.bytes),
-      exchangeRow('bare gRPC ping (health Check)', s.healthPing, '–'),
-    ]),
+    table(
+      ['exchange', 'count', 'p50 ms', 'p99 ms', 'payload bytes'],
+      [
+        exchangeRow('step (BeginStep → layer-0 q,k,v)', x.step, x.step.bytes),
+        exchangeRow('partial (out,lse → next q,k,v)', x.partial, x.partial.bytes),
+        exchangeRow('open', x.open, x.open.bytes),
+        exchangeRow('close', x.close, x.close.bytes),
+        exchangeRow('bare gRPC ping (health Check)', s.healthPing, '–'),
+      ],
+    ),
     '',
     `## Text-to-image, ${s.steps} steps, seed ${r.model.seed} (tokens identical: ${s.tokensIdentical ? 'yes' : 'NO'})`,
     '',
-    table(['runtime', 'runs', 'median ms'], [
-      ['single process (LocalJointPeer, branch all)', s.runsMs.single.length, s.medianMs.single],
-      ['split (GrpcJointPeer → und child)', s.runsMs.split.length, s.medianMs.split],
-      ['ratio split / single', '', s.splitOverSingle],
-    ]),
+    table(
+      ['runtime', 'runs', 'median ms'],
+      [
+        ['single process (LocalJointPeer, branch all)', s.runsMs.single.length, s.medianMs.single],
+        ['split (GrpcJointPeer → und child)', s.runsMs.split.length, s.medianMs.split],
+        ['ratio split / single', '', s.splitOverSingle],
+      ],
+    ),
     '',
     '## Traffic per image',
     '',
-    table(['what', 'bytes'], [
-      [`partial-attention protocol, measured (${s.exchangesPerImage} exchanges)`, s.bytesPerImage],
-      [`image-side K,V instead, per joint layer per step (2·${s.rows}·H·${s.imageTokens}·D·4)`, s.imageKvBytesPerLayerStep],
-      [`image-side K,V instead, per image (× ${s.jointLayers} layers × ${s.steps} steps)`, s.imageKvBytesPerImage],
-    ]),
+    table(
+      ['what', 'bytes'],
+      [
+        [`partial-attention protocol, measured (${s.exchangesPerImage} exchanges)`, s.bytesPerImage],
+        [`image-side K,V instead, per joint layer per step (2·${s.rows}·H·${s.imageTokens}·D·4)`, s.imageKvBytesPerLayerStep],
+        [`image-side K,V instead, per image (× ${s.jointLayers} layers × ${s.steps} steps)`, s.imageKvBytesPerImage],
+      ],
+    ),
     '',
   ].join('\n');
 }

@@ -49,7 +49,12 @@ async function main(): Promise<void> {
   console.error('bench: tensor throughput, gRPC vs TCP …');
   const sink = await startChild<{ grpcPort: number; tcpPort: number }>(join(HERE, 'sink-server.js'), [], READY_TIMEOUT_MS);
   children.push(sink);
-  const throughput = await measureThroughput(sink.ready, transport, { sizes: [MIB, 8 * MIB], warmupSeconds: 0.5, rounds: 4, blockSeconds: 0.75 });
+  const throughput = await measureThroughput(sink.ready, transport, {
+    sizes: [MIB, 8 * MIB],
+    warmupSeconds: 0.5,
+    rounds: 4,
+    blockSeconds: 0.75,
+  });
   // The sink would only compete for the two cores with what follows.
   await stopChildren();
 
@@ -59,7 +64,13 @@ async function main(): Promise<void> {
   const gen = await ModelPackage.load(MODEL_DIR, { branch: 'gen' });
   const all = await ModelPackage.load(MODEL_DIR, { branch: 'all' });
   const request = { prompt: 'a red circle left of a blue square', seed: 7 };
-  const split = await measureSplit(peer.ready.port, gen, all, transport, { request, warmupRuns: 3, runs: 20, pings: 1000, pingWarmup: 100 });
+  const split = await measureSplit(peer.ready.port, gen, all, transport, {
+    request,
+    warmupRuns: 3,
+    runs: 20,
+    pings: 1000,
+    pingWarmup: 100,
+  });
   await stopChildren();
   await Promise.all([gen.release(), all.release()]);
 

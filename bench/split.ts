@@ -1,6 +1,14 @@
 import { credentials, makeGenericClientConstructor, type Client, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { conditioningText, LocalJointPeer, textToImage, WordTokenizer, type JointPeer, type ModelPackage, type TextToImageRequest } from '@lavida/model';
+import {
+  conditioningText,
+  LocalJointPeer,
+  textToImage,
+  WordTokenizer,
+  type JointPeer,
+  type ModelPackage,
+  type TextToImageRequest,
+} from '@lavida/model';
 import { channelOptions, GrpcJointPeer, type TransportOptions } from '@lavida/wire';
 import { HOST, median, percentile, round, summarize, type Summary } from './support.js';
 
@@ -128,7 +136,9 @@ export async function measureSplit(
     // The split runtime must be exact: any token that differs fails the whole bench.
     reference ??= result.tokens;
     if (result.tokens.join() !== reference.join()) {
-      throw new Error(`split and single-process tokens differ for seed ${plan.request.seed} (${mode} run, ${firstDifference(reference, result.tokens)})`);
+      throw new Error(
+        `split and single-process tokens differ for seed ${plan.request.seed} (${mode} run, ${firstDifference(reference, result.tokens)})`,
+      );
     }
     if (mode === 'split') {
       if (perImage && (perImage.bytes !== imageBytes || perImage.exchanges !== imageExchanges)) {

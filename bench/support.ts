@@ -61,13 +61,15 @@ export async function startChild<R>(script: string, args: string[], timeoutMs: n
         clearTimeout(timer);
         fn();
       };
-      lines.once('line', (line) => settle(() => {
-        try {
-          resolve(JSON.parse(line) as R);
-        } catch {
-          reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its ready line`));
-        }
-      }));
+      lines.once('line', (line) =>
+        settle(() => {
+          try {
+            resolve(JSON.parse(line) as R);
+          } catch {
+            reject(new Error(`${name} printed ${JSON.stringify(line)} instead of its ready line`));
+          }
+        }),
+      );
       child.once('error', (error) => settle(() => reject(error)));
       child.once('exit', (code, signal) => settle(() => reject(new Error(`${name} exited (${signal ?? code}) before it was ready`))));
     });

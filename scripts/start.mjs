@@ -33,7 +33,11 @@ function reachable(host, port) {
 }
 
 function run(name, command, args, env = {}) {
-  const child = spawn(command, args, { cwd: root, env: { ...process.env, REDIS_URL: redisUrl.toString(), ...env }, stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = spawn(command, args, {
+    cwd: root,
+    env: { ...process.env, REDIS_URL: redisUrl.toString(), ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   children.push({ name, child });
   child.on('exit', (code, signal) => {
     if (stopping) return;

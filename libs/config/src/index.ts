@@ -40,7 +40,12 @@ const schema = z.object({
   UND_PEERS: z
     .string()
     .default('127.0.0.1:50051')
-    .transform((value) => value.split(',').map((peer) => peer.trim()).filter(Boolean))
+    .transform((value) =>
+      value
+        .split(',')
+        .map((peer) => peer.trim())
+        .filter(Boolean),
+    )
     .pipe(z.array(hostPort).min(1)),
   /** Deadline of one joint-layer exchange, and of opening a session. @defaultValue 10000 */
   EXCHANGE_TIMEOUT_MS: int(1, 600_000).default(10_000),

@@ -67,9 +67,7 @@ export interface PipelineResult {
 }
 
 /** Discriminated union of queued jobs. */
-export type QueuedJob =
-  | { name: JobName.Pipeline; data: PipelineJobData }
-  | { name: JobName.Generate; data: GenerateJobData };
+export type QueuedJob = { name: JobName.Pipeline; data: PipelineJobData } | { name: JobName.Generate; data: GenerateJobData };
 
 /** Public job states, after Replicate's predictions. */
 export type JobStatus = 'queued' | 'processing' | 'succeeded' | 'failed' | 'canceled';

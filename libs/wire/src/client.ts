@@ -1,4 +1,11 @@
-import { credentials as grpcCredentials, makeGenericClientConstructor, type ChannelCredentials, type Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import {
+  credentials as grpcCredentials,
+  makeGenericClientConstructor,
+  type ChannelCredentials,
+  type Client,
+  type ClientDuplexStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import {
   ExchangeRequestSchema,
@@ -112,7 +119,13 @@ class GrpcLink implements JointLink {
     });
   }
 
-  static async open(client: Client, address: string, request: OpenRequest, options: GrpcJointPeerOptions, signal?: AbortSignal): Promise<GrpcLink> {
+  static async open(
+    client: Client,
+    address: string,
+    request: OpenRequest,
+    options: GrpcJointPeerOptions,
+    signal?: AbortSignal,
+  ): Promise<GrpcLink> {
     const call = (client as unknown as { exchange: () => Exchange }).exchange();
     const link = new GrpcLink(call, address, options);
     signal?.addEventListener('abort', () => {
@@ -178,10 +191,13 @@ class GrpcLink implements JointLink {
   }
 
   private projections(frame: ExchangeResponse, step: number, layer: number): Projections {
-    if (frame.frame.case !== 'projections') throw new PeerProtocolError(`peer ${this.peer} answered with ${frame.frame.case}, expected projections`);
+    if (frame.frame.case !== 'projections')
+      throw new PeerProtocolError(`peer ${this.peer} answered with ${frame.frame.case}, expected projections`);
     const p = frame.frame.value;
     if (p.step !== step || p.layer !== layer) {
-      throw new PeerProtocolError(`peer ${this.peer} sent projections for step ${p.step} layer ${p.layer}, expected step ${step} layer ${layer}`);
+      throw new PeerProtocolError(
+        `peer ${this.peer} sent projections for step ${p.step} layer ${p.layer}, expected step ${step} layer ${layer}`,
+      );
     }
     if (!p.q || !p.k || !p.v) throw new PeerProtocolError(`peer ${this.peer} sent projections without q, k and v`);
     return { q: decodeTensor(p.q, 'q'), k: decodeTensor(p.k, 'k'), v: decodeTensor(p.v, 'v') };

@@ -86,7 +86,9 @@ export function decodeTensor(wire: WireTensor, name: string): Tensor {
   const size = elementBytes(wire.dtype);
   const count = wire.shape.reduce((a, b) => a * b, 1);
   if (wire.data.length !== count * size) {
-    throw new WireFormatError(`tensor ${name} has ${wire.data.length} bytes, but shape [${wire.shape.join(',')}] of ${DataType[wire.dtype]} needs ${count * size}`);
+    throw new WireFormatError(
+      `tensor ${name} has ${wire.data.length} bytes, but shape [${wire.shape.join(',')}] of ${DataType[wire.dtype]} needs ${count * size}`,
+    );
   }
   const copy = new Uint8Array(wire.data.length);
   copy.set(wire.data);
@@ -135,14 +137,19 @@ export class FrameAssembler<F> {
       if (!tensor) continue;
       const size = elementBytes(tensor.dtype);
       const expected = tensor.shape.reduce((a, b) => a * b, 1) * size;
-      if (expected > this.maxTensorBytes) throw new WireFormatError(`tensor of ${expected} bytes exceeds the limit of ${this.maxTensorBytes}`);
+      if (expected > this.maxTensorBytes)
+        throw new WireFormatError(`tensor of ${expected} bytes exceeds the limit of ${this.maxTensorBytes}`);
       const pieces = Math.max(1, tensor.chunkCount);
       if (tensor.byteLength !== expected && !(pieces === 1 && tensor.byteLength === 0)) {
-        throw new WireFormatError(`tensor declares ${tensor.byteLength} bytes, but shape [${tensor.shape.join(',')}] of ${DataType[tensor.dtype]} needs ${expected}`);
+        throw new WireFormatError(
+          `tensor declares ${tensor.byteLength} bytes, but shape [${tensor.shape.join(',')}] of ${DataType[tensor.dtype]} needs ${expected}`,
+        );
       }
       if (pieces === 1) {
         if (tensor.data.length !== expected) {
-          throw new WireFormatError(`tensor has ${tensor.data.length} bytes, but shape [${tensor.shape.join(',')}] of ${DataType[tensor.dtype]} needs ${expected}`);
+          throw new WireFormatError(
+            `tensor has ${tensor.data.length} bytes, but shape [${tensor.shape.join(',')}] of ${DataType[tensor.dtype]} needs ${expected}`,
+          );
         }
         continue;
       }
@@ -161,7 +168,8 @@ export class FrameAssembler<F> {
     const target = this.pending[chunk.tensorIndex];
     if (!target) throw new WireFormatError(`chunk for tensor ${chunk.tensorIndex}, but only ${this.pending.length} are chunked`);
     const previous = this.pending.slice(0, chunk.tensorIndex);
-    if (previous.some((p) => p.piecesLeft > 0)) throw new WireFormatError(`chunk for tensor ${chunk.tensorIndex} before tensor ${chunk.tensorIndex - 1} was complete`);
+    if (previous.some((p) => p.piecesLeft > 0))
+      throw new WireFormatError(`chunk for tensor ${chunk.tensorIndex} before tensor ${chunk.tensorIndex - 1} was complete`);
     if (chunk.offset !== target.filled) throw new WireFormatError(`chunk at offset ${chunk.offset}, expected ${target.filled}`);
     if (target.piecesLeft === 0 || target.filled + chunk.data.length > target.buffer.length) {
       throw new WireFormatError(`chunks of tensor ${chunk.tensorIndex} overrun its ${target.buffer.length} bytes`);

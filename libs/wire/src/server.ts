@@ -1,12 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
-import {
-  ExchangeResponseSchema,
-  Side,
-  type ExchangeRequest,
-  type ExchangeResponse,
-} from '@lavida/proto';
+import { ExchangeResponseSchema, Side, type ExchangeRequest, type ExchangeResponse } from '@lavida/proto';
 import { InvalidInputError, ModelMismatchError, PeerProtocolError } from '@lavida/contracts';
 import { TextSideSession, type ModelPackage, type Projections } from '@lavida/model';
 import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js';
@@ -91,7 +86,8 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
             if (open.modelName !== name || open.modelVersion !== version) {
               throw new ModelMismatchError(`driver runs ${open.modelName}@${open.modelVersion}, this peer serves ${name}@${version}`);
             }
-            if (open.serveSide !== Side.TEXT) throw new InvalidInputError(`this peer serves the text side, asked for ${Side[open.serveSide]}`);
+            if (open.serveSide !== Side.TEXT)
+              throw new InvalidInputError(`this peer serves the text side, asked for ${Side[open.serveSide]}`);
             if (!open.textIds || !open.textPositions) throw new InvalidInputError('open needs text_ids and text_positions');
             session = TextSideSession.open(pkg, {
               sessionId: open.sessionId,
@@ -99,7 +95,10 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
               textPositions: decodeTensor(open.textPositions, 'text_positions'),
               stopAfterLayer: open.stopAfterLayer,
             });
-            await send({ case: 'opened', value: { $typeName: 'lavida.peer.v1.SessionOpened', sessionId, workerId: options.workerId } }, undefined);
+            await send(
+              { case: 'opened', value: { $typeName: 'lavida.peer.v1.SessionOpened', sessionId, workerId: options.workerId } },
+              undefined,
+            );
             return;
           }
           case 'beginStep': {
@@ -110,7 +109,10 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
           case 'partial': {
             const { step, layer, out, lse } = frame.value;
             if (!out || !lse) throw new InvalidInputError('partial needs out and lse');
-            const next = await session!.partial(step, layer, { out: decodeTensor(out, 'partial.out'), lse: decodeTensor(lse, 'partial.lse') });
+            const next = await session!.partial(step, layer, {
+              out: decodeTensor(out, 'partial.out'),
+              lse: decodeTensor(lse, 'partial.lse'),
+            });
             await projections(step, layer + 1, next);
             return;
           }

@@ -1,11 +1,5 @@
 import { status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
-import {
-  InvalidInputError,
-  LavidaError,
-  ModelMismatchError,
-  PeerProtocolError,
-  PeerUnavailableError,
-} from '@lavida/contracts';
+import { InvalidInputError, LavidaError, ModelMismatchError, PeerProtocolError, PeerUnavailableError } from '@lavida/contracts';
 import { WireFormatError } from './codec.js';
 
 /** The gRPC status a server answers for an error (INVALID_ARGUMENT for bad tensors and frames). */

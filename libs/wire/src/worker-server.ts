@@ -1,4 +1,11 @@
-import { Server, ServerCredentials, status, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
 import { HealthImplementation } from 'grpc-health-check';
 import {
@@ -30,7 +37,10 @@ export function modelMetadataService(pkg: ModelPackage): UntypedServiceImplement
     }),
   });
   return {
-    getModelMetadata: (_call: ServerUnaryCall<GetModelMetadataRequest, GetModelMetadataResponse>, callback: sendUnaryData<GetModelMetadataResponse>) => {
+    getModelMetadata: (
+      _call: ServerUnaryCall<GetModelMetadataRequest, GetModelMetadataResponse>,
+      callback: sendUnaryData<GetModelMetadataResponse>,
+    ) => {
       callback(null, response);
     },
   };

@@ -28,7 +28,13 @@ export class ErrorFilter implements ExceptionFilter {
       if (typeof payload === 'object' && payload && 'code' in payload) return { status, ...(payload as Omit<ErrorBody, 'status'>) };
       const detail = (payload as { message?: unknown }).message;
       const message =
-        typeof payload === 'string' ? payload : Array.isArray(detail) ? detail.join('; ') : typeof detail === 'string' ? detail : exception.message;
+        typeof payload === 'string'
+          ? payload
+          : Array.isArray(detail)
+            ? detail.join('; ')
+            : typeof detail === 'string'
+              ? detail
+              : exception.message;
       return { status, code: HttpStatus[status]?.toLowerCase() ?? 'error', message };
     }
     // body-parser errors (malformed JSON, body too large) carry their own 4xx status.

@@ -12,7 +12,11 @@ export class JobController {
 
   @Post()
   @HttpCode(202)
-  async create(@Body(new ZodValidationPipe(CreateJobSchema)) body: CreateJob, @Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<JobDto> {
+  async create(
+    @Body(new ZodValidationPipe(CreateJobSchema)) body: CreateJob,
+    @Req() req: Request,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<JobDto> {
     const job = await this.jobs.create(body, baseUrl(req));
     res.setHeader('Location', job.urls.get);
     return job;

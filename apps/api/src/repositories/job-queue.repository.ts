@@ -2,7 +2,14 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { artifactKey, CONFIG, type Config } from '@lavida/config';
-import { JobName, QueueName, type GenerateJobData, type GenerateResult, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
+import {
+  JobName,
+  QueueName,
+  type GenerateJobData,
+  type GenerateResult,
+  type PipelineJobData,
+  type PipelineResult,
+} from '@lavida/contracts';
 
 /** The API's view of Redis: pipeline jobs, their stage jobs, and artefacts. */
 @Injectable()

@@ -27,7 +27,14 @@ export class GenerationService {
     const result = await textToImage(
       this.pkg,
       this.peer,
-      { prompt: data.prompt, seed: data.seed, steps: data.steps, guidance: data.guidance, temperature: data.temperature, luminance: data.luminance },
+      {
+        prompt: data.prompt,
+        seed: data.seed,
+        steps: data.steps,
+        guidance: data.guidance,
+        temperature: data.temperature,
+        luminance: data.luminance,
+      },
       {
         sessionId: `${data.jobId}/${attempt}`,
         signal,
