@@ -39,10 +39,13 @@ export async function startRedis(): Promise<TestRedis> {
 async function tryContainer(): Promise<TestRedis | undefined> {
   try {
     const { GenericContainer } = await import('testcontainers');
+    let timer: NodeJS.Timeout | undefined;
     const started = await Promise.race([
       new GenericContainer('redis:7-alpine').withExposedPorts(6379).start(),
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 60_000)),
-    ]);
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), 60_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
     return {
       url: `redis://${started.getHost()}:${started.getMappedPort(6379)}`,
       source: 'testcontainers',
