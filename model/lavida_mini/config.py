@@ -28,6 +28,8 @@ class ModelConfig:
     codebook_size: int          # K; image mask id = K
     image_channels: int = 3
     tokenizer: str = "word-v1"
+    # Editing: VQ-condition tokens on the generation branch use ids K+1 .. 2K (their own embeddings).
+    edit_conditions: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.joint_layers <= self.num_layers:
@@ -49,6 +51,11 @@ class ModelConfig:
 
     @property
     def image_vocab_size(self) -> int:
+        return self.codebook_size + 1 + (self.codebook_size if self.edit_conditions else 0)
+
+    @property
+    def condition_offset(self) -> int:
+        """Image-embedding id of condition code 0 (editing)."""
         return self.codebook_size + 1
 
     @property
@@ -83,4 +90,28 @@ FIXTURE = ModelConfig(
     codebook_size=64,
 )
 
-CONFIGS: Dict[str, ModelConfig] = {"fixture": FIXTURE}
+# lavida-o-mini: the model trained on the Shapes world. codebook_size is set from the label codebook.
+MINI = ModelConfig(
+    name="mini",
+    num_layers=4,
+    joint_layers=2,
+    und_hidden=192,
+    gen_hidden=128,
+    und_ffn=512,
+    gen_ffn=384,
+    heads=4,
+    head_dim=32,
+    rope_theta=10000.0,
+    norm_eps=1e-5,
+    max_text_len=160,
+    image_locality_slopes=(0.0, 0.5, 1.0, 2.0),
+    image_width=64,
+    image_height=64,
+    grid_rows=8,
+    grid_cols=8,
+    patch=8,
+    codebook_size=8192,
+    edit_conditions=True,
+)
+
+CONFIGS: Dict[str, ModelConfig] = {"fixture": FIXTURE, "mini": MINI}

@@ -99,12 +99,15 @@ class Layer(nn.Module):
         self.gen = Branch(cfg.gen_hidden, cfg.gen_ffn, cfg.heads, cfg.head_dim, cfg.norm_eps)
 
 
-def locality_bias(num_tokens, grid_cols: int, slopes: torch.Tensor) -> torch.Tensor:
+def locality_bias(num_tokens, grid_cols: int, slopes: torch.Tensor, grid_tokens: int = 0) -> torch.Tensor:
     """2D locality bias for image tokens in raster order: [H, I, I] = -slope_h * euclidean cell distance.
 
-    num_tokens may be a traced size (the ONNX graphs keep I dynamic).
+    num_tokens may be a traced size (the ONNX graphs keep I dynamic). With grid_tokens, token i sits on
+    cell i mod grid_tokens, so an editing condition grid and the output grid overlap in space.
     """
     idx = torch.arange(num_tokens)
+    if grid_tokens:
+        idx = idx % grid_tokens
     row = torch.div(idx, grid_cols, rounding_mode="floor").to(torch.float32)
     col = (idx % grid_cols).to(torch.float32)
     dr = row[:, None] - row[None, :]
@@ -172,7 +175,7 @@ class ElasticMoT(nn.Module):
     def _image_bias(self, num_image_tokens: int) -> torch.Tensor:
         """[H, I, I] locality bias from grid-cell coordinates (torch.cdist, independent of the segments)."""
         cols = self.cfg.grid_cols
-        idx = torch.arange(num_image_tokens)
+        idx = torch.arange(num_image_tokens) % self.cfg.num_image_tokens
         cells = torch.stack((idx // cols, idx % cols), dim=-1).to(torch.float32)
         dist = torch.cdist(cells, cells, compute_mode="donot_use_mm_for_euclid_dist")
         return -self.slopes.view(-1, 1, 1) * dist

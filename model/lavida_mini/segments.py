@@ -92,12 +92,13 @@ class GenJoint(nn.Module):
         self.branch: Branch = model.layers[layer].gen
         self.rotary: Rotary = model.rotary
         self.grid_cols = model.cfg.grid_cols
+        self.grid_tokens = model.cfg.num_image_tokens
         self.register_buffer("slopes", model.slopes.clone(), persistent=False)
 
     def forward(self, hidden, positions, text_q, text_k, text_v):
         cos, sin = self.rotary.cos_sin(positions)
         q, k, v = self.branch.qkv(hidden, cos, sin)
-        bias_ii = locality_bias(hidden.shape[1], self.grid_cols, self.slopes)      # [H, I, I]
+        bias_ii = locality_bias(hidden.shape[1], self.grid_cols, self.slopes, self.grid_tokens)      # [H, I, I]
         bias = torch.cat((torch.zeros_like(bias_ii[:, :, :1]).expand(-1, -1, text_k.shape[2]), bias_ii), dim=-1)
         attn, _ = partial_attention(q, torch.cat((text_k, k), dim=2), torch.cat((text_v, v), dim=2), bias)
         hidden_out = self.branch.finish(hidden, attn)
@@ -136,11 +137,12 @@ class GenTail(nn.Module):
         self.norm = model.gen_norm
         self.head = model.image_head
         self.grid_cols = model.cfg.grid_cols
+        self.grid_tokens = model.cfg.num_image_tokens
         self.register_buffer("slopes", model.slopes.clone(), persistent=False)
 
     def forward(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         cos, sin = self.rotary.cos_sin(positions)
-        bias = locality_bias(hidden.shape[1], self.grid_cols, self.slopes)
+        bias = locality_bias(hidden.shape[1], self.grid_cols, self.slopes, self.grid_tokens)
         for branch in self.branches:
             q, k, v = branch.qkv(hidden, cos, sin)
             attn, _ = partial_attention(q, k, v, bias)
