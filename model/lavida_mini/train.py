@@ -1,0 +1,362 @@
+"""Trains lavida-o-mini on prepared Shapes-world data (see prepare.py). Resumable.
+
+    python3 -m lavida_mini.train --data PREPARED --out CKPT_DIR [--minutes 90] [--steps N] [--device cpu|cuda]
+
+One masked cross-entropy over text and image tokens, a task drawn per batch:
+  t2i           prompt (+ LUMINANCE micro-conditioning) -> image; prompt dropout 0.1 for guidance
+  t2i_plan      prompt + layout plan -> image
+  t2i_feedback  prompt + the critique of an earlier attempt (its image as semantic tokens) -> image
+  exp           modality-aware masking: a fully masked image collapses into one [exp] text token
+  plan          prompt -> layout boxes (coordinate tokens)
+  und           image + question -> answer / description
+  ground        image + referring expression -> box, 4 coordinate tokens decoded in parallel
+  edit          instruction + VQ condition tokens (generation branch) -> edited image
+  reflect       image + prompt -> verdict and reason
+The text branch stops after the joint layers when only image tokens are predicted, and the image
+branch is absent for text-only tasks (elastic activation).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, replace
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CONFIGS, ModelConfig
+from .model import ElasticMoT, RMSNorm
+from .tokenizer import WordTokenizer
+
+TASKS: Dict[str, float] = {
+    "t2i": 0.30, "t2i_plan": 0.10, "t2i_feedback": 0.05, "exp": 0.03, "plan": 0.10,
+    "und": 0.14, "ground": 0.10, "edit": 0.10, "reflect": 0.08,
+}
+ANSWER_LEN = {"und": 24, "reflect": 16, "plan": 44}
+PROMPT_DROPOUT = 0.1
+
+
+class SemanticEncoder(nn.Module):
+    """The text side's view of an image (the role SigLIP plays): label-patch codes -> d_u features."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(cfg.codebook_size, cfg.und_hidden)
+        self.pos = nn.Parameter(torch.zeros(cfg.num_image_tokens, cfg.und_hidden))
+        self.norm = RMSNorm(cfg.und_hidden, cfg.norm_eps)
+        self.proj = nn.Linear(cfg.und_hidden, cfg.und_hidden, bias=False)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(self.embed(codes) + self.pos))
+
+
+class Mini(nn.Module):
+    """ElasticMoT plus the semantic encoder: everything that is trained."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.core = ElasticMoT(cfg, text_vocab_size=vocab_size)
+        self.sem = SemanticEncoder(cfg)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                nn.init.normal_(p, std=0.02)
+        nn.init.zeros_(self.sem.pos)
+
+    def forward(self, text_ids, text_pad, prefix, image_ids, need_text: bool):
+        """text_ids/text_pad [B,T]; prefix codes [B,64] or None; image_ids [B,I] or None.
+
+        Returns text logits [B, P+T, V] (or None) and image logits [B, I, K] (or None).
+        """
+        m, cfg = self.core, self.cfg
+        H, D = cfg.heads, cfg.head_dim
+        ht = m.text_embed(text_ids)
+        pad = text_pad
+        if prefix is not None:
+            ht = torch.cat((self.sem(prefix), ht), 1)
+            pad = torch.cat((torch.zeros(prefix.shape, dtype=torch.bool, device=pad.device), pad), 1)
+        B, T = pad.shape
+        I = 0 if image_ids is None else image_ids.shape[1]
+        hi = m.image_embed(image_ids) if I else None
+        S = T + I
+        pos = torch.arange(S, device=ht.device)
+        cos, sin = m.rotary.cos_sin(pos)
+        key_pad = torch.zeros(B, S, dtype=torch.bool, device=ht.device)
+        key_pad[:, :T] = pad
+        neg = torch.finfo(ht.dtype).min
+        pad_bias = torch.where(key_pad, neg, 0.0)[:, None, None, :]          # [B,1,1,S]
+        img_bias = m._image_bias(I).to(ht.device) if I else None              # [H,I,I]
+
+        def heads(x, w):
+            return w(x).view(B, x.shape[1], H, D).transpose(1, 2)
+
+        def rope(x, c, s):
+            half = D // 2
+            return x * c + torch.cat((-x[..., half:], x[..., :half]), -1) * s
+
+        def attend(q, k, v, bias):
+            scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(D) + bias
+            return torch.matmul(torch.softmax(scores, -1), v)
+
+        for l, layer in enumerate(m.layers):
+            u, g = layer.und, layer.gen
+            text_alive = need_text or l < cfg.joint_layers
+            if layer.joint and I:
+                nt, ni = u.attn_norm(ht), g.attn_norm(hi)
+                q = rope(torch.cat((heads(nt, u.wq), heads(ni, g.wq)), 2), cos, sin)
+                k = rope(torch.cat((heads(nt, u.wk), heads(ni, g.wk)), 2), cos, sin)
+                v = torch.cat((heads(nt, u.wv), heads(ni, g.wv)), 2)
+                bias = pad_bias.expand(B, H, S, S).clone()
+                bias[:, :, T:, T:] += img_bias
+                out = attend(q, k, v, bias)
+                ht = u.finish(ht, out[:, :, :T])
+                hi = g.finish(hi, out[:, :, T:])
+                continue
+            if text_alive:
+                nt = u.attn_norm(ht)
+                c, s = cos[:T], sin[:T]
+                out = attend(rope(heads(nt, u.wq), c, s), rope(heads(nt, u.wk), c, s), heads(nt, u.wv), pad_bias[..., :T])
+                ht = u.finish(ht, out)
+            if I:
+                ni = g.attn_norm(hi)
+                c, s = cos[T:], sin[T:]
+                out = attend(rope(heads(ni, g.wq), c, s), rope(heads(ni, g.wk), c, s), heads(ni, g.wv), img_bias)
+                hi = g.finish(hi, out)
+        text_logits = m.text_head(m.und_norm(ht)) if need_text else None
+        image_logits = m.image_head(m.gen_norm(hi)) if I else None
+        return text_logits, image_logits
+
+
+class Data:
+    """Prepared data: samples, image tokens, vocabulary; builds one task's batch."""
+
+    def __init__(self, folder: str) -> None:
+        self.tokens = np.load(os.path.join(folder, "tokens.npy")).astype(np.int64)
+        with open(os.path.join(folder, "samples.jsonl")) as f:
+            self.samples = [json.loads(line) for line in f]
+        self.vocab = json.load(open(os.path.join(folder, "vocab.json")))
+        self.tok = WordTokenizer(self.vocab)
+        self.sp = self.tok.special_tokens
+        self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
+
+    def enc(self, text: str) -> List[int]:
+        return self.tok.encode(text)
+
+    def layout(self, items) -> List[int]:
+        ids: List[int] = []
+        for it in items:
+            ids += [self.sp["box_begin"], *self.enc(f"{it['colour']} {it['shape']}"), self.sp["box_end"], self.sp["loc_begin"]]
+            ids += [self.tok.loc_id(b) for b in it["bins"]] + [self.sp["loc_end"]]
+        return ids
+
+    def answer(self, ids: List[int], length: int) -> List[int]:
+        ids = ids[: length - 1] + [self.sp["eos"]]
+        return ids + [self.sp["eos"]] * (length - len(ids))
+
+    def example(self, task: str, r: dict, rng: np.random.Generator):
+        """(text ids, text targets (-100 = none), prefix codes or None, image ids or None, image targets or None)."""
+        mask = self.sp["mask"]
+        K = None
+        img = self.tokens
+
+        def masked(target: List[int]) -> Tuple[List[int], List[int]]:
+            t = rng.uniform(0.0, 1.0)
+            m = rng.uniform(size=len(target)) < t
+            if not m.any():
+                m[rng.integers(len(target))] = True
+            return [mask if mi else x for x, mi in zip(target, m)], [x if mi else -100 for x, mi in zip(target, m)]
+
+        def image_target(index: int):
+            target = img[index].tolist()
+            ids, tgt = masked(target)
+            return [self.mask_image if v == mask else v for v in ids], tgt
+
+        def none(n):
+            return [-100] * n
+
+        if task in ("t2i", "t2i_plan", "t2i_feedback"):
+            text = self.enc(r["t2i"]["text"])
+            prefix = None
+            if task == "t2i_plan":
+                text += self.enc(" plan :") + self.layout(r["plan"]["layout"])
+            if task == "t2i_feedback":
+                text += self.enc(" feedback : " + r["reflection"]["text"])
+                prefix = img[r["reflection"]["image"] + r["_base"]]
+            if rng.uniform() < PROMPT_DROPOUT:
+                text = [mask] * len(text)
+            ids, tgt = image_target(r["image"] + r["_base"])
+            return text, none(len(text)), prefix, ids, tgt
+        if task == "exp":
+            text = self.enc(r["t2i"]["text"]) + [mask]
+            return text, none(len(text) - 1) + [self.sp["exp"]], None, None, None
+        if task == "plan":
+            head = self.enc("plan : " + r["plan"]["prompt"])
+            ids, tgt = masked(self.answer(self.layout(r["plan"]["layout"]), ANSWER_LEN["plan"]))
+            return head + ids, none(len(head)) + tgt, None, None, None
+        if task == "und":
+            head = self.enc("question : " + r["question"]["text"])
+            ids, tgt = masked(self.answer(self.enc(r["question"]["answer"]), ANSWER_LEN["und"]))
+            return head + ids, none(len(head)) + tgt, img[r["image"] + r["_base"]], None, None
+        if task == "ground":
+            head = self.enc("locate : " + r["grounding"]["ref"]) + [self.sp["loc_begin"]]
+            ids, tgt = masked([self.tok.loc_id(b) for b in r["grounding"]["bins"]])
+            text = head + ids + [self.sp["loc_end"]]
+            return text, none(len(head)) + tgt + [-100], img[r["image"] + r["_base"]], None, None
+        if task == "reflect":
+            head = self.enc("evaluate : " + r["reflection"]["prompt"])
+            ids, tgt = masked(self.answer(self.enc(r["reflection"]["text"]), ANSWER_LEN["reflect"]))
+            return head + ids, none(len(head)) + tgt, img[r["reflection"]["image"] + r["_base"]], None, None
+        if task == "edit":
+            text = self.enc("edit : " + r["edit"]["text"])
+            cond = (img[r["image"] + r["_base"]] + self.cond_offset).tolist()
+            ids, tgt = image_target(r["edit"]["target_image"] + r["_base"])
+            return text, none(len(text)), None, cond + ids, none(len(cond)) + tgt
+        raise ValueError(task)
+
+    def bind(self, cfg: ModelConfig) -> None:
+        self.mask_image = cfg.mask_id
+        self.cond_offset = cfg.condition_offset
+        # Image indices in the shard's records are global indices into images.u8 (tokens.npy).
+        for r in self.samples:
+            r["_base"] = 0
+        top = max(max(r["image"], r["edit"]["target_image"], r["reflection"]["image"]) for r in self.samples)
+        if top >= len(self.tokens):
+            raise ValueError(f"samples index image {top}, tokens.npy has {len(self.tokens)}")
+
+    def batch(self, task: str, size: int, rng: np.random.Generator, device: str):
+        pool = self.feedback if task == "t2i_feedback" else None
+        rows = []
+        for _ in range(size):
+            i = int(rng.choice(pool)) if pool else int(rng.integers(len(self.samples)))
+            rows.append(self.example(task, self.samples[i], rng))
+        T = max(len(r[0]) for r in rows)
+        pad = self.sp["pad"]
+        text = torch.tensor([r[0] + [pad] * (T - len(r[0])) for r in rows])
+        text_tgt = torch.tensor([r[1] + [-100] * (T - len(r[1])) for r in rows])
+        text_pad = torch.tensor([[False] * len(r[0]) + [True] * (T - len(r[0])) for r in rows])
+        prefix = torch.tensor(np.stack([r[2] for r in rows])) if rows[0][2] is not None else None
+        image = torch.tensor([r[3] for r in rows]) if rows[0][3] is not None else None
+        image_tgt = torch.tensor([r[4] for r in rows]) if rows[0][4] is not None else None
+        if prefix is not None:
+            text_tgt = torch.cat((torch.full(prefix.shape, -100), text_tgt), 1)
+        to = lambda t: None if t is None else t.to(device)
+        return to(text), to(text_tgt), to(text_pad), to(prefix), to(image), to(image_tgt)
+
+
+def loss_of(model: Mini, batch, need_text: bool):
+    text, text_tgt, text_pad, prefix, image, image_tgt = batch
+    tl, il = model(text, text_pad, prefix, image, need_text)
+    logits, targets = [], []
+    if need_text:
+        logits.append(tl.reshape(-1, tl.shape[-1])); targets.append(text_tgt.reshape(-1))
+    if il is not None:
+        logits.append(il.reshape(-1, il.shape[-1])); targets.append(image_tgt.reshape(-1))
+    # Text and image vocabularies differ: one cross-entropy each, summed over all masked tokens.
+    total, count, correct = 0.0, 0, 0
+    for lg, tg in zip(logits, targets):
+        keep = tg != -100
+        if keep.any():
+            total = total + F.cross_entropy(lg[keep], tg[keep], reduction="sum")
+            count += int(keep.sum())
+            correct += int((lg[keep].argmax(-1) == tg[keep]).sum())
+    return total / max(count, 1), correct / max(count, 1)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--config", default="mini")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=10**9, help="stop at this global step")
+    ap.add_argument("--minutes", type=float, default=110.0, help="stop after this much wall time (this run)")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    data = Data(args.data)
+    codebook = np.load(os.path.join(args.data, "codebook.npz"))
+    book_size = 57 + len(codebook["patterns"])
+    cfg = replace(CONFIGS[args.config], codebook_size=book_size)
+    data.bind(cfg)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, "checkpoint.pt")
+
+    torch.manual_seed(args.seed)
+    model = Mini(cfg, len(data.vocab)).to(args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    step, elapsed_before = 0, 0.0
+    rng = np.random.default_rng(args.seed)
+    if os.path.exists(ckpt_path):
+        state = torch.load(ckpt_path, map_location=args.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, elapsed_before = state["step"], state["elapsed"]
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(json.dumps({"resumed": step, "elapsed_min": round(elapsed_before / 60, 1)}), flush=True)
+    params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
+
+    names, weights = list(TASKS), np.array(list(TASKS.values()))
+    weights = weights / weights.sum()
+    log_path = os.path.join(args.out, "loss.csv")
+    new_log = not os.path.exists(log_path)
+    log = open(log_path, "a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "task", "loss", "acc", "lr", "elapsed_s"])
+
+    def save():
+        state = {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "elapsed": elapsed_before + time.time() - started, "numpy_rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(), "config": asdict(cfg), "vocab": data.vocab, "args": vars(args),
+        }
+        torch.save(state, ckpt_path + ".tmp")
+        os.replace(ckpt_path + ".tmp", ckpt_path)
+
+    started = time.time()
+    last_save = started
+    model.train()
+    while step < args.steps and time.time() - started < args.minutes * 60:
+        task = names[int(rng.choice(len(names), p=weights))]
+        need_text = task not in ("t2i", "t2i_plan", "t2i_feedback", "edit")
+        batch = data.batch(task, args.batch, rng, args.device)
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss, acc = loss_of(model, batch, need_text)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        writer.writerow([step, task, f"{loss.item():.4f}", f"{acc:.4f}", f"{lr:.2e}", f"{elapsed_before + time.time() - started:.1f}"])
+        if step % 50 == 0:
+            log.flush()
+            print(json.dumps({"step": step, "task": task, "loss": round(loss.item(), 4), "acc": round(acc, 3),
+                              "min": round((elapsed_before + time.time() - started) / 60, 1)}), flush=True)
+        if time.time() - last_save > args.checkpoint_minutes * 60:
+            save()
+            last_save = time.time()
+    save()
+    log.close()
+    print(json.dumps({"done": step, "elapsed_min": round((elapsed_before + time.time() - started) / 60, 1)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
