@@ -1,13 +1,12 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, runApp, type Config } from '@lavida/config';
 import { AppModule } from './app.module.js';
 import { ErrorFilter } from './controllers/error.filter.js';
 import { setPublicUrl } from './controllers/base-url.js';
 
-const logger = new JsonLogger('api');
-try {
+await runApp('api', async (logger) => {
   const app = await NestFactory.create<NestExpressApplication>(AppModule, { logger, abortOnError: false, bodyParser: false });
   const config = app.get<Config>(CONFIG);
   app.useBodyParser('json', { limit: config.API_BODY_LIMIT });
@@ -17,7 +16,4 @@ try {
   setPublicUrl(config.PUBLIC_URL);
   await app.listen(config.API_PORT, config.API_HOST);
   logger.log('listening', { url: await app.getUrl() });
-} catch (error) {
-  logger.fatal(`refusing to start: ${(error as Error).message}`);
-  process.exit(1);
-}
+});

@@ -1,13 +1,9 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { JsonLogger } from '@lavida/config';
+import { runApp } from '@lavida/config';
 import { AppModule } from './app.module.js';
 
-const logger = new JsonLogger('gen-worker');
-try {
+await runApp('gen-worker', async (logger) => {
   const app = await NestFactory.createApplicationContext(AppModule, { logger, abortOnError: false });
   app.enableShutdownHooks();
-} catch (error) {
-  logger.fatal(`refusing to start: ${(error as Error).message}`);
-  process.exit(1);
-}
+});

@@ -110,7 +110,22 @@ export function artifactKey(config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string,
   return `${config.QUEUE_PREFIX}:artifact:${jobId}:${name}`;
 }
 
-export { JsonLogger } from './logger.js';
+import { JsonLogger } from './logger.js';
+export { JsonLogger };
 
 /** Injection token of the validated Config in the NestJS apps. */
 export const CONFIG = Symbol.for('lavida.config');
+
+/**
+ * Runs an app's start-up; any failure is logged as `refusing to start: …` and exits with status 1,
+ * so a bad model package or configuration never leaves a half-started process.
+ */
+export async function runApp(app: string, start: (logger: JsonLogger) => Promise<unknown>): Promise<void> {
+  const logger = new JsonLogger(app);
+  try {
+    await start(logger);
+  } catch (error) {
+    logger.fatal(`refusing to start: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}
