@@ -3,6 +3,16 @@
     cd model && python3 -m lavida_mini.export --config fixture --seed 0 --out ../models/fixture
 
 The output is deterministic: the same config and seed give byte-identical files.
+
+A trained checkpoint (train.py) with its label codebook:
+
+    cd model && python3 -m lavida_mini.export --checkpoint /tmp/ckpt-mini/checkpoint.pt \
+        --codebook /tmp/prep/train/codebook.npz --out ../models/lavida-o-mini --name lavida-o-mini --version 0.1.0
+
+exports the same segments from the checkpoint's ElasticMoT (Mini.core), the label-patch tokenizer as
+vq_decode / vq_encode, and und_image_embed (pixels -> the semantic encoder's image tokens of the text
+side). golden.json is computed from the trained weights on a real sample of the prepared data folder
+(--data, default: the codebook's folder).
 """
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ import os
 import sys
 import warnings
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -23,13 +33,14 @@ import torch
 
 from .config import CONFIGS, ModelConfig
 from .model import ElasticMoT, build_model
-from .segments import Segment, TensorSpec, build_segments
+from .segments import Segment, TensorSpec, build_segments, run_split
 from .tokenizer import WordTokenizer
 from .vq import PatchVQ
 
 FORMAT = "lavida-model-package/v1"
 OPSET = 17
 SAMPLING = OrderedDict(steps=16, guidance=2.0, shift=3.0, temperature=1.0, order_seed=42)
+MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=1.0, order_seed=42)
 GOLDEN_PROMPT = "a red circle left of a blue square luminance : 0.125;"
 
 ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64, "uint8": onnx.TensorProto.UINT8}
@@ -91,7 +102,7 @@ def verify_onnx(proto: onnx.ModelProto, seg: Segment) -> None:
                 raise AssertionError(f"{seg.name}: {kind} {name} is {dtype}{dims}, want {spec.dtype}{want_dims}")
 
 
-def export_segment(seg: Segment, example: List[torch.Tensor]) -> bytes:
+def export_segment(seg: Segment, example: List[torch.Tensor], postprocess=None) -> bytes:
     dynamic_axes = {}
     for spec in seg.inputs + seg.outputs:
         axes = {i: d for i, d in enumerate(spec.shape) if isinstance(d, str)}
@@ -118,8 +129,65 @@ def export_segment(seg: Segment, example: List[torch.Tensor]) -> bytes:
         node.doc_string = ""
     for vi, spec in zip(proto.graph.output, seg.outputs):
         _set_shape(vi, spec)
+    if postprocess is not None:
+        postprocess(proto)
     verify_onnx(proto, seg)
     return proto.SerializeToString()
+
+
+def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: int = 100_000) -> List[str]:
+    """Stores large constants that are exactly representable in a smaller form as that form plus a few
+    nodes that rebuild them (onnxruntime folds those once at load), so the file is smaller and the
+    numbers are identical:
+      - int64 tables with values 0..255 (LabelDecode.table, 4 MB) -> uint8 + Cast;
+      - float32 one-hot matrices [P*L, N] (LabelEncode.book, 14.6 MB) -> uint8 patterns [N, P] + Equal.
+    Returns a line per replaced constant."""
+    from onnx import TensorProto, helper, numpy_helper
+    g = proto.graph
+    found = []          # (name, array, initializer or Constant node)
+    for init in g.initializer:
+        if np.prod(init.dims) >= min_elements:
+            found.append((init.name, numpy_helper.to_array(init), init))
+    for node in g.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            t = node.attribute[0].t
+            if np.prod(t.dims) >= min_elements:
+                found.append((node.output[0], numpy_helper.to_array(t), node))
+    nodes, inits, done = [], [], []
+    for name, arr, owner in found:
+        base = name.replace(":", "_") + "_compact"
+        if arr.dtype == np.int64 and arr.min() >= 0 and arr.max() <= 255:
+            inits.append(numpy_helper.from_array(arr.astype(np.uint8), base))
+            nodes.append(helper.make_node("Cast", [base], [name], name=base + "_cast", to=TensorProto.INT64))
+        elif arr.dtype == np.float32 and arr.ndim == 2 and arr.shape[0] % one_hot_depth == 0:
+            n, p, depth = arr.shape[1], arr.shape[0] // one_hot_depth, one_hot_depth
+            oh = np.ascontiguousarray(arr.T).reshape(n, p, depth)
+            if not (np.all((oh == 0) | (oh == 1)) and np.all(oh.sum(-1) == 1)):
+                continue
+            patterns = oh.argmax(-1).astype(np.uint8)
+            inits += [numpy_helper.from_array(patterns, base),
+                      numpy_helper.from_array(np.arange(depth, dtype=np.int64).reshape(1, 1, depth), base + "_labels"),
+                      numpy_helper.from_array(np.array([2], dtype=np.int64), base + "_axis"),
+                      numpy_helper.from_array(np.array([n, p * depth], dtype=np.int64), base + "_shape")]
+            nodes += [
+                helper.make_node("Cast", [base], [base + "_i64"], name=base + "_cast", to=TensorProto.INT64),
+                helper.make_node("Unsqueeze", [base + "_i64", base + "_axis"], [base + "_col"], name=base + "_unsqueeze"),
+                helper.make_node("Equal", [base + "_col", base + "_labels"], [base + "_eq"], name=base + "_equal"),
+                helper.make_node("Cast", [base + "_eq"], [base + "_f32"], name=base + "_float", to=TensorProto.FLOAT),
+                helper.make_node("Reshape", [base + "_f32", base + "_shape"], [base + "_rows"], name=base + "_reshape"),
+                helper.make_node("Transpose", [base + "_rows"], [name], name=base + "_transpose", perm=[1, 0]),
+            ]
+        else:
+            continue
+        if isinstance(owner, onnx.NodeProto):
+            g.node.remove(owner)
+        else:
+            g.initializer.remove(owner)
+        done.append(f"{name} {arr.dtype}{list(arr.shape)} -> uint8")
+    for node in reversed(nodes):
+        g.node.insert(0, node)
+    g.initializer.extend(inits)
+    return done
 
 
 # ---------------------------------------------------------------- golden vectors
@@ -201,17 +269,19 @@ def golden_json(cases: List[Dict]) -> str:
 # ---------------------------------------------------------------- manifest
 
 def manifest(cfg: ModelConfig, tok: WordTokenizer, segs, hashes: Dict[str, str], name: str, version: str,
-             seed: int) -> "OrderedDict":
+             seed: int, description: Optional[str] = None, sampling: Optional[Dict] = None,
+             tasks: Optional[Dict] = None) -> "OrderedDict":
     def io_list(specs):
         return [OrderedDict(name=s.name, dtype=s.dtype, shape=s.manifest_shape()) for s in specs]
 
-    return OrderedDict(
+    man = OrderedDict(
         format=FORMAT,
         name=name,
         version=version,
-        description=(f"Seeded random (untrained) Elastic-MoT fixture, config '{cfg.name}', seed {seed}; "
-                     "regenerate with: cd model && python3 -m lavida_mini.export "
-                     f"--config {cfg.name} --seed {seed}"),
+        description=description if description is not None else (
+            f"Seeded random (untrained) Elastic-MoT fixture, config '{cfg.name}', seed {seed}; "
+            "regenerate with: cd model && python3 -m lavida_mini.export "
+            f"--config {cfg.name} --seed {seed}"),
         architecture=OrderedDict(
             family="elastic-mot",
             num_layers=cfg.num_layers,
@@ -238,13 +308,220 @@ def manifest(cfg: ModelConfig, tok: WordTokenizer, segs, hashes: Dict[str, str],
             grid=[cfg.grid_rows, cfg.grid_cols], patch=cfg.patch,
             codebook_size=cfg.codebook_size, mask_id=cfg.mask_id, vocab_size=cfg.image_vocab_size,
         ),
-        sampling=SAMPLING,
-        segments=OrderedDict(
-            (s.name, OrderedDict(file=f"{s.name}.onnx", branch=s.branch, sha256=hashes[s.name],
-                                 inputs=io_list(s.inputs), outputs=io_list(s.outputs)))
-            for s in segs.values()
-        ),
+        sampling=sampling if sampling is not None else SAMPLING,
     )
+    if cfg.edit_conditions:
+        man["image"]["condition_offset"] = cfg.condition_offset
+    if tasks is not None:
+        man["tasks"] = tasks
+    man["segments"] = OrderedDict(
+        (s.name, OrderedDict(file=f"{s.name}.onnx", branch=s.branch, sha256=hashes[s.name],
+                             inputs=io_list(s.inputs), outputs=io_list(s.outputs)))
+        for s in segs.values()
+    )
+    return man
+
+
+# ---------------------------------------------------------------- trained checkpoint (lavida-o-mini)
+
+# The text templates train.py (Data.example) trains on; the runtime must build its inputs the same way.
+TASKS = OrderedDict(
+    text_to_image="{prompt}",
+    text_to_image_plan="{prompt} plan : {layout}",
+    feedback="{prompt} feedback : {verdict}",
+    plan="plan : {prompt}",
+    understand="question : {question}",
+    ground="locate : {ref}",
+    edit="edit : {instruction}",
+    reflect="evaluate : {prompt}",
+    answer_len=OrderedDict(und=24, reflect=16, plan=44),
+    layout_item="<box> {colour} {shape} </box> <loc> x1 y1 x2 y2 </loc>",
+)
+
+
+def load_checkpoint(path: str, codebook_path: str):
+    """-> (checkpoint dict, ModelConfig, vocab, Mini, LabelDecode, LabelEncode)."""
+    from .labelvq import LabelCodebook, LabelDecode, LabelEncode
+    from .train import Mini
+    state = torch.load(path, map_location="cpu")
+    conf = dict(state["config"])
+    conf["image_locality_slopes"] = tuple(conf["image_locality_slopes"])
+    cfg = ModelConfig(**conf)
+    vocab = list(state["vocab"])
+    mini = Mini(cfg, len(vocab))
+    mini.load_state_dict(state["model"])
+    mini.eval()
+    book = LabelCodebook.load(codebook_path)
+    if book.size != cfg.codebook_size or book.patch != cfg.patch:
+        raise ValueError(f"codebook {codebook_path} has {book.size} codes of patch {book.patch}, "
+                         f"the checkpoint wants {cfg.codebook_size} of patch {cfg.patch}")
+    dec = LabelDecode(book, cfg.grid_rows, cfg.grid_cols).eval()
+    enc = LabelEncode(book, cfg.grid_rows, cfg.grid_cols).eval()
+    return state, cfg, vocab, mini, dec, enc
+
+
+def _real_sample(data_dir: str):
+    """The first prepared sample with a LUMINANCE prompt and two or more objects, and the image tokens."""
+    tokens = np.load(os.path.join(data_dir, "tokens.npy"), mmap_mode="r")
+    with open(os.path.join(data_dir, "samples.jsonl")) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["t2i"]["luminance"] is not None and len(r["scene"]["objects"]) >= 2:
+                return r, tokens
+    raise ValueError(f"{data_dir}/samples.jsonl has no sample with a LUMINANCE prompt and two objects")
+
+
+def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.to(torch.float64) - b.to(torch.float64)).abs().max().item()
+
+
+def mini_golden_cases(mini, segs: "OrderedDict[str, Segment]", tok: WordTokenizer, dec, enc,
+                      data_dir: str, seed: int = 0) -> Tuple[List[Dict], Dict[str, float]]:
+    """Golden cases from the trained weights on a real sample. Returns (cases, self-check diffs)."""
+    model, sem = mini.core, mini.sem
+    cfg = model.cfg
+    K, I, M = cfg.codebook_size, cfg.num_image_tokens, cfg.joint_layers
+    g = torch.Generator().manual_seed(seed + 1)
+    r, tokens = _real_sample(data_dir)
+    codes = torch.from_numpy(np.asarray(tokens[r["image"]]).astype(np.int64))[None]            # [1, I]
+    target = torch.from_numpy(np.asarray(tokens[r["edit"]["target_image"]]).astype(np.int64))[None]
+    checks: Dict[str, float] = {}
+
+    prompt = tok.encode(r["t2i"]["text"])
+    T = len(prompt)
+    text_ids = torch.tensor([prompt], dtype=torch.int64)       # one conditional row (keeps golden.json small)
+    masked = torch.rand((1, I), generator=g) < 0.5
+    image_ids = torch.where(masked, torch.full_like(codes, cfg.mask_id), codes)
+    pos_t, pos_i = torch.arange(T), torch.arange(T, T + I)
+
+    with torch.no_grad():
+        text_logits, image_logits, hidden = model(text_ids, image_ids, return_hidden=True)
+        # the trainer's own forward (train.Mini) agrees with ElasticMoT.forward on this input
+        tl, il = mini(text_ids, torch.zeros_like(text_ids, dtype=torch.bool), None, image_ids, True)
+        checks["train.Mini == ElasticMoT.forward"] = max(_max_diff(tl, text_logits), _max_diff(il, image_logits))
+        st, si = run_split(segs, text_ids, image_ids)
+        checks["split == forward (t2i)"] = max(_max_diff(st, text_logits), _max_diff(si, image_logits))
+        cases = [OrderedDict(name="full_forward",
+                             inputs=OrderedDict(text_ids=text_ids, image_ids=image_ids),
+                             outputs=OrderedDict(text_logits=text_logits, image_logits=image_logits))]
+        seg_cases: Dict[str, Dict] = {}
+
+        def run(name, **inputs):
+            seg = segs[name]
+            out = seg.module(*[inputs[s.name] for s in seg.inputs])
+            out = out if isinstance(out, tuple) else (out,)
+            outputs = OrderedDict((s.name, o) for s, o in zip(seg.outputs, out))
+            seg_cases[name] = OrderedDict(name=f"segment:{name}", inputs=OrderedDict(inputs), outputs=outputs)
+            return outputs
+
+        run("und_embed", text_ids=text_ids)
+        run("gen_embed", image_ids=image_ids)
+        for l in range(M):
+            h_t, h_i = hidden[l]
+            qkv = run(f"und_joint_qkv_{l}", hidden=h_t, positions=pos_t)
+            gj = run(f"gen_joint_{l}", hidden=h_i, positions=pos_i,
+                     text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
+            run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
+                remote_out=gj["text_out"], remote_lse=gj["text_lse"])
+        run("und_tail", hidden=hidden[M][0], positions=pos_t)
+        run("gen_tail", hidden=hidden[M][1], positions=pos_i)
+
+        # image tokenizer: decode the model's argmax and a real image; encode lightly noised real images
+        real = torch.cat((codes, target)).view(2, cfg.grid_rows, cfg.grid_cols)
+        ids = torch.cat((image_logits.argmax(-1).view(1, cfg.grid_rows, cfg.grid_cols), real[:1]))
+        pixels = run("vq_decode", image_ids=ids)["pixels"]
+        real_pixels = dec(real)
+        noise = torch.randint(-2, 3, real_pixels.shape, generator=g)
+        noisy = (real_pixels.to(torch.int64) + noise).clamp(0, 255).to(torch.uint8)
+        back = run("vq_encode", pixels=noisy)["image_ids"]
+        if not torch.equal(back, real):
+            raise AssertionError("vq_encode of the lightly noised decode of real tokens did not return them")
+        emb = run("und_image_embed", pixels=noisy)["hidden"]
+        checks["und_image_embed == sem(codes)"] = _max_diff(emb, sem(real.flatten(1)))
+
+        # understanding: [semantic image tokens; question + answer masks], text side only
+        question = tok.encode("question : " + r["question"]["text"])
+        und_text = torch.tensor([question + [tok.mask_id] * 24], dtype=torch.int64)
+        und_pixels = real_pixels[:1]
+        und_logits, _ = mini(und_text, torch.zeros_like(und_text, dtype=torch.bool), enc(und_pixels).flatten(1), None, True)
+        # logits of the text positions only (the 64 image-token positions carry no targets)
+        cases.append(OrderedDict(name="understand_forward",
+                                 inputs=OrderedDict(pixels=und_pixels, text_ids=und_text),
+                                 outputs=OrderedDict(text_logits=und_logits[:, I:])))
+        h = torch.cat((segs["und_image_embed"].module(und_pixels), segs["und_embed"].module(und_text)), 1)
+        S = h.shape[1]
+        pos = torch.arange(S)
+        for l in range(M):
+            q, k, v = segs[f"und_joint_qkv_{l}"].module(h, pos)
+            h = segs[f"und_joint_out_{l}"].module(h, q, k, v, torch.zeros_like(q),
+                                                  torch.full(q.shape[:3], float("-inf")))
+        checks["text-only segments (remote lse -inf) == Mini (understand)"] = _max_diff(
+            segs["und_tail"].module(h, pos), und_logits)
+        answer = und_logits[0, S - 24:].argmax(-1).tolist()
+        print(f"understand: {r['question']['text']!r} -> {tok.decode(answer)!r} (truth {r['question']['answer']!r})")
+
+        # editing: [condition grid (code + condition_offset); output grid] on the generation branch
+        edit_text = torch.tensor([tok.encode("edit : " + r["edit"]["text"])], dtype=torch.int64)
+        edit_ids = torch.cat((codes + cfg.condition_offset, torch.full_like(codes, cfg.mask_id)), 1)
+        _, ref_i = model(edit_text, edit_ids)
+        _, mini_i = mini(edit_text, torch.zeros_like(edit_text, dtype=torch.bool), None, edit_ids, False)
+        _, seg_i = run_split(segs, edit_text, edit_ids, stop_text_early=True)
+        checks["edit: elastic split == forward == Mini"] = max(_max_diff(seg_i, ref_i), _max_diff(mini_i, ref_i))
+        # [1, 2I, K] logits would add 5.6 MB of base64: keep each token's top logit and its argmax
+        cases.append(OrderedDict(name="edit_forward",
+                                 inputs=OrderedDict(text_ids=edit_text, image_ids=edit_ids),
+                                 outputs=OrderedDict(image_logits_max=ref_i.amax(-1), image_argmax=ref_i.argmax(-1))))
+        changed = (ref_i[0, I:].argmax(-1) != codes[0]).sum().item()
+        print(f"edit: {r['edit']['text']!r}: first-step argmax differs from the source in {changed}/{I} cells")
+
+    for name in segs:
+        cases.append(seg_cases[name])
+    return cases, checks
+
+
+def export_checkpoint(args) -> int:
+    from .labelvq import NUM_LABELS
+    state, cfg, vocab, mini, dec, enc = load_checkpoint(args.checkpoint, args.codebook)
+    tok = WordTokenizer(vocab)
+    model = mini.core
+    if model.text_vocab_size != len(tok):
+        raise AssertionError("model text vocabulary does not match the checkpoint's vocab")
+    segs = build_segments(model, None, decoder=dec, encoder=enc, semantic=mini.sem)
+    os.makedirs(args.out, exist_ok=True)
+
+    sizes = {"B": 3, "T": 5, "I": cfg.num_image_tokens}
+    hashes = {}
+    for seg in segs.values():
+        shrunk: List[str] = []
+        data = export_segment(seg, _example_inputs(seg, cfg, model.text_vocab_size, sizes),
+                              lambda proto: shrunk.extend(shrink_constants(proto, NUM_LABELS)))
+        for line in shrunk:
+            print(f"  {seg.name}: stored {line}")
+        hashes[seg.name] = _write(os.path.join(args.out, f"{seg.name}.onnx"), data)
+        print(f"{seg.name}.onnx  {len(data):9d} B  sha256 {hashes[seg.name][:16]}")
+
+    data_dir = args.data or os.path.dirname(os.path.abspath(args.codebook))
+    cases, checks = mini_golden_cases(mini, segs, tok, dec, enc, data_dir)
+    for label, diff in checks.items():
+        print(f"check {label}: max|d| = {diff:.2e}")
+        if diff > 1e-4:
+            raise AssertionError(f"self-check failed: {label}: {diff}")
+    _write(os.path.join(args.out, "golden.json"), golden_json(cases).encode())
+    minutes = state["elapsed"] / 60.0
+    params = sum(p.numel() for p in mini.parameters())
+    description = (f"lavida-o-mini: Elastic-MoT ({params} parameters) trained on the Shapes world with train.py; "
+                   f"checkpoint step {state['step']} after {minutes:.1f} training minutes; label-patch image "
+                   f"tokenizer of {cfg.codebook_size} codes. Export: cd model && python3 -m lavida_mini.export "
+                   "--checkpoint CHECKPOINT --codebook CODEBOOK.npz")
+    man = manifest(cfg, tok, segs, hashes, args.name or "lavida-o-mini", args.version, 0,
+                   description=description, sampling=MINI_SAMPLING, tasks=TASKS)
+    _write(os.path.join(args.out, "manifest.json"), (json.dumps(man, indent=2) + "\n").encode())
+    total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
+    print(f"wrote {len(segs)} segments, manifest.json, golden.json ({len(cases)} cases) to {args.out}: "
+          f"{total / 1e6:.1f} MB; step {state['step']}, {minutes:.1f} min")
+    if total > 40e6:
+        raise AssertionError(f"package is {total / 1e6:.1f} MB, over 40 MB")
+    return 0
 
 
 def _write(path: str, data: bytes) -> str:
@@ -262,10 +539,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--name", default=None, help="package name (default lavida-o-<config>)")
     ap.add_argument("--version", default="0.1.0")
+    ap.add_argument("--checkpoint", default=None, help="a train.py checkpoint.pt: export the trained model")
+    ap.add_argument("--codebook", default=None, help="the label codebook.npz of the checkpoint (with --checkpoint)")
+    ap.add_argument("--data", default=None,
+                    help="prepared data folder for the golden sample (default: the codebook's folder)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)          # reproducible float reductions
     torch.manual_seed(args.seed)
+    if args.checkpoint:
+        if not args.codebook:
+            ap.error("--checkpoint needs --codebook")
+        return export_checkpoint(args)
     cfg = CONFIGS[args.config]
     tok = WordTokenizer()
     model = build_model(cfg, args.seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -168,7 +168,25 @@ class VQEncode(nn.Module):
         return self.vq.encode(pixels)
 
 
-def build_segments(model: ElasticMoT, vq: PatchVQ) -> "OrderedDict[str, Segment]":
+class UndImageEmbed(nn.Module):
+    """The text side's semantic image tokens: pixels -> VQ codes [B, I] -> semantic encoder -> [B, I, d_u]."""
+
+    def __init__(self, encoder: nn.Module, semantic: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.semantic = semantic
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.semantic(self.encoder(pixels).flatten(1))
+
+
+def build_segments(model: ElasticMoT, vq: Optional[PatchVQ], *, decoder: Optional[nn.Module] = None,
+                   encoder: Optional[nn.Module] = None,
+                   semantic: Optional[nn.Module] = None) -> "OrderedDict[str, Segment]":
+    """Segments in manifest order. The image tokenizer is `vq` (PatchVQ) unless `decoder` / `encoder`
+    modules (ids [B,rows,cols] <-> pixels [B,H,W,3]) are given. With `semantic` (image codes [B, I] ->
+    [B, I, d_u], e.g. train.SemanticEncoder) an `und_image_embed` segment is added: pixels -> encoder ->
+    semantic features, the understanding side's image tokens."""
     cfg = model.cfg
     du, dg, H, D = cfg.und_hidden, cfg.gen_hidden, cfg.heads, cfg.head_dim
     V, K = model.text_vocab_size, cfg.codebook_size
@@ -197,6 +215,12 @@ def build_segments(model: ElasticMoT, vq: PatchVQ) -> "OrderedDict[str, Segment]
             [t("hidden_out", f32, "B", "T", du)])
     add("und_tail", "und", UndTail(model), [text_hidden, t("positions", i64, "T")],
         [t("logits", f32, "B", "T", V)])
+    rows, cols, h, w, c = cfg.grid_rows, cfg.grid_cols, cfg.image_height, cfg.image_width, cfg.image_channels
+    if semantic is not None:
+        if encoder is None:
+            raise ValueError("und_image_embed needs the encoder")
+        add("und_image_embed", "und", UndImageEmbed(encoder, semantic), [t("pixels", u8, "B", h, w, c)],
+            [t("hidden", f32, "B", cfg.num_image_tokens, du)])
     add("gen_embed", "gen", GenEmbed(model), [t("image_ids", i64, "B", "I")], [image_hidden])
     for l in range(cfg.joint_layers):
         add(f"gen_joint_{l}", "gen", GenJoint(model, l),
@@ -204,9 +228,10 @@ def build_segments(model: ElasticMoT, vq: PatchVQ) -> "OrderedDict[str, Segment]
             [t("hidden_out", f32, "B", "I", dg), heads("text_out"), lse("text_lse")])
     add("gen_tail", "gen", GenTail(model), [image_hidden, t("positions", i64, "I")],
         [t("logits", f32, "B", "I", K)])
-    rows, cols, h, w, c = cfg.grid_rows, cfg.grid_cols, cfg.image_height, cfg.image_width, cfg.image_channels
-    add("vq_decode", "gen", VQDecode(vq), [t("image_ids", i64, "B", rows, cols)], [t("pixels", u8, "B", h, w, c)])
-    add("vq_encode", "gen", VQEncode(vq), [t("pixels", u8, "B", h, w, c)], [t("image_ids", i64, "B", rows, cols)])
+    add("vq_decode", "gen", decoder if decoder is not None else VQDecode(vq),
+        [t("image_ids", i64, "B", rows, cols)], [t("pixels", u8, "B", h, w, c)])
+    add("vq_encode", "gen", encoder if encoder is not None else VQEncode(vq),
+        [t("pixels", u8, "B", h, w, c)], [t("image_ids", i64, "B", rows, cols)])
     return segs
 
 

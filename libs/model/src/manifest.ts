@@ -70,6 +70,11 @@ export const ManifestSchema = z.object({
     codebook_size: positive,
     mask_id: z.number().int().min(0),
     vocab_size: positive,
+    /**
+     * Editing: image-embedding id of condition code 0 (K + 1). Condition code c is fed to the
+     * generation branch as c + condition_offset; present only when vocab_size is 2K + 1.
+     */
+    condition_offset: z.number().int().min(0).optional(),
   }),
   sampling: z.object({
     steps: positive,
@@ -78,6 +83,8 @@ export const ManifestSchema = z.object({
     temperature: z.number().min(0),
     order_seed: z.number().int().min(0),
   }),
+  /** The text templates and answer lengths the model was trained with (documentation for the runtime). */
+  tasks: z.record(z.string(), z.unknown()).optional(),
   segments: z.record(z.string(), segmentSpec),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
@@ -85,14 +92,22 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 /** Which branch a process serves: one of the two, or both in one process. */
 export type Branch = 'und' | 'gen' | 'all';
 
-/** Segment names each branch needs, derived from the architecture. */
+/**
+ * Optional segments: loaded by their branch when the manifest has them. `und_image_embed` (pixels ->
+ * the understanding side's semantic image tokens) comes with models that read images on the text side.
+ */
+export const OPTIONAL_SEGMENTS = { und: ['und_image_embed'], gen: [] } as const satisfies Record<'und' | 'gen', readonly string[]>;
+
+/** Segment names each branch loads, derived from the architecture (plus the optional ones present). */
 export function requiredSegments(manifest: Manifest, branch: 'und' | 'gen'): string[] {
   const joint = Array.from({ length: manifest.architecture.joint_layers }, (_, l) => l);
+  const optional = OPTIONAL_SEGMENTS[branch].filter((name) => manifest.segments[name] !== undefined);
   if (branch === 'und') {
     return [
       'und_embed',
       ...joint.flatMap((l) => [`und_joint_qkv_${l}`, `und_joint_out_${l}`]),
       'und_tail',
+      ...optional,
     ];
   }
   return ['gen_embed', ...joint.map((l) => `gen_joint_${l}`), 'gen_tail', 'vq_decode', 'vq_encode'];
@@ -121,8 +136,18 @@ export function manifestProblems(manifest: Manifest): string[] {
   if (image.grid[0] * image.patch !== image.height || image.grid[1] * image.patch !== image.width) {
     problems.push(`image.grid ${image.grid.join('x')} x patch ${image.patch} does not make ${image.height}x${image.width}`);
   }
-  if (image.mask_id !== image.codebook_size || image.vocab_size !== image.codebook_size + 1) {
-    problems.push('image.mask_id must equal codebook_size and vocab_size must be codebook_size + 1');
+  if (image.condition_offset === undefined) {
+    if (image.mask_id !== image.codebook_size || image.vocab_size !== image.codebook_size + 1) {
+      problems.push('image.mask_id must equal codebook_size and vocab_size must be codebook_size + 1');
+    }
+  } else if (
+    image.mask_id !== image.codebook_size ||
+    image.vocab_size !== 2 * image.codebook_size + 1 ||
+    image.condition_offset !== image.codebook_size + 1
+  ) {
+    problems.push(
+      'with image.condition_offset, mask_id must equal codebook_size, vocab_size must be 2 x codebook_size + 1 and condition_offset codebook_size + 1',
+    );
   }
   const expectLast = (segment: string, output: string, size: number, what: string) => {
     const spec = manifest.segments[segment]?.outputs.find((o) => o.name === output);
@@ -133,5 +158,22 @@ export function manifestProblems(manifest: Manifest): string[] {
   expectLast('gen_embed', 'hidden', a.gen_hidden, 'gen_hidden');
   expectLast('und_tail', 'logits', text.vocab.length, 'text vocabulary size');
   expectLast('gen_tail', 'logits', image.codebook_size, 'codebook_size');
+  const imageEmbed = manifest.segments.und_image_embed;
+  if (imageEmbed) {
+    if (imageEmbed.branch !== 'und') problems.push(`segment und_image_embed has branch ${imageEmbed.branch}, expected und`);
+    const pixels = imageEmbed.inputs.find((i) => i.name === 'pixels');
+    const want = [-1, image.height, image.width, image.channels];
+    if (imageEmbed.inputs.length !== 1 || !pixels || pixels.dtype !== 'uint8' || pixels.shape.join() !== want.join()) {
+      problems.push(`segment und_image_embed must take one input pixels uint8 [${want.join(',')}]`);
+    }
+    const hidden = imageEmbed.outputs.find((o) => o.name === 'hidden');
+    const tokens = image.grid[0] * image.grid[1];
+    if (imageEmbed.outputs.length !== 1 || !hidden || hidden.dtype !== 'float32' || hidden.shape.length !== 3) {
+      problems.push('segment und_image_embed must give one output hidden float32 [B, image tokens, und_hidden]');
+    } else if (hidden.shape[1] !== tokens && hidden.shape[1] !== -1) {
+      problems.push(`segment und_image_embed output hidden has ${hidden.shape[1]} tokens, expected the grid's ${tokens}`);
+    }
+    expectLast('und_image_embed', 'hidden', a.und_hidden, 'und_hidden');
+  }
   return problems;
 }
