@@ -1,0 +1,395 @@
+"""Quality table of a lavida-o-mini checkpoint on held-out Shapes-world data (eval seeds >= 1e9).
+
+    cd model && nice -n 10 /usr/bin/python3 -m lavida_mini.evaluate \\
+        --checkpoint /tmp/ckpt-mini/checkpoint.pt --data /tmp/prep/eval --shard /tmp/shards/eval \\
+        [--prompts 50] [--samples 600] [--parts t2i,ground,answer,edit,reflect,readback] [--threads 1]
+
+Runs the reference sampler (sample.py) on the eval samples, writes every output image to
+WORKDIR/images.u8 and one line per output to WORKDIR/results.jsonl, and scores them with the world
+library (`node libs/world/dist/cli/score.js`, build it with `npx tsc -b libs/world`). Writes the scores,
+settings and timings to --out (model/quality.json) and a markdown table to stdout.
+
+Parts:
+  t2i       mini-GenEval: --prompts prompts a category (spec: >= 50) x --images-per-prompt (4) images, the
+            eval samples' t2i prompts (LUMINANCE included where the sample has it): plain; with planning
+            (plan -> image with the plan); with planning + reflection (reflect on the planned image,
+            regenerate with the critique and the previous codes as prefix while not `correct`, <= --rounds
+            images). The plan itself is scored too (checkPlan), and the reflection verdicts on the
+            model's own images ("own" reflection agreement).
+  ground    [email protected], 4 coordinate tokens in 1 step and in 4 steps
+  answer    exact match per question kind
+  edit      edit success per kind (checkEdit on the read-back output)
+  reflect   verdict agreement on the eval reflection images (truth = read-back check of the image)
+  readback  eval scene images encoded with the label codebook, decoded, read back: share equal to the scene
+--samples limits the per-sample parts (ground, answer, edit, reflect, readback) to the first N eval samples.
+--oracle replaces every model output by the ground truth (a check of the scoring pipeline: ~1.0 everywhere).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .prepare import encode_all
+from .sample import Sampler, load, strip_micro
+
+CATEGORIES = ["single_object", "two_object", "counting", "colors", "position", "color_attr"]
+QUESTION_KINDS = ["count_shape", "count_colour", "colour_of", "shape_of", "exists", "describe"]
+EDIT_KINDS = ["add", "remove", "change", "replace"]
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+class Store:
+    """Output images (uint8 64x64x3) and result lines."""
+
+    def __init__(self) -> None:
+        self.images: List[np.ndarray] = []
+        self.lines: List[dict] = []
+
+    def image(self, rgb: np.ndarray) -> int:
+        self.images.append(np.asarray(rgb, np.uint8).reshape(64, 64, 3))
+        return len(self.images) - 1
+
+    def add(self, **line) -> None:
+        self.lines.append(line)
+
+
+def batches(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def sample_grouped(s: Sampler, jobs: List[dict], args, guidance: Optional[float] = None) -> List[List[int]]:
+    """jobs: {ids, seed, prefix?, cond?}. Groups equal-length texts (the sampler runs texts unpadded,
+    as the TypeScript one does) and samples them in batches of --batch images."""
+    out: List[Optional[List[int]]] = [None] * len(jobs)
+    groups: Dict[tuple, List[int]] = defaultdict(list)
+    for i, j in enumerate(jobs):
+        groups[(len(j["ids"]), j.get("prefix") is not None, j.get("cond") is not None)].append(i)
+    for (_, has_prefix, has_cond), idx in groups.items():
+        for chunk in batches(idx, args.batch):
+            texts = [jobs[i]["ids"] for i in chunk]
+            seeds = [jobs[i]["seed"] for i in chunk]
+            prefix = np.asarray([jobs[i]["prefix"] for i in chunk]) if has_prefix else None
+            cond = np.asarray([jobs[i]["cond"] for i in chunk]) if has_cond else None
+            g = args.guidance if guidance is None else guidance
+            toks = s.sample_images(texts, seeds, prefix, cond, args.steps, g, args.temperature, args.shift)
+            for i, t in zip(chunk, toks):
+                out[i] = t
+    return out  # type: ignore[return-value]
+
+
+def text_batched(fn, codes: Optional[np.ndarray], texts: List[str], size: int, **kw) -> list:
+    out = []
+    for i in range(0, len(texts), size):
+        if codes is None:
+            out += fn(texts[i:i + size], **kw)
+        else:
+            out += fn(codes[i:i + size], texts[i:i + size], **kw)
+    return out
+
+
+def layout_line(items: List[dict]) -> list:
+    return [{"colour": it["colour"], "shape": it["shape"], "box": [float(v) for v in it["box"]]} for it in items]
+
+
+def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, args, times: dict) -> dict:
+    prompts = []
+    for c in CATEGORIES:
+        prompts += [r for r in samples if r["t2i"]["category"] == c][: args.prompts]
+    K = args.images_per_prompt
+    units = [(r, j, r["seed"] * K + j) for r in prompts for j in range(K)]
+    info = {"prompts": len(prompts), "images_per_prompt": K}
+
+    # plain
+    t0 = time.time()
+    if args.oracle:
+        codes = [tokens[r["image"]].tolist() for r, _, _ in units]
+    else:
+        codes = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"]), "seed": seed} for r, _, seed in units], args)
+    rgb = s.decode_rgb(codes)
+    for (r, j, seed), im in zip(units, rgb):
+        store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)
+    times["t2i_plain"] = time.time() - t0
+
+    # planning
+    t0 = time.time()
+    if args.oracle:
+        layouts = [r["plan"]["layout"] for r in prompts]
+    else:
+        layouts = text_batched(s.plan_batch, None, [r["t2i"]["text"] for r in prompts], args.text_batch, per_step=args.plan_per_step)
+    for r, lay in zip(prompts, layouts):
+        store.add(task="plan", category=r["t2i"]["category"], prompt=r["plan"]["prompt"], layout=layout_line(lay) if lay else None)
+    times["plan"] = time.time() - t0
+    t0 = time.time()
+    lay_of = {id(r): lay for r, lay in zip(prompts, layouts)}
+    if args.oracle:
+        planned = [tokens[r["image"]].tolist() for r, _, _ in units]
+    else:
+        planned = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)]), "seed": seed} for r, _, seed in units], args)
+    rgb = s.decode_rgb(planned)
+    for (r, j, seed), im in zip(units, rgb):
+        store.add(task="t2i", mode="plan", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed, rounds=1)
+    times["t2i_plan"] = time.time() - t0
+
+    # planning + reflection: round 1 is the planned image.
+    t0 = time.time()
+    current = [list(c) for c in planned]
+    rounds = [1] * len(units)
+    verdict_log: List[List[str]] = [[] for _ in units]
+    open_ = list(range(len(units)))
+    for rnd in range(args.rounds):
+        if not open_:
+            break
+        cur_codes = np.asarray([current[i] for i in open_], np.int64)
+        ptexts = [units[i][0]["t2i"]["text"] for i in open_]
+        if args.oracle:
+            verdicts = ["correct" for _ in open_]
+        else:
+            verdicts = text_batched(s.reflect_batch, cur_codes, ptexts, args.text_batch, per_step=args.text_per_step)
+        cur_rgb = s.decode_rgb(cur_codes)
+        for i, v, im in zip(open_, verdicts, cur_rgb):
+            verdict_log[i].append(v)
+            store.add(task="reflect", set="own", prompt=strip_micro(units[i][0]["t2i"]["text"]), predicted=v,
+                      image=store.image(im), round=rnd + 1)
+        still = [i for i, v in zip(open_, verdicts) if v.strip() != "correct"]
+        if rnd == args.rounds - 1 or not still:
+            break
+        jobs = []
+        for i in still:
+            r, _, seed = units[i]
+            jobs.append({"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)] if args.feedback_with_plan else None, verdict_log[i][-1]),
+                         "seed": seed + (rnd + 1) * 2 ** 32, "prefix": current[i]})
+        new = sample_grouped(s, jobs, args)
+        for i, t in zip(still, new):
+            current[i] = t
+            rounds[i] += 1
+        open_ = still
+    rgb = s.decode_rgb(current)
+    for (r, j, seed), im, n, vs in zip(units, rgb, rounds, verdict_log):
+        store.add(task="t2i", mode="plan+reflect", category=r["t2i"]["category"], prompt=r["t2i"]["text"],
+                  image=store.image(im), seed=seed, rounds=n, verdicts=vs)
+    times["t2i_reflect"] = time.time() - t0
+    info["reflect_rounds_images"] = int(sum(rounds))
+    return info
+
+
+def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.ndarray, store: Store, args, times: dict) -> dict:
+    info: dict = {}
+    parts = set(args.parts.split(","))
+    if "t2i" in parts:
+        info["t2i"] = run_t2i(s, samples, tokens, store, args, times)
+    sub = samples[: args.samples]
+    codes = np.asarray([tokens[r["image"]] for r in sub], np.int64)
+    if "ground" in parts:
+        refs = [r["grounding"]["ref"] for r in sub]
+        for steps in (1, 4):
+            t0 = time.time()
+            boxes = [r["grounding"]["box"] for r in sub] if args.oracle else text_batched(s.ground_batch, codes, refs, args.text_batch, steps=steps)
+            for r, b in zip(sub, boxes):
+                store.add(task="ground", steps=steps, ref=r["grounding"]["ref"], box=[float(v) for v in b], truth=r["grounding"]["box"])
+            times[f"ground_{steps}"] = time.time() - t0
+    if "answer" in parts:
+        t0 = time.time()
+        qs = [r["question"]["text"] for r in sub]
+        preds = [r["question"]["answer"] for r in sub] if args.oracle else text_batched(s.answer_batch, codes, qs, args.text_batch, per_step=args.text_per_step)
+        for r, p in zip(sub, preds):
+            store.add(task="answer", kind=r["question"]["kind"], question=r["question"]["text"], predicted=p, expected=r["question"]["answer"])
+        times["answer"] = time.time() - t0
+    if "edit" in parts:
+        t0 = time.time()
+        if args.oracle:
+            out = [tokens[r["edit"]["target_image"]].tolist() for r in sub]
+        else:
+            jobs = [{"ids": s.enc("edit : " + r["edit"]["text"]), "seed": r["seed"], "cond": tokens[r["image"]].tolist()} for r in sub]
+            out = sample_grouped(s, jobs, args, guidance=args.edit_guidance)
+        for r, im in zip(sub, s.decode_rgb(out)):
+            store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"], image=store.image(im))
+        times["edit"] = time.time() - t0
+    if "reflect" in parts:
+        t0 = time.time()
+        rc = np.asarray([tokens[r["reflection"]["image"]] for r in sub], np.int64)
+        ps = [r["reflection"]["prompt"] for r in sub]
+        preds = [r["reflection"]["text"] for r in sub] if args.oracle else text_batched(s.reflect_batch, rc, ps, args.text_batch, per_step=args.text_per_step)
+        for r, p in zip(sub, preds):
+            store.add(task="reflect", set="eval", prompt=r["reflection"]["prompt"], predicted=p,
+                      image=store.image(images[r["reflection"]["image"]]))
+        times["reflect"] = time.time() - t0
+    if "readback" in parts:
+        t0 = time.time()
+        idx = [r["image"] for r in sub]
+        enc = encode_all(s.book, np.asarray(images[idx])).astype(np.int64)
+        info["readback_tokens_equal_prepared"] = float((enc == tokens[idx]).all(-1).mean())
+        for r, im in zip(sub, s.decode_rgb(enc)):
+            store.add(task="readback", image=store.image(im), scene=r["scene"])
+        times["readback"] = time.time() - t0
+    return info
+
+
+def score(store: Store, workdir: str, baseline_samples: int) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    images_path = os.path.join(workdir, "images.u8")
+    results_path = os.path.join(workdir, "results.jsonl")
+    np.stack(store.images).astype(np.uint8).tofile(images_path) if store.images else open(images_path, "wb").close()
+    with open(results_path, "w") as f:
+        for line in store.lines:
+            f.write(json.dumps(line) + "\n")
+    cli = os.path.join(REPO, "libs", "world", "dist", "cli", "score.js")
+    if not os.path.exists(cli):
+        raise SystemExit(f"{cli} missing: build it with `npx tsc -b libs/world`")
+    out = subprocess.run(["node", cli, "--results", results_path, "--images", images_path,
+                          "--baseline-samples", str(baseline_samples), "--per-line", os.path.join(workdir, "scores.jsonl")],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        raise SystemExit(f"score CLI failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table(q: dict) -> str:
+    sc = q["scores"]
+    L = [f"### lavida-o-mini quality (checkpoint step {q['checkpoint_step']}, {q['settings']['prompts']} prompts/category x "
+         f"{q['settings']['images_per_prompt']} images, {q['settings']['samples']} samples/task)", ""]
+    t2i = sc.get("t2i", {})
+    if t2i:
+        modes = [m for m in ("plain", "plan", "plan+reflect") if m in t2i]
+        L += ["| mini-GenEval | " + " | ".join(modes) + " | prompt-blind baseline |", "|---|" + "---|" * (len(modes) + 1)]
+        base = sc.get("baseline", {}).get("perCategory", {})
+        for c in CATEGORIES:
+            L.append(f"| {c} | " + " | ".join(fmt(t2i[m]["perCategory"].get(c)) for m in modes) + f" | {fmt(base.get(c))} |")
+        L.append("| **overall** | " + " | ".join(f"**{fmt(t2i[m]['overall'])}**" for m in modes) + f" | {fmt(sc.get('baseline', {}).get('overall'))} |")
+        L.append("| clean-scene share | " + " | ".join(fmt(t2i[m]["clean"]) for m in modes) + " | 1.000 |")
+        L.append("| objects per image | " + " | ".join(fmt(t2i[m]["objectsPerImage"]) for m in modes) + " | 2.500 |")
+        L.append("| LUMINANCE adherence | " + " | ".join(f"{fmt(t2i[m]['luminance']['adherence'])} (n={t2i[m]['luminance']['n']})" for m in modes) + " | - |")
+        if "plan+reflect" in t2i:
+            L.append(f"| mean images per prompt (reflection) | " + " | ".join(fmt(t2i[m].get("meanRounds")) for m in modes) + " | - |")
+        L.append("")
+    rows = []
+    if "plan" in sc:
+        rows.append(("plan (checkPlan of the layout)", sc["plan"]["overall"], f"parsed {fmt(sc['plan']['parsed'])}, n={sc['plan']['n']}"))
+    for steps in ("1", "4"):
+        g = sc.get("ground", {}).get(steps)
+        if g:
+            rows.append((f"grounding [email protected], {steps} step{'s' if steps != '1' else ''}", g["acc"], f"n={g['n']}"))
+    if "answer" in sc:
+        for k in QUESTION_KINDS:
+            if k in sc["answer"]["perKind"]:
+                rows.append((f"understanding: {k}", sc["answer"]["perKind"][k], f"n={sc['answer']['n'][k]}"))
+        rows.append(("understanding: mean over kinds", sc["answer"]["overall"], ""))
+    if "edit" in sc:
+        for k in EDIT_KINDS:
+            if k in sc["edit"]["perKind"]:
+                rows.append((f"edit: {k}", sc["edit"]["perKind"][k], f"n={sc['edit']['n'][k]}"))
+        rows.append(("edit: mean over kinds", sc["edit"]["overall"], f"clean {fmt(sc['edit']['clean'])}"))
+    for key, name in (("eval", "reflection agreement (eval images)"), ("own", "reflection agreement (own generations)")):
+        r = sc.get("reflect", {}).get(key)
+        if r:
+            rows.append((name, r["agreement"], f"reason {fmt(r['reasonAgreement'])}, parsed {fmt(r['parsed'])}, true-match share {fmt(r['truthMatches'])}, n={r['n']}"))
+    if "readback" in sc:
+        rows.append(("tokenizer read-back (exact scene)", sc["readback"]["exact"], f"clean {fmt(sc['readback']['clean'])}, n={sc['readback']['n']}"))
+    if rows:
+        L += ["| task | score | notes |", "|---|---|---|"] + [f"| {a} | {fmt(b)} | {c} |" for a, b, c in rows] + [""]
+    t = q["timings_s"]
+    L.append("Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in t.items()))
+    if "estimate_full_run_s" in q:
+        L.append(f"Estimated full run (--prompts 50 --samples {q['estimate_full']['samples']}, {q['settings']['threads']} thread(s)): "
+                 f"{q['estimate_full_run_s'] / 60:.1f} min")
+    return "\n".join(L)
+
+
+def estimate(times: dict, info: dict, args, n_samples: int) -> tuple:
+    """Scales each part's time by (full-run units / units run)."""
+    full_prompts = 50 * 6
+    full_samples = args.full_samples
+    ran_prompts = info.get("t2i", {}).get("prompts", 0) or 1
+    total = 0.0
+    for k, v in times.items():
+        if k.startswith("t2i") or k == "plan":
+            total += v * full_prompts / ran_prompts
+        elif k == "load":
+            total += v
+        elif k == "score":
+            total += v * max(full_prompts / ran_prompts, full_samples / max(1, n_samples))
+        else:
+            total += v * full_samples / max(1, n_samples)
+    return total, {"prompts": 50, "samples": full_samples}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="/tmp/ckpt-mini/checkpoint.pt")
+    ap.add_argument("--data", default="/tmp/prep/eval", help="prepared eval folder (tokens.npy, samples.jsonl, codebook.npz)")
+    ap.add_argument("--shard", default="/tmp/shards/eval", help="eval shard (images.u8, meta.json)")
+    ap.add_argument("--prompts", type=int, default=50, help="prompts per category (spec: >= 50)")
+    ap.add_argument("--images-per-prompt", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=600, help="eval samples for ground/answer/edit/reflect/readback")
+    ap.add_argument("--full-samples", type=int, default=600, help="--samples assumed by the full-run estimate")
+    ap.add_argument("--parts", default="t2i,ground,answer,edit,reflect,readback")
+    ap.add_argument("--rounds", type=int, default=3, help="reflection: at most this many images per prompt")
+    ap.add_argument("--feedback-with-plan", action="store_true", help="keep the plan in feedback rounds (not a trained template)")
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--edit-guidance", type=float, default=3.0,
+                    help="text guidance for edits (training never dropped the edit text, so its unconditional row is untrained)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--shift", type=float, default=3.0)
+    ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
+    ap.add_argument("--text-batch", type=int, default=64)
+    ap.add_argument("--text-per-step", type=int, default=2, help="answer / verdict tokens fixed per decoding step")
+    ap.add_argument("--plan-per-step", type=int, default=4, help="plan tokens fixed per decoding step")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--baseline-samples", type=int, default=2000)
+    ap.add_argument("--workdir", default="/tmp/lavida-eval")
+    ap.add_argument("--out", default=os.path.join(REPO, "model", "quality.json"))
+    ap.add_argument("--oracle", action="store_true", help="ground truth instead of the model (checks the scoring)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    times: Dict[str, float] = {}
+    t0 = time.time()
+    s, tok, book, cfg = load(args.checkpoint, os.path.join(args.data, "codebook.npz"), args.device)
+    tokens = np.load(os.path.join(args.data, "tokens.npy")).astype(np.int64)
+    samples = [json.loads(l) for l in open(os.path.join(args.data, "samples.jsonl"))]
+    meta = json.load(open(os.path.join(args.shard, "meta.json")))
+    images = np.memmap(os.path.join(args.shard, "images.u8"), dtype=np.uint8, mode="r",
+                       shape=(meta["images"], meta["height"], meta["width"], meta["channels"]))
+    if min(r["seed"] for r in samples) < 1_000_000_000:
+        raise SystemExit("eval data must be held out (seeds >= 1e9)")
+    times["load"] = time.time() - t0
+    store = Store()
+    info = run_parts(s, samples, tokens, images, store, args, times)
+    t0 = time.time()
+    scores = score(store, args.workdir, args.baseline_samples)
+    times["score"] = time.time() - t0
+    n_samples = min(args.samples, len(samples))
+    q = {
+        "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
+        "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
+                     "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "temperature": args.temperature,
+                     "shift": args.shift, "edit_guidance": args.edit_guidance, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
+                     "parts": args.parts, "feedback_with_plan": args.feedback_with_plan},
+        "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
+        "workdir": args.workdir,
+    }
+    total, full = estimate(times, info, args, n_samples)
+    q["estimate_full_run_s"], q["estimate_full"] = round(total, 1), full
+    with open(args.out, "w") as f:
+        json.dump(q, f, indent=1)
+    print(table(q))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
