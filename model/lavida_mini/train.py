@@ -297,12 +297,16 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = Mini(cfg, len(data.vocab)).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    step, elapsed_before = 0, 0.0
+    step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
     if os.path.exists(ckpt_path):
         state = torch.load(ckpt_path, map_location=args.device)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            opt.load_state_dict(state["optimizer"])
+        else:
+            # A slim checkpoint (weights only, as committed): Adam moments restart, so warm up again.
+            warm_from = state["step"]
         step, elapsed_before = state["step"], state["elapsed"]
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -335,7 +339,7 @@ def main(argv=None) -> int:
         task = names[int(rng.choice(len(names), p=weights))]
         need_text = task not in ("t2i", "t2i_plan", "t2i_feedback", "edit")
         batch = data.batch(task, args.batch, rng, args.device)
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = args.lr * min(1.0, (step + 1 - warm_from) / args.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
         loss, acc = loss_of(model, batch, need_text)
