@@ -199,6 +199,35 @@ def tensor_json(t: torch.Tensor) -> Dict:
     return OrderedDict(dtype=dtype, shape=list(t.shape), data=base64.b64encode(arr.tobytes()).decode("ascii"))
 
 
+def _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M):
+    """One golden case per segment of the split chain, inputs taken from a forward's hidden states.
+
+    Returns the cases and `run`, which adds a case for any further segment call.
+    """
+    seg_cases: Dict[str, Dict] = {}
+
+    def run(name, **inputs):
+        seg = segs[name]
+        out = seg.module(*[inputs[s.name] for s in seg.inputs])
+        out = out if isinstance(out, tuple) else (out,)
+        outputs = OrderedDict((s.name, o) for s, o in zip(seg.outputs, out))
+        seg_cases[name] = OrderedDict(name=f"segment:{name}", inputs=OrderedDict(inputs), outputs=outputs)
+        return outputs
+
+    run("und_embed", text_ids=text_ids)
+    run("gen_embed", image_ids=image_ids)
+    for l in range(M):
+        h_t, h_i = hidden[l]
+        qkv = run(f"und_joint_qkv_{l}", hidden=h_t, positions=pos_t)
+        gj = run(f"gen_joint_{l}", hidden=h_i, positions=pos_i,
+                 text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
+        run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
+            remote_out=gj["text_out"], remote_lse=gj["text_lse"])
+    run("und_tail", hidden=hidden[M][0], positions=pos_t)
+    run("gen_tail", hidden=hidden[M][1], positions=pos_i)
+    return seg_cases, run
+
+
 def golden_cases(model: ElasticMoT, segs: "OrderedDict[str, Segment]", tok: WordTokenizer, seed: int) -> List[Dict]:
     cfg = model.cfg
     g = torch.Generator().manual_seed(seed + 1)
@@ -215,27 +244,7 @@ def golden_cases(model: ElasticMoT, segs: "OrderedDict[str, Segment]", tok: Word
         cases = [OrderedDict(name="full_forward",
                              inputs=OrderedDict(text_ids=text_ids, image_ids=image_ids),
                              outputs=OrderedDict(text_logits=text_logits, image_logits=image_logits))]
-        seg_cases: Dict[str, Dict] = {}
-
-        def run(name, **inputs):
-            seg = segs[name]
-            out = seg.module(*[inputs[s.name] for s in seg.inputs])
-            out = out if isinstance(out, tuple) else (out,)
-            outputs = OrderedDict((s.name, o) for s, o in zip(seg.outputs, out))
-            seg_cases[name] = OrderedDict(name=f"segment:{name}", inputs=OrderedDict(inputs), outputs=outputs)
-            return outputs
-
-        run("und_embed", text_ids=text_ids)
-        run("gen_embed", image_ids=image_ids)
-        for l in range(M):
-            h_t, h_i = hidden[l]
-            qkv = run(f"und_joint_qkv_{l}", hidden=h_t, positions=pos_t)
-            gj = run(f"gen_joint_{l}", hidden=h_i, positions=pos_i,
-                     text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
-            run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
-                remote_out=gj["text_out"], remote_lse=gj["text_lse"])
-        run("und_tail", hidden=hidden[M][0], positions=pos_t)
-        run("gen_tail", hidden=hidden[M][1], positions=pos_i)
+        seg_cases, run = _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M)
         ids = image_logits.argmax(-1).view(2, cfg.grid_rows, cfg.grid_cols)
         pixels = run("vq_decode", image_ids=ids)["pixels"]
         # encode a noisy copy, so the nearest-patch search is exercised, not only exact matches
@@ -404,27 +413,7 @@ def mini_golden_cases(mini, segs: "OrderedDict[str, Segment]", tok: WordTokenize
         cases = [OrderedDict(name="full_forward",
                              inputs=OrderedDict(text_ids=text_ids, image_ids=image_ids),
                              outputs=OrderedDict(text_logits=text_logits, image_logits=image_logits))]
-        seg_cases: Dict[str, Dict] = {}
-
-        def run(name, **inputs):
-            seg = segs[name]
-            out = seg.module(*[inputs[s.name] for s in seg.inputs])
-            out = out if isinstance(out, tuple) else (out,)
-            outputs = OrderedDict((s.name, o) for s, o in zip(seg.outputs, out))
-            seg_cases[name] = OrderedDict(name=f"segment:{name}", inputs=OrderedDict(inputs), outputs=outputs)
-            return outputs
-
-        run("und_embed", text_ids=text_ids)
-        run("gen_embed", image_ids=image_ids)
-        for l in range(M):
-            h_t, h_i = hidden[l]
-            qkv = run(f"und_joint_qkv_{l}", hidden=h_t, positions=pos_t)
-            gj = run(f"gen_joint_{l}", hidden=h_i, positions=pos_i,
-                     text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
-            run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
-                remote_out=gj["text_out"], remote_lse=gj["text_lse"])
-        run("und_tail", hidden=hidden[M][0], positions=pos_t)
-        run("gen_tail", hidden=hidden[M][1], positions=pos_i)
+        seg_cases, run = _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M)
 
         # image tokenizer: decode the model's argmax and a real image; encode lightly noised real images
         real = torch.cat((codes, target)).view(2, cfg.grid_rows, cfg.grid_cols)
