@@ -34,15 +34,20 @@ export interface PipelineJobData {
   stage?: 'generate' | 'done';
 }
 
-/** Data of a generation stage job (QueueName.Generation). */
-export interface GenerateJobData {
-  jobId: string;
+/** A text-to-image request to the engine; unset options take the model's sampling defaults. */
+export interface TextToImageRequest {
   prompt: string;
   seed: number;
   steps?: number;
   guidance?: number;
   temperature?: number;
+  /** Micro-conditioning: background grey level / 255, written into the prompt as text. */
   luminance?: number;
+}
+
+/** Data of a generation stage job (QueueName.Generation). */
+export interface GenerateJobData extends TextToImageRequest {
+  jobId: string;
 }
 
 /** An artefact a stage wrote to the artefact store. */

@@ -1,20 +1,11 @@
-import { CanceledError, InvalidInputError } from '@lavida/contracts';
+import { CanceledError, InvalidInputError, type TextToImageRequest } from '@lavida/contracts';
 import { int64Tensor, positionsTensor, type JointPeer } from './joint.js';
 import { Tensor, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
 import { guide, Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
 import { WordTokenizer } from './tokenizer.js';
 
-/** A text-to-image request; unset options take the model's sampling defaults. */
-export interface TextToImageRequest {
-  prompt: string;
-  seed: number;
-  steps?: number;
-  guidance?: number;
-  temperature?: number;
-  /** Micro-conditioning: background grey level / 255, written into the prompt as text. */
-  luminance?: number;
-}
+export type { TextToImageRequest };
 
 export interface TextToImageResult {
   /** Image tokens in raster order. */

@@ -2,31 +2,25 @@ import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import type { ExchangeRequest, ExchangeResponse, Tensor as WireTensor, TensorChunk } from '@lavida/proto';
 
-/** Tensors of a driver frame, in the order their chunks follow it. */
-export function requestTensors(frame: ExchangeRequest): (WireTensor | undefined)[] {
-  switch (frame.frame.case) {
+/** Tensors of a frame in either direction, in the order their chunks follow it. */
+export function frameTensors(frame: ExchangeRequest | ExchangeResponse): (WireTensor | undefined)[] {
+  const { frame: f } = frame;
+  switch (f.case) {
     case 'open':
-      return [frame.frame.value.textIds, frame.frame.value.textPositions];
+      return [f.value.textIds, f.value.textPositions];
     case 'projections':
-      return [frame.frame.value.q, frame.frame.value.k, frame.frame.value.v];
+      return [f.value.q, f.value.k, f.value.v];
     case 'partial':
-      return [frame.frame.value.out, frame.frame.value.lse];
+      return [f.value.out, f.value.lse];
     default:
       return [];
   }
 }
 
-/** Tensors of a serving-side frame, in the order their chunks follow it. */
-export function responseTensors(frame: ExchangeResponse): (WireTensor | undefined)[] {
-  switch (frame.frame.case) {
-    case 'projections':
-      return [frame.frame.value.q, frame.frame.value.k, frame.frame.value.v];
-    case 'partial':
-      return [frame.frame.value.out, frame.frame.value.lse];
-    default:
-      return [];
-  }
-}
+/** Tensors of a driver frame. */
+export const requestTensors: (frame: ExchangeRequest) => (WireTensor | undefined)[] = frameTensors;
+/** Tensors of a serving-side frame. */
+export const responseTensors: (frame: ExchangeResponse) => (WireTensor | undefined)[] = frameTensors;
 
 export function chunkOf(frame: ExchangeRequest | ExchangeResponse): TensorChunk | undefined {
   return frame.frame.case === 'chunk' ? frame.frame.value : undefined;

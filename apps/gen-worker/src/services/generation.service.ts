@@ -24,30 +24,18 @@ export class GenerationService {
     const log = this.logger.child({ jobId: data.jobId, attempt });
     const started = performance.now();
     let lastProgress = 0;
-    const result = await textToImage(
-      this.pkg,
-      this.peer,
-      {
-        prompt: data.prompt,
-        seed: data.seed,
-        steps: data.steps,
-        guidance: data.guidance,
-        temperature: data.temperature,
-        luminance: data.luminance,
+    const result = await textToImage(this.pkg, this.peer, data, {
+      sessionId: `${data.jobId}/${attempt}`,
+      signal,
+      onStep: async (step, steps) => {
+        // Progress is a Redis write: at most every 100 ms, and always the last step.
+        const now = performance.now();
+        if (step === steps || now - lastProgress >= 100) {
+          lastProgress = now;
+          await job.updateProgress({ stage: 'generate', step, steps });
+        }
       },
-      {
-        sessionId: `${data.jobId}/${attempt}`,
-        signal,
-        onStep: async (step, steps) => {
-          // Progress is a Redis write: at most every 100 ms, and always the last step.
-          const now = performance.now();
-          if (step === steps || now - lastProgress >= 100) {
-            lastProgress = now;
-            await job.updateProgress({ stage: 'generate', step, steps });
-          }
-        },
-      },
-    );
+    });
     await this.artifacts.put(data.jobId, 'image.png', result.png);
     const totalMs = performance.now() - started;
     log.log('generated', { steps: result.steps, ms: Math.round(totalMs), peer: result.peer });
