@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
-import { CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
+import { ArtifactStore, CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
 import { loadModelFromConfig, ModelPackage } from '@lavida/model';
-import { ArtifactRepository } from './repositories/artifact.repository.js';
 import { PeerRepository } from './repositories/peer.repository.js';
 import { GenerationProcessor } from './services/generation.processor.js';
 import { GenerationService } from './services/generation.service.js';
@@ -11,7 +10,7 @@ import { GrpcServerService } from './services/grpc-server.service.js';
   providers: [
     { provide: CONFIG, useFactory: () => loadConfigOrExit() },
     { provide: ModelPackage, useFactory: (config: Config) => loadModelFromConfig(config, 'gen'), inject: [CONFIG] },
-    ArtifactRepository,
+    { provide: ArtifactStore, useFactory: (config: Config) => new ArtifactStore(config), inject: [CONFIG] },
     PeerRepository,
     GenerationService,
     GenerationProcessor,

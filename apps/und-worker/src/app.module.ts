@@ -1,13 +1,18 @@
 import { Module } from '@nestjs/common';
-import { CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
+import { ArtifactStore, CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
 import { loadModelFromConfig, ModelPackage } from '@lavida/model';
 import { PeerServerService } from './services/peer-server.service.js';
+import { UnderstandingProcessor } from './services/understanding.processor.js';
+import { UnderstandingService } from './services/understanding.service.js';
 
 @Module({
   providers: [
     { provide: CONFIG, useFactory: () => loadConfigOrExit() },
     { provide: ModelPackage, useFactory: (config: Config) => loadModelFromConfig(config, 'und'), inject: [CONFIG] },
+    { provide: ArtifactStore, useFactory: (config: Config) => new ArtifactStore(config), inject: [CONFIG] },
     PeerServerService,
+    UnderstandingService,
+    UnderstandingProcessor,
   ],
 })
 export class AppModule {}

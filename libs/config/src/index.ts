@@ -55,6 +55,8 @@ const schema = z.object({
   GRPC_MAX_MESSAGE_BYTES: int(64 * 1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Generation jobs one worker runs at once. @defaultValue 1 */
   GEN_CONCURRENCY: int(1, 64).default(1),
+  /** Understanding jobs (answers, plans, grounding, reflection) one worker runs at once. @defaultValue 1 */
+  UND_CONCURRENCY: int(1, 64).default(1),
   /** Attempts of a stage job for retryable failures. @defaultValue 3 */
   JOB_ATTEMPTS: int(1, 100).default(3),
   /** First retry delay (exponential backoff). @defaultValue 1000 */
@@ -129,3 +131,4 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
     process.exit(1);
   }
 }
+export { ArtifactStore } from './artifacts.js';

@@ -45,9 +45,68 @@ export interface TextToImageRequest {
   luminance?: number;
 }
 
-/** Data of a generation stage job (QueueName.Generation). */
+/** An image kept in the artefact store (Redis): artefact `name` of job `jobId`, a PNG. */
+export interface ImageRef {
+  jobId: string;
+  name: string;
+}
+
+/** One box of a layout plan. */
+export interface PlanItem {
+  /** What the box holds, e.g. `red circle`. */
+  label: string;
+  /** x1, y1, x2, y2 as the model's coordinate bins. */
+  bins: [number, number, number, number];
+  /** x1, y1, x2, y2 in pixels of the model's image. */
+  box?: [number, number, number, number];
+}
+
+/** Data of a generation stage job (QueueName.Generation, JobName.Generate). */
 export interface GenerateJobData extends TextToImageRequest {
   jobId: string;
+  /** Artefact name of the image; default `image.png`. */
+  output?: string;
+  /** A layout plan the image follows. */
+  plan?: PlanItem[];
+  /** Regeneration: the critique of an earlier attempt and that attempt's image. */
+  feedback?: { verdict: string; image: ImageRef };
+}
+
+/** Data of an editing stage job (QueueName.Generation, JobName.Edit). */
+export interface EditJobData {
+  jobId: string;
+  instruction: string;
+  image: ImageRef;
+  seed: number;
+  steps?: number;
+  guidance?: number;
+  /** Image guidance scale; 0 (default) uses two guidance rows, more adds the third. */
+  imageGuidance?: number;
+  temperature?: number;
+  output?: string;
+}
+
+/** Data of an understanding-branch stage job (QueueName.Understanding). */
+export type UnderstandingJobData =
+  | { jobId: string; task: 'understand'; image: ImageRef; question: string }
+  | { jobId: string; task: 'reflect'; image: ImageRef; prompt: string }
+  | { jobId: string; task: 'plan'; prompt: string }
+  | { jobId: string; task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
+  | { jobId: string; task: 'respond'; prompt: string };
+
+/** Result of an understanding-branch stage. */
+export interface UnderstandingResult {
+  task: UnderstandingJobData['task'];
+  /** Answer, description or verdict (understand, reflect; respond when text). */
+  text?: string;
+  /** Plan boxes (plan). */
+  layout?: PlanItem[];
+  /** One box per reference, pixels (ground). */
+  boxes?: [number, number, number, number][];
+  /** `image` when the model answers with an image (`[exp]`), else `text` (respond). */
+  modality?: 'image' | 'text';
+  model: { name: string; version: string };
+  timings: { totalMs: number; forwards: number };
 }
 
 /** An artefact a stage wrote to the artefact store. */

@@ -19,4 +19,16 @@ export enum JobName {
   Pipeline = 'pipeline',
   /** Text-to-image generation, on QueueName.Generation. */
   Generate = 'generate',
+  /** Image editing, on QueueName.Generation. */
+  Edit = 'edit',
+  /** Answer a question about an image or describe it, on QueueName.Understanding. */
+  Understand = 'understand',
+  /** Boxes for referring expressions, on QueueName.Understanding. */
+  Ground = 'ground',
+  /** A layout plan for a prompt, on QueueName.Understanding. */
+  Plan = 'plan',
+  /** A verdict on an image for its prompt, on QueueName.Understanding. */
+  Reflect = 'reflect',
+  /** Which modality answers a prompt (`[exp]` = an image), on QueueName.Understanding. */
+  Respond = 'respond',
 }

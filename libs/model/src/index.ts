@@ -6,3 +6,8 @@ export * from './joint.js';
 export * from './png.js';
 export * from './text-to-image.js';
 export * from './forward.js';
+export * from './tensor-ops.js';
+export * from './tasks.js';
+export * from './text-decoding.js';
+export * from './understanding.js';
+export * from './diffusion.js';

@@ -1,5 +1,6 @@
 import { InvalidInputError, PeerProtocolError } from '@lavida/contracts';
 import { Tensor, tensorMismatch, type ModelPackage } from './package.js';
+import { concatTokens } from './tensor-ops.js';
 
 /** Rotary-embedded Q, K, V of one side for one joint layer, each float32 [rows, heads, tokens, head_dim]. */
 export interface Projections {
@@ -23,6 +24,12 @@ export interface OpenRequest {
   textPositions: Tensor;
   /** The last joint layer the text side runs: M-1 for image output (elastic activation). */
   stopAfterLayer: number;
+  /**
+   * uint8 [rows, height, width, channels]: an image the text side reads as semantic image tokens
+   * (`und_image_embed`) before the text, e.g. an earlier attempt with its critique. Its tokens take
+   * positions 0..I-1; `textPositions` then covers I + text_len tokens.
+   */
+  prefixPixels?: Tensor;
 }
 
 /**
@@ -61,21 +68,34 @@ export class TextSideSession {
     private readonly textIds: Tensor,
     private readonly positions: Tensor,
     readonly stopAfterLayer: number,
+    private readonly prefixPixels: Tensor | undefined,
+    /** Tokens on the text side: image prefix tokens + text tokens. */
+    readonly sideLen: number,
   ) {}
 
   /** Validates the request against the model and returns a session ready for its first step. */
   static open(pkg: ModelPackage, request: OpenRequest): TextSideSession {
-    const { architecture, text } = pkg.manifest;
-    const { textIds, textPositions, stopAfterLayer } = request;
+    const { architecture, text, image } = pkg.manifest;
+    const { textIds, textPositions, stopAfterLayer, prefixPixels } = request;
     if (textIds.type !== 'int64' || textIds.dims.length !== 2 || textIds.dims[0] < 1 || textIds.dims[1] < 1) {
       throw new InvalidInputError(`text_ids must be int64 [rows, text_len], got ${textIds.type} [${textIds.dims.join(',')}]`);
     }
     const textLen = textIds.dims[1];
-    if (textLen > architecture.max_text_len) {
-      throw new InvalidInputError(`text is ${textLen} tokens, longer than the model's context of ${architecture.max_text_len}`);
+    let prefixLen = 0;
+    if (prefixPixels) {
+      if (!pkg.has('und_image_embed')) throw new InvalidInputError(`model ${pkg.manifest.name} cannot read an image prefix (no und_image_embed segment)`);
+      const want = [textIds.dims[0], image.height, image.width, image.channels];
+      if (prefixPixels.type !== 'uint8' || prefixPixels.dims.length !== 4 || prefixPixels.dims.some((d, i) => d !== want[i])) {
+        throw new InvalidInputError(`prefix_pixels must be uint8 [${want.join(',')}], got ${prefixPixels.type} [${prefixPixels.dims.join(',')}]`);
+      }
+      prefixLen = image.grid[0] * image.grid[1];
     }
-    if (textPositions.type !== 'int64' || textPositions.dims.length !== 1 || textPositions.dims[0] !== textLen) {
-      throw new InvalidInputError(`text_positions must be int64 [${textLen}], got ${textPositions.type} [${textPositions.dims.join(',')}]`);
+    const sideLen = prefixLen + textLen;
+    if (sideLen > architecture.max_text_len) {
+      throw new InvalidInputError(`text side is ${sideLen} tokens, longer than the model's context of ${architecture.max_text_len}`);
+    }
+    if (textPositions.type !== 'int64' || textPositions.dims.length !== 1 || textPositions.dims[0] !== sideLen) {
+      throw new InvalidInputError(`text_positions must be int64 [${sideLen}], got ${textPositions.type} [${textPositions.dims.join(',')}]`);
     }
     for (const id of textIds.data as BigInt64Array) {
       if (id < 0n || id >= BigInt(text.vocab.length)) {
@@ -85,7 +105,7 @@ export class TextSideSession {
     if (!Number.isInteger(stopAfterLayer) || stopAfterLayer < 0 || stopAfterLayer >= architecture.joint_layers) {
       throw new InvalidInputError(`stop_after_layer ${stopAfterLayer} is not a joint layer (0..${architecture.joint_layers - 1})`);
     }
-    return new TextSideSession(pkg, textIds, textPositions, stopAfterLayer);
+    return new TextSideSession(pkg, textIds, textPositions, stopAfterLayer, prefixPixels, sideLen);
   }
 
   get rows(): number {
@@ -100,7 +120,12 @@ export class TextSideSession {
   async beginStep(step: number): Promise<Projections> {
     if (step <= this.step) throw new PeerProtocolError(`step ${step} begun after step ${this.step}`);
     // Layer 0's input is the embedding of fixed text: the same every step.
-    this.embedded ??= (await this.pkg.run('und_embed', { text_ids: this.textIds })).hidden;
+    if (!this.embedded) {
+      const text = (await this.pkg.run('und_embed', { text_ids: this.textIds })).hidden;
+      this.embedded = this.prefixPixels
+        ? concatTokens([(await this.pkg.run('und_image_embed', { pixels: this.prefixPixels })).hidden, text])
+        : text;
+    }
     this.step = step;
     this.stepsRun += 1;
     this.hidden = this.embedded;
@@ -140,7 +165,7 @@ export class TextSideSession {
   private checkPartial(partial: PartialAttention): void {
     const { heads, head_dim } = this.pkg.manifest.architecture;
     const rows = this.rows;
-    const t = this.textLen;
+    const t = this.sideLen;
     const outProblem = tensorMismatch({ name: 'partial.out', dtype: 'float32', shape: [rows, heads, t, head_dim] }, partial.out.type, partial.out.dims);
     const lseProblem = tensorMismatch({ name: 'partial.lse', dtype: 'float32', shape: [rows, heads, t] }, partial.lse.type, partial.lse.dims);
     if (outProblem ?? lseProblem) throw new InvalidInputError(outProblem ?? lseProblem!);

@@ -1,8 +1,10 @@
-import { CanceledError, InvalidInputError, type TextToImageRequest } from '@lavida/contracts';
-import { int64Tensor, positionsTensor, type JointPeer } from './joint.js';
+import { InvalidInputError, type TextToImageRequest } from '@lavida/contracts';
+import { diffuse } from './diffusion.js';
+import { int64Tensor, type JointPeer } from './joint.js';
 import { Tensor, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
-import { guide, Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
+import { guide } from './sampling.js';
+import { encodeTemplate, fill, layoutIds, taskTemplates, type LayoutItem } from './tasks.js';
 import { WordTokenizer } from './tokenizer.js';
 
 export type { TextToImageRequest };
@@ -33,90 +35,170 @@ export function conditioningText(request: Pick<TextToImageRequest, 'prompt' | 'l
   return `${request.prompt}${micro}`;
 }
 
+/** An earlier attempt and its critique, for regeneration (the text side reads the attempt's image). */
+export interface Feedback {
+  verdict: string;
+  /** Packed RGB of the earlier attempt. */
+  pixels: Uint8Array;
+}
+
+/** A text-to-image request to the engine, optionally with a layout plan and the critique of an earlier attempt. */
+export interface ImageRequest extends TextToImageRequest {
+  plan?: readonly Pick<LayoutItem, 'label' | 'bins'>[];
+  feedback?: Feedback;
+}
+
+/**
+ * The text of a text-to-image request in the model's templates: the prompt (with
+ * micro-conditioning), then the plan's layout and the feedback when given.
+ */
+export function imageRequestIds(pkg: ModelPackage, request: ImageRequest, tokenizer = new WordTokenizer(pkg.manifest.text)): number[] {
+  const prompt = conditioningText(request);
+  const values: Record<string, string | readonly number[]> = { prompt };
+  let template = '{prompt}';
+  if (request.plan || request.feedback) {
+    const t = taskTemplates(pkg.manifest);
+    template = t.text_to_image;
+    if (request.plan) {
+      for (const [i, item] of request.plan.entries()) checkLayoutItem(pkg, item, `plan[${i}]`);
+      template = fill(t.text_to_image_plan, { prompt: template });
+      values.layout = layoutIds(tokenizer, request.plan);
+    }
+    if (request.feedback) {
+      if (!request.feedback.verdict.trim()) throw new InvalidInputError('feedback.verdict must not be empty');
+      template = fill(t.feedback, { prompt: template });
+      values.verdict = request.feedback.verdict;
+    }
+  }
+  return encodeTemplate(tokenizer, template, values);
+}
+
+function checkLayoutItem(pkg: ModelPackage, item: Pick<LayoutItem, 'label' | 'bins'>, where: string): void {
+  const max = pkg.manifest.text.loc_bins.count - 1;
+  if (!item.label?.trim()) throw new InvalidInputError(`${where}.label must not be empty`);
+  if (!Array.isArray(item.bins) || item.bins.length !== 4 || item.bins.some((b) => !Number.isInteger(b) || b < 0 || b > max)) {
+    throw new InvalidInputError(`${where}.bins must be 4 integers 0..${max}`);
+  }
+}
+
 /**
  * Text-to-image by masked diffusion on the image side (the generation branch), with the text side
- * reached through `peer` for the joint layers. Guidance rows (cond, uncond) are stacked so that one
- * exchange per joint layer and step carries them all.
+ * reached through `peer` for the joint layers. Guidance rows (cond, uncond: every text token
+ * masked, the feedback image kept) are stacked so that one exchange per joint layer and step
+ * carries them all.
  */
-export async function textToImage(
-  pkg: ModelPackage,
-  peer: JointPeer,
-  request: TextToImageRequest,
-  options: RunOptions,
-): Promise<TextToImageResult> {
+export async function textToImage(pkg: ModelPackage, peer: JointPeer, request: ImageRequest, options: RunOptions): Promise<TextToImageResult> {
   const { manifest } = pkg;
-  const { architecture, image, sampling } = manifest;
+  const { image, sampling } = manifest;
   const tokenizer = new WordTokenizer(manifest.text);
   const text = conditioningText(request);
-  const ids = tokenizer.encode(text);
+  const ids = imageRequestIds(pkg, request, tokenizer);
   if (ids.length === 0) throw new InvalidInputError('prompt has no tokens');
-  if (ids.length > architecture.max_text_len) {
-    throw new InvalidInputError(`prompt is ${ids.length} tokens, longer than the model's context of ${architecture.max_text_len}`);
-  }
+  if (request.feedback) checkPixels(pkg, request.feedback.pixels, 'feedback image');
   const guidance = request.guidance ?? sampling.guidance;
-  const temperature = request.temperature ?? sampling.temperature;
-  const [gridRows, gridCols] = image.grid;
-  const imageTokens = gridRows * gridCols;
-  const schedule = unmaskSchedule(imageTokens, request.steps ?? sampling.steps, sampling.shift);
-  const order = stratifiedOrder(gridRows, gridCols, sampling.order_seed);
-  const rng = new Pcg32(request.seed);
-
-  // Row 0 is conditional; row 1 (when guiding) has every text token masked.
-  const rows = guidance > 0 ? 2 : 1;
-  const textRows = guidance > 0 ? [...ids, ...ids.map(() => tokenizer.special.mask)] : ids;
-  const textIds = int64Tensor(textRows, [rows, ids.length]);
-  const imagePositions = positionsTensor(ids.length, imageTokens);
-  const tokens = new Array<number>(imageTokens).fill(image.mask_id);
-  const lastJoint = architecture.joint_layers - 1;
-
-  const link = await peer.open(
-    { sessionId: options.sessionId, textIds, textPositions: positionsTensor(0, ids.length), stopAfterLayer: lastJoint },
-    options.signal,
+  const textRows = guidance > 0 ? [ids, ids.map(() => tokenizer.special.mask)] : [ids];
+  const result = await diffuse(
+    pkg,
+    peer,
+    {
+      textRows,
+      prefixPixels: request.feedback?.pixels,
+      combine: guidance > 0 ? ([c, u]) => guide(c, u, guidance) : ([c]) => c,
+      seed: request.seed,
+      steps: request.steps ?? sampling.steps,
+      temperature: request.temperature ?? sampling.temperature,
+    },
+    options,
   );
-  try {
-    let cursor = 0;
-    for (let step = 0; step < schedule.length; step++) {
-      if (options.signal?.aborted) throw new CanceledError('canceled');
-      const imageIds = int64Tensor(Array.from({ length: rows }, () => tokens).flat(), [rows, imageTokens]);
-      let hidden = (await pkg.run('gen_embed', { image_ids: imageIds })).hidden;
-      let qkv = await link.beginStep(step);
-      for (let layer = 0; layer <= lastJoint; layer++) {
-        const out = await pkg.run(`gen_joint_${layer}`, {
-          hidden,
-          positions: imagePositions,
-          text_q: qkv.q,
-          text_k: qkv.k,
-          text_v: qkv.v,
-        });
-        hidden = out.hidden_out;
-        // The text side stops after the last joint layer: its states never reach an image token again.
-        if (layer < lastJoint) qkv = await link.partial(step, layer, { out: out.text_out, lse: out.text_lse });
-      }
-      const logits = (await pkg.run('gen_tail', { hidden, positions: imagePositions })).logits.data as Float32Array;
-      const k = image.codebook_size;
-      for (const index of order.slice(cursor, cursor + schedule[step])) {
-        const cond = logits.subarray(index * k, (index + 1) * k);
-        const scores = rows === 2 ? guide(cond, logits.subarray((imageTokens + index) * k, (imageTokens + index + 1) * k), guidance) : cond;
-        tokens[index] = sampleLogits(scores, temperature, rng);
-      }
-      cursor += schedule[step];
-      await options.onStep?.(step + 1, schedule.length);
-    }
-  } finally {
-    await link.close();
-  }
-
-  const pixels = await decodeTokens(pkg, tokens);
+  const pixels = await decodeTokens(pkg, result.tokens);
   return {
-    tokens,
+    tokens: result.tokens,
     pixels,
     width: image.width,
     height: image.height,
     png: encodePng(pixels, image.width, image.height),
-    steps: schedule.length,
+    steps: result.steps,
     text,
-    peer: link.peer,
+    peer: result.peer,
   };
+}
+
+/** An editing request: the instruction, the source image, and the sampler settings. */
+export interface EditRequest {
+  instruction: string;
+  /** Packed RGB of the source image, of the model's size. */
+  pixels: Uint8Array;
+  seed: number;
+  steps?: number;
+  /** Text guidance scale (instruction against none). */
+  guidance?: number;
+  /** Image guidance scale (source image against none); 0 leaves out the third row. */
+  imageGuidance?: number;
+  temperature?: number;
+}
+
+/**
+ * Editing: the instruction on the text side, the source image's codes as a condition grid before
+ * the output grid on the generation branch. Guidance over stacked rows: cond (instruction, image),
+ * text-unconditional (masked instruction, image) and, with an image scale, unconditional (masked
+ * instruction, masked condition): s = c + g_t (c - u_t) + g_i (u_t - u), which is
+ * (1 + g_t) c - g_t u_t with g_i = 0.
+ */
+export async function editImage(pkg: ModelPackage, peer: JointPeer, request: EditRequest, options: RunOptions): Promise<TextToImageResult> {
+  const { manifest } = pkg;
+  const { image, sampling } = manifest;
+  if (image.condition_offset === undefined) throw new InvalidInputError(`model ${manifest.name} does not edit images (no condition grid)`);
+  if (!request.instruction.trim()) throw new InvalidInputError('instruction must not be empty');
+  checkPixels(pkg, request.pixels, 'image');
+  const tokenizer = new WordTokenizer(manifest.text);
+  const ids = encodeTemplate(tokenizer, taskTemplates(manifest).edit, { instruction: request.instruction });
+  if (ids.length === 0) throw new InvalidInputError('instruction has no tokens');
+  const codes = await encodeImage(pkg, request.pixels);
+  const condition = codes.map((c) => c + image.condition_offset!);
+  const g = request.guidance ?? sampling.guidance;
+  const gi = request.imageGuidance ?? 0;
+  if (gi < 0 || g < 0) throw new InvalidInputError('guidance scales must not be negative');
+  const masked = ids.map(() => tokenizer.special.mask);
+  let spec: Pick<import('./diffusion.js').DiffusionSpec, 'textRows' | 'conditionRows' | 'combine'>;
+  if (gi > 0) {
+    spec = {
+      textRows: [ids, masked, masked],
+      conditionRows: [condition, condition, condition.map(() => image.mask_id)],
+      combine: ([c, ut, u]) => {
+        const out = new Float64Array(c.length);
+        for (let i = 0; i < c.length; i++) out[i] = (1 + g) * c[i] - g * ut[i] + gi * (ut[i] - u[i]);
+        return out;
+      },
+    };
+  } else if (g > 0) {
+    spec = { textRows: [ids, masked], conditionRows: [condition, condition], combine: ([c, u]) => guide(c, u, g) };
+  } else {
+    spec = { textRows: [ids], conditionRows: [condition], combine: ([c]) => c };
+  }
+  const result = await diffuse(
+    pkg,
+    peer,
+    { ...spec, seed: request.seed, steps: request.steps ?? sampling.steps, temperature: request.temperature ?? sampling.temperature },
+    options,
+  );
+  const pixels = await decodeTokens(pkg, result.tokens);
+  return {
+    tokens: result.tokens,
+    pixels,
+    width: image.width,
+    height: image.height,
+    png: encodePng(pixels, image.width, image.height),
+    steps: result.steps,
+    text: request.instruction,
+    peer: result.peer,
+  };
+}
+
+function checkPixels(pkg: ModelPackage, pixels: Uint8Array, what: string): void {
+  const { width, height, channels } = pkg.manifest.image;
+  if (!(pixels instanceof Uint8Array) || pixels.length !== width * height * channels) {
+    throw new InvalidInputError(`${what} must be ${width}x${height} RGB (${width * height * channels} bytes), got ${pixels?.length ?? 0} bytes`);
+  }
 }
 
 /** VQ-decodes one image's tokens to packed RGB. */

@@ -134,6 +134,7 @@ class GrpcLink implements JointLink {
     });
     const ids = encodeTensor(request.textIds, options.chunkBytes);
     const positions = encodeTensor(request.textPositions, options.chunkBytes);
+    const prefix = request.prefixPixels ? encodeTensor(request.prefixPixels, options.chunkBytes) : undefined;
     const open = create(ExchangeRequestSchema, {
       frame: {
         case: 'open',
@@ -146,11 +147,12 @@ class GrpcLink implements JointLink {
           textPositions: positions.tensor,
           stopAfterLayer: request.stopAfterLayer,
           chunkSize: options.chunkBytes,
+          prefixPixels: prefix?.tensor,
         },
       },
     });
     try {
-      const answer = await link.exchange('open', [open, ...link.chunkFrames([ids, positions])]);
+      const answer = await link.exchange('open', [open, ...link.chunkFrames(prefix ? [ids, positions, prefix] : [ids, positions])]);
       if (answer.frame.case !== 'opened') throw new PeerProtocolError(`peer ${address} answered open with ${answer.frame.case}`);
     } catch (error) {
       call.cancel();

@@ -7,7 +7,7 @@ export function frameTensors(frame: ExchangeRequest | ExchangeResponse): (WireTe
   const { frame: f } = frame;
   switch (f.case) {
     case 'open':
-      return [f.value.textIds, f.value.textPositions];
+      return [f.value.textIds, f.value.textPositions, f.value.prefixPixels];
     case 'projections':
       return [f.value.q, f.value.k, f.value.v];
     case 'partial':

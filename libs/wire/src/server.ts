@@ -94,6 +94,7 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
               textIds: decodeTensor(open.textIds, 'text_ids'),
               textPositions: decodeTensor(open.textPositions, 'text_positions'),
               stopAfterLayer: open.stopAfterLayer,
+              prefixPixels: open.prefixPixels ? decodeTensor(open.prefixPixels, 'prefix_pixels') : undefined,
             });
             await send(
               { case: 'opened', value: { $typeName: 'lavida.peer.v1.SessionOpened', sessionId, workerId: options.workerId } },

@@ -2,14 +2,14 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, JsonLogger, type Config } from '@lavida/config';
-import { errorCode, isRetryable, JobName, QueueName, type GenerateJobData, type GenerateResult } from '@lavida/contracts';
+import { errorCode, InvalidInputError, isRetryable, JobName, QueueName, type EditJobData, type GenerateJobData, type GenerateResult } from '@lavida/contracts';
 import { GenerationService } from './generation.service.js';
 
 /** Consumes the generation queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
 @Injectable()
 export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new JsonLogger('gen-worker', GenerationProcessor.name);
-  private worker?: Worker<GenerateJobData, GenerateResult>;
+  private worker?: Worker<GenerateJobData | EditJobData, GenerateResult>;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -17,7 +17,7 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   ) {}
 
   onApplicationBootstrap(): void {
-    this.worker = new Worker<GenerateJobData, GenerateResult>(QueueName.Generation, (job, _token, signal) => this.process(job, signal), {
+    this.worker = new Worker<GenerateJobData | EditJobData, GenerateResult>(QueueName.Generation, (job, _token, signal) => this.process(job, signal), {
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency: this.config.GEN_CONCURRENCY,
@@ -31,10 +31,16 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     await this.worker?.close();
   }
 
-  private async process(job: Job<GenerateJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {
-    if (job.name !== (JobName.Generate as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Generation}`);
+  private async process(job: Job<GenerateJobData | EditJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {
     try {
-      return await this.generation.generate(job, signal);
+      switch (job.name as JobName) {
+        case JobName.Generate:
+          return await this.generation.generate(job as Job<GenerateJobData>, signal);
+        case JobName.Edit:
+          return await this.generation.edit(job as Job<EditJobData>, signal);
+        default:
+          throw new InvalidInputError(`unknown job ${job.name} on ${QueueName.Generation}`);
+      }
     } catch (error) {
       const message = `${errorCode(error)}: ${(error as Error).message}`;
       const retryable = isRetryable(error);

@@ -1,12 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
-import type { GenerateJobData, GenerateResult } from '@lavida/contracts';
-import { ModelPackage, textToImage } from '@lavida/model';
-import { ArtifactRepository } from '../repositories/artifact.repository.js';
+import { ArtifactStore, CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { InvalidInputError, type EditJobData, type GenerateJobData, type GenerateResult, type ImageRef } from '@lavida/contracts';
+import { decodeImageInput, editImage, ModelPackage, textToImage, type TextToImageResult } from '@lavida/model';
 import { PeerRepository } from '../repositories/peer.repository.js';
 
-/** Runs one text-to-image stage: diffusion with the understanding peer, then the PNG. */
+/** Runs the generation branch's stages (text-to-image, editing) with the understanding peer, and stores the PNG. */
 @Injectable()
 export class GenerationService {
   private readonly logger = new JsonLogger('gen-worker', GenerationService.name);
@@ -15,33 +14,59 @@ export class GenerationService {
     @Inject(CONFIG) private readonly config: Config,
     private readonly pkg: ModelPackage,
     private readonly peer: PeerRepository,
-    private readonly artifacts: ArtifactRepository,
+    private readonly artifacts: ArtifactStore,
   ) {}
 
   async generate(job: Job<GenerateJobData>, signal?: AbortSignal): Promise<GenerateResult> {
     const { data } = job;
+    const feedback = data.feedback ? { verdict: data.feedback.verdict, pixels: await this.image(data.feedback.image, 'feedback.image') } : undefined;
+    return this.run(job, 'generate', data.output, (options) => textToImage(this.pkg, this.peer, { ...data, feedback }, options), signal);
+  }
+
+  async edit(job: Job<EditJobData>, signal?: AbortSignal): Promise<GenerateResult> {
+    const { data } = job;
+    const pixels = await this.image(data.image, 'image');
+    return this.run(job, 'edit', data.output, (options) => editImage(this.pkg, this.peer, { ...data, pixels }, options), signal);
+  }
+
+  /** An input image from the artefact store, checked against the model's size. */
+  private async image(ref: ImageRef, what: string): Promise<Uint8Array> {
+    if (!ref || typeof ref.jobId !== 'string' || typeof ref.name !== 'string') throw new InvalidInputError(`${what} must be {jobId, name}`);
+    const bytes = await this.artifacts.get(ref.jobId, ref.name);
+    if (!bytes) throw new InvalidInputError(`${what} ${ref.jobId}/${ref.name} does not exist (never stored, or expired)`);
+    return decodeImageInput(bytes, this.pkg.manifest.image, what);
+  }
+
+  private async run(
+    job: Job<{ jobId: string }>,
+    stage: 'generate' | 'edit',
+    output: string | undefined,
+    work: (options: Parameters<typeof textToImage>[3]) => Promise<TextToImageResult>,
+    signal?: AbortSignal,
+  ): Promise<GenerateResult> {
+    const { jobId } = job.data;
     const attempt = job.attemptsMade + 1;
-    const log = this.logger.child({ jobId: data.jobId, attempt });
     const started = performance.now();
     let lastProgress = 0;
-    const result = await textToImage(this.pkg, this.peer, data, {
-      sessionId: `${data.jobId}/${attempt}`,
+    const result = await work({
+      sessionId: `${jobId}/${attempt}`,
       signal,
       onStep: async (step, steps) => {
         // Progress is a Redis write: at most every 100 ms, and always the last step.
         const now = performance.now();
         if (step === steps || now - lastProgress >= 100) {
           lastProgress = now;
-          await job.updateProgress({ stage: 'generate', step, steps });
+          await job.updateProgress({ stage, step, steps });
         }
       },
     });
-    await this.artifacts.put(data.jobId, 'image.png', result.png);
+    const name = output ?? 'image.png';
+    await this.artifacts.put(jobId, name, result.png);
     const totalMs = performance.now() - started;
-    log.log('generated', { steps: result.steps, ms: Math.round(totalMs), peer: result.peer });
+    this.logger.log(stage === 'edit' ? 'edited' : 'generated', { jobId, attempt, steps: result.steps, ms: Math.round(totalMs), peer: result.peer });
     return {
       tokens: result.tokens,
-      artifact: { name: 'image.png', contentType: 'image/png', bytes: result.png.length },
+      artifact: { name, contentType: 'image/png', bytes: result.png.length },
       model: { name: this.pkg.manifest.name, version: this.pkg.manifest.version },
       timings: { totalMs, steps: result.steps },
       peer: result.peer,

@@ -1,18 +1,22 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Redis } from 'ioredis';
-import { artifactKey, CONFIG, type Config } from '@lavida/config';
+import type { Config } from './index.js';
+import { artifactKey } from './index.js';
 
 /** Images and other job outputs, kept in Redis until they expire (RESULT_TTL_SECONDS). */
-@Injectable()
-export class ArtifactRepository implements OnModuleDestroy {
+export class ArtifactStore {
   private readonly redis: Redis;
 
-  constructor(@Inject(CONFIG) private readonly config: Config) {
+  constructor(private readonly config: Pick<Config, 'REDIS_URL' | 'QUEUE_PREFIX' | 'RESULT_TTL_SECONDS'>) {
     this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3, lazyConnect: true });
   }
 
   async put(jobId: string, name: string, bytes: Buffer): Promise<void> {
     await this.redis.set(artifactKey(this.config, jobId, name), bytes, 'EX', this.config.RESULT_TTL_SECONDS);
+  }
+
+  /** The artefact's bytes, or undefined when it does not exist (never written, or expired). */
+  async get(jobId: string, name: string): Promise<Buffer | undefined> {
+    return (await this.redis.getBuffer(artifactKey(this.config, jobId, name))) ?? undefined;
   }
 
   async onModuleDestroy(): Promise<void> {

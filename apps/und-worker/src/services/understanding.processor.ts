@@ -1,0 +1,52 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { errorCode, InvalidInputError, isRetryable, JobName, QueueName, type UnderstandingJobData, type UnderstandingResult } from '@lavida/contracts';
+import { UnderstandingService } from './understanding.service.js';
+
+const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.Plan, JobName.Reflect, JobName.Respond]);
+
+/** Consumes the understanding queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
+@Injectable()
+export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new JsonLogger('und-worker', UnderstandingProcessor.name);
+  private worker?: Worker<UnderstandingJobData, UnderstandingResult>;
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    private readonly understanding: UnderstandingService,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    this.worker = new Worker<UnderstandingJobData, UnderstandingResult>(QueueName.Understanding, (job, _token, signal) => this.process(job, signal), {
+      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+      prefix: this.config.QUEUE_PREFIX,
+      concurrency: this.config.UND_CONCURRENCY,
+    });
+    this.worker.on('error', (error) => this.logger.error('worker error', error));
+    this.logger.log('consuming', { queue: QueueName.Understanding, concurrency: this.config.UND_CONCURRENCY });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  private async process(job: Job<UnderstandingJobData, UnderstandingResult>, signal?: AbortSignal): Promise<UnderstandingResult> {
+    try {
+      if (!TASK_JOBS.has(job.name) || job.data?.task !== job.name) {
+        throw new InvalidInputError(`unknown job ${job.name} (task ${String(job.data?.task)}) on ${QueueName.Understanding}`);
+      }
+      const result = await this.understanding.run(job, signal);
+      this.logger.log('answered', { jobId: job.data.jobId, task: job.name, ms: Math.round(result.timings.totalMs), forwards: result.timings.forwards });
+      return result;
+    } catch (error) {
+      const message = `${errorCode(error)}: ${(error as Error).message}`;
+      const retryable = isRetryable(error);
+      await job.log(`attempt ${job.attemptsMade + 1} failed (${retryable ? 'retryable' : 'not retryable'}): ${message}`);
+      this.logger.warn('attempt failed', { jobId: job.data?.jobId, attempt: job.attemptsMade + 1, retryable, error: message });
+      if (!retryable) throw new UnrecoverableError(message);
+      throw new Error(message, { cause: error });
+    }
+  }
+}

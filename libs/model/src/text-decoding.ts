@@ -1,0 +1,133 @@
+import { CanceledError, InvalidInputError, ModelPackageError } from '@lavida/contracts';
+import { int64Tensor, positionsTensor } from './joint.js';
+import type { ModelPackage, Tensor } from './package.js';
+import { concatTokens, emptyPartial, repeatImage } from './tensor-ops.js';
+
+/** Text-side logits of one forward: float32 [rows, length, vocab]. */
+export interface TextLogits {
+  data: Float32Array;
+  rows: number;
+  length: number;
+  vocab: number;
+}
+
+/**
+ * The understanding branch alone, in this process: text tasks (answers, plans, grounding,
+ * reflection) never run the generation branch (elastic activation), so the joint layers merge an
+ * empty remote partial. An image the text side reads enters as semantic image tokens
+ * (`und_image_embed`) at positions 0..I-1, the text after them.
+ */
+export class TextSideRunner {
+  /** Forwards run, for logs and benchmarks. */
+  forwards = 0;
+
+  constructor(readonly pkg: ModelPackage) {}
+
+  /** Semantic image tokens of one packed RGB image, repeated for `rows`: float32 [rows, I, d_u]. */
+  async imageTokens(pixels: Uint8Array, rows: number): Promise<Tensor> {
+    const { image } = this.pkg.manifest;
+    if (!this.pkg.has('und_image_embed')) {
+      throw new ModelPackageError(`model ${this.pkg.manifest.name} cannot read images on the text side (no und_image_embed segment)`);
+    }
+    if (pixels.length !== image.width * image.height * image.channels) {
+      throw new InvalidInputError(`image must be ${image.width}x${image.height} with ${image.channels} channels, got ${pixels.length} bytes`);
+    }
+    return (await this.pkg.run('und_image_embed', { pixels: repeatImage(pixels, rows, image.height, image.width, image.channels) })).hidden;
+  }
+
+  /**
+   * Logits of text rows of one length, after an optional image prefix (already embedded by
+   * `imageTokens`, one row per text row).
+   */
+  async logits(rows: readonly (readonly number[])[], prefix?: Tensor): Promise<TextLogits> {
+    const { architecture, text } = this.pkg.manifest;
+    const length = rows[0]?.length ?? 0;
+    if (rows.length === 0 || length === 0) throw new InvalidInputError('no text to run');
+    if (rows.some((r) => r.length !== length)) throw new InvalidInputError('text rows of one forward must have one length');
+    const prefixLen = prefix ? prefix.dims[1] : 0;
+    const total = prefixLen + length;
+    if (total > architecture.max_text_len) {
+      throw new InvalidInputError(`text side is ${total} tokens (${prefixLen} image + ${length} text), longer than the model's context of ${architecture.max_text_len}`);
+    }
+    const vocab = text.vocab.length;
+    for (const row of rows) {
+      for (const id of row) if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new InvalidInputError(`text id ${id} is outside the vocabulary of ${vocab}`);
+    }
+    let hidden = (await this.pkg.run('und_embed', { text_ids: int64Tensor(rows.flat(), [rows.length, length]) })).hidden;
+    if (prefix) hidden = concatTokens([prefix, hidden]);
+    const positions = positionsTensor(0, total);
+    const { heads, head_dim: headDim, joint_layers: joint } = architecture;
+    const empty = emptyPartial(rows.length, heads, total, headDim);
+    for (let layer = 0; layer < joint; layer++) {
+      const { q, k, v } = await this.pkg.run(`und_joint_qkv_${layer}`, { hidden, positions });
+      hidden = (await this.pkg.run(`und_joint_out_${layer}`, { hidden, q, k, v, remote_out: empty.out, remote_lse: empty.lse })).hidden_out;
+    }
+    const logits = (await this.pkg.run('und_tail', { hidden, positions })).logits;
+    this.forwards += 1;
+    return { data: logits.data as Float32Array, rows: rows.length, length: total, vocab };
+  }
+}
+
+/** How an answer slot is decoded. */
+export interface SlotDecoding {
+  /** Answer tokens (all `[mask]` to start) after each head. */
+  length: number;
+  /** Slots revealed per forward (LLaDA low-confidence remasking). */
+  perStep: number;
+  /** Tokens after the slot (e.g. `</loc>`). */
+  tail?: readonly number[];
+  /** Restricts the argmax to ids first..first+count-1 (e.g. the coordinate tokens). */
+  allowed?: { first: number; count: number };
+  signal?: AbortSignal;
+  onStep?: (step: number, steps: number) => void | Promise<void>;
+}
+
+/**
+ * Masked-diffusion decoding of an answer slot after each head (rows decoded in parallel, one
+ * forward per step for all of them): every step, the argmax at every masked slot, keeping the
+ * `perStep` most confident (softmax probability of the argmax, ties to the earlier slot). Without
+ * `allowed`, a slot never decodes to `[mask]` or `[pad]`. Returns each row's slot ids.
+ */
+export async function decodeSlots(
+  runner: TextSideRunner,
+  heads: readonly (readonly number[])[],
+  decoding: SlotDecoding,
+  prefix?: Tensor,
+): Promise<number[][]> {
+  const special = runner.pkg.manifest.text.special_tokens;
+  const { length, perStep, tail = [], allowed } = decoding;
+  if (!Number.isInteger(perStep) || perStep < 1) throw new InvalidInputError(`tokens per step must be a positive integer, got ${perStep}`);
+  const slots = heads.map(() => new Array<number>(length).fill(special.mask));
+  const prefixLen = prefix ? prefix.dims[1] : 0;
+  const steps = Math.ceil(length / perStep);
+  for (let step = 0; slots.some((s) => s.includes(special.mask)); step++) {
+    if (decoding.signal?.aborted) throw new CanceledError('canceled');
+    const { data, length: total, vocab } = await runner.logits(
+      heads.map((h, b) => [...h, ...slots[b], ...tail]),
+      prefix,
+    );
+    heads.forEach((head, b) => {
+      const masked = slots[b].flatMap((id, i) => (id === special.mask ? [i] : []));
+      const picks = masked.map((slot) => {
+        const row = data.subarray((b * total + prefixLen + head.length + slot) * vocab, (b * total + prefixLen + head.length + slot + 1) * vocab);
+        const from = allowed ? allowed.first : 0;
+        const to = allowed ? allowed.first + allowed.count : vocab;
+        let best = -1;
+        for (let i = from; i < to; i++) {
+          if (!allowed && (i === special.mask || i === special.pad)) continue;
+          if (best < 0 || row[i] > row[best]) best = i;
+        }
+        let sum = 0;
+        for (let i = from; i < to; i++) {
+          if (!allowed && (i === special.mask || i === special.pad)) continue;
+          sum += Math.exp(row[i] - row[best]);
+        }
+        return { slot, id: best, confidence: 1 / sum };
+      });
+      picks.sort((x, y) => y.confidence - x.confidence || x.slot - y.slot);
+      for (const pick of picks.slice(0, perStep)) slots[b][pick.slot] = pick.id;
+    });
+    await decoding.onStep?.(step + 1, steps);
+  }
+  return slots;
+}

@@ -1,0 +1,128 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  editImage,
+  LocalJointPeer,
+  ModelPackage,
+  textToImage,
+  UnderstandingEngine,
+  type EditRequest,
+  type ImageRequest,
+  type TextToImageResult,
+} from '@lavida/model';
+import { GrpcJointPeer } from '@lavida/wire';
+import { startApp, type AppProcess } from '../support/processes.js';
+import { MINI_MODEL } from '../support/paths.js';
+import { servingAddress } from '../support/peer-client.js';
+
+/** Small chunks, so that the feedback image (12 KiB per row) and the projections travel in pieces. */
+const CHUNK = 4096;
+
+/**
+ * Every image task of the trained model split across two processes (a real und-worker over gRPC)
+ * against the same task in one process: the same tokens, pixels and PNG for the same seed.
+ */
+describe('lavida-o-mini: split (gRPC) against single-process, every image task', () => {
+  let und: AppProcess;
+  let gen: ModelPackage;
+  let all: ModelPackage;
+  let peer: GrpcJointPeer;
+  let local: LocalJointPeer;
+  let engine: UnderstandingEngine;
+  let source: TextToImageResult;
+  const bytes: number[] = [];
+
+  before(async () => {
+    und = startApp('und-worker', { UND_GRPC_PORT: 0, GRPC_HOST: '127.0.0.1', TENSOR_CHUNK_BYTES: CHUNK, MODEL_DIR: MINI_MODEL });
+    let address: string;
+    [address, gen, all] = await Promise.all([
+      servingAddress(und),
+      ModelPackage.load(MINI_MODEL, { branch: 'gen' }),
+      ModelPackage.load(MINI_MODEL, { branch: 'all' }),
+    ]);
+    peer = new GrpcJointPeer({
+      addresses: [address],
+      modelName: gen.manifest.name,
+      modelVersion: gen.manifest.version,
+      timeoutMs: 20_000,
+      chunkBytes: CHUNK,
+      maxMessageBytes: 16 << 20,
+      onExchange: (_kind, _ms, n) => bytes.push(n),
+    });
+    local = new LocalJointPeer(all);
+    engine = new UnderstandingEngine(all);
+    source = await textToImage(all, local, { prompt: 'a red circle and a blue square', seed: 11 }, { sessionId: 'source' });
+  });
+  after(async () => {
+    peer?.close();
+    await und?.stop('SIGKILL');
+    await gen?.release();
+    await all?.release();
+  });
+
+  let session = 0;
+  const same = (a: TextToImageResult, b: TextToImageResult, what: string) => {
+    assert.equal(a.tokens.length, 64, what);
+    assert.deepEqual(a.tokens, b.tokens, `${what}: tokens`);
+    assert.ok(Buffer.from(a.png).equals(Buffer.from(b.png)), `${what}: png differs`);
+  };
+  const t2i = async (request: ImageRequest, what: string) => {
+    const split = await textToImage(gen, peer, request, { sessionId: `mini/${++session}` });
+    const single = await textToImage(all, local, request, { sessionId: `mini-local/${session}` });
+    same(split, single, what);
+    return split;
+  };
+  const edit = async (request: EditRequest, what: string) => {
+    const split = await editImage(gen, peer, request, { sessionId: `mini/${++session}` });
+    const single = await editImage(all, local, request, { sessionId: `mini-local/${session}` });
+    same(split, single, what);
+    return split;
+  };
+
+  it('text-to-image with guidance, without, with micro-conditioning', async () => {
+    const a = await t2i({ prompt: 'two green triangles', seed: 3 }, 'guided');
+    const b = await t2i({ prompt: 'two green triangles', seed: 3, guidance: 0 }, 'unguided');
+    assert.notDeepEqual(a.tokens, b.tokens, 'guidance changes the image');
+    await t2i({ prompt: 'a yellow square', seed: 5, luminance: 0.4, steps: 8 }, 'luminance, 8 steps');
+  });
+
+  it('text-to-image with a plan the understanding branch made, and regeneration with feedback and the earlier image', async () => {
+    const plan = await engine.plan('a red circle and a blue square');
+    assert.ok(plan.layout.length > 0, 'the plan parses into boxes');
+    const planned = await t2i({ prompt: 'a red circle and a blue square', seed: 11, plan: plan.layout }, 'planned');
+    assert.notDeepEqual(planned.tokens, source.tokens, 'the plan changes the image');
+    const before = bytes.length;
+    const again = await t2i(
+      { prompt: 'a red circle and a blue square', seed: 12, feedback: { verdict: 'the blue square is missing', pixels: source.pixels } },
+      'feedback',
+    );
+    const plain = await textToImage(all, local, { prompt: 'a red circle and a blue square', seed: 12 }, { sessionId: 'plain' });
+    assert.notDeepEqual(again.tokens, plain.tokens, 'the feedback and the earlier image change the image');
+    // The open frame carried the feedback image (2 rows x 64 x 64 x 3 bytes) to the text side.
+    assert.ok(bytes.slice(before).some((n) => n >= 2 * 64 * 64 * 3), `an open of at least 24 KiB, got ${bytes.slice(before).join(',')}`);
+  });
+
+  it('editing with two guidance rows, three rows, and none', async () => {
+    const two = await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4 }, 'edit, 2 rows');
+    const three = await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, imageGuidance: 1.5 }, 'edit, 3 rows');
+    assert.notDeepEqual(two.tokens, three.tokens, 'the image scale changes the result');
+    await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, guidance: 0 }, 'edit, unguided');
+  });
+
+  it('bad requests fail at the engine boundary with a message naming the problem, and the peer keeps serving', async () => {
+    const long = Array.from({ length: 200 }, () => 'red').join(' ');
+    await assert.rejects(textToImage(gen, peer, { prompt: long, seed: 1 }, { sessionId: 'bad/1' }), /prompt is 200 tokens.*context of 160/);
+    await assert.rejects(
+      textToImage(gen, peer, { prompt: 'a red circle', seed: 1, feedback: { verdict: 'no', pixels: new Uint8Array(10) } }, { sessionId: 'bad/2' }),
+      /feedback image must be 64x64 RGB/,
+    );
+    await assert.rejects(
+      textToImage(gen, peer, { prompt: 'a red circle', seed: 1, plan: [{ label: 'red circle', bins: [0, 0, 2000, 10] }] }, { sessionId: 'bad/3' }),
+      /plan\[0\]\.bins must be 4 integers 0\.\.1024/,
+    );
+    await assert.rejects(editImage(gen, peer, { instruction: ' ', pixels: source.pixels, seed: 1 }, { sessionId: 'bad/4' }), /instruction must not be empty/);
+    await assert.rejects(engine.ground(source.pixels, ['the red circle'], { steps: 9 }), /steps must be an integer 1\.\.4/);
+    await assert.rejects(engine.understand(new Uint8Array(100), 'what is it?'), /image must be 64x64/);
+    await t2i({ prompt: 'a purple circle', seed: 9 }, 'after the bad requests');
+  });
+});
