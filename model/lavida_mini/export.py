@@ -12,7 +12,8 @@ A trained checkpoint (train.py) with its label codebook:
 exports the same segments from the checkpoint's ElasticMoT (Mini.core), the label-patch tokenizer as
 vq_decode / vq_encode, and und_image_embed (pixels -> the semantic encoder's image tokens of the text
 side). golden.json is computed from the trained weights on a real sample of the prepared data folder
-(--data, default: the codebook's folder).
+(--data, default: the codebook's folder). With --golden-data PREPARED_EVAL (e.g. /tmp/prep/eval) it also
+writes tasks-golden.json, every task of the reference sampler token for token (golden_tasks.py).
 """
 from __future__ import annotations
 
@@ -505,6 +506,10 @@ def export_checkpoint(args) -> int:
     man = manifest(cfg, tok, segs, hashes, args.name or "lavida-o-mini", args.version, 0,
                    description=description, sampling=MINI_SAMPLING, tasks=TASKS)
     _write(os.path.join(args.out, "manifest.json"), (json.dumps(man, indent=2) + "\n").encode())
+    if args.golden_data:
+        from .golden_tasks import write as write_task_golden
+        write_task_golden(args.checkpoint, args.codebook, args.golden_data, os.path.join(args.out, "tasks-golden.json"),
+                          args.name or "lavida-o-mini", args.version)
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
     print(f"wrote {len(segs)} segments, manifest.json, golden.json ({len(cases)} cases) to {args.out}: "
           f"{total / 1e6:.1f} MB; step {state['step']}, {minutes:.1f} min")
@@ -532,10 +537,14 @@ def main(argv=None) -> int:
     ap.add_argument("--codebook", default=None, help="the label codebook.npz of the checkpoint (with --checkpoint)")
     ap.add_argument("--data", default=None,
                     help="prepared data folder for the golden sample (default: the codebook's folder)")
+    ap.add_argument("--golden-data", default=None,
+                    help="prepared eval folder: also write tasks-golden.json (golden_tasks.py; with --checkpoint)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)          # reproducible float reductions
     torch.manual_seed(args.seed)
+    if args.golden_data and not args.checkpoint:
+        ap.error("--golden-data needs --checkpoint (the fixture has no task golden vectors)")
     if args.checkpoint:
         if not args.codebook:
             ap.error("--checkpoint needs --codebook")

@@ -1,0 +1,140 @@
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeTokens, editImage, encodeImage, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
+import { MINI_MODEL } from '../support/paths.js';
+
+/**
+ * The TypeScript runtime against the PyTorch reference sampler (model/lavida_mini/sample.py) on
+ * the trained model, task by task, token for token: models/lavida-o-mini/tasks-golden.json, written
+ * by `python3 -m lavida_mini.golden_tasks` (or export with --golden-data). The cases were chosen
+ * where no decision sits within float32 noise of a tie (their `margin`), so ONNX and PyTorch rounding
+ * differences cannot flip a token.
+ */
+interface Case {
+  task: 'text_to_image' | 'edit' | 'understand' | 'reflect' | 'plan' | 'ground' | 'respond';
+  [key: string]: unknown;
+}
+interface Golden {
+  format: string;
+  model: { name: string; version: string; checkpoint_step: number };
+  cases: Case[];
+}
+
+describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-golden.json)', () => {
+  let pkg: ModelPackage;
+  let engine: UnderstandingEngine;
+  let peer: LocalJointPeer;
+  const golden = JSON.parse(readFileSync(join(MINI_MODEL, 'tasks-golden.json'), 'utf8')) as Golden;
+
+  before(async () => {
+    pkg = await ModelPackage.load(MINI_MODEL, { branch: 'all' });
+    engine = new UnderstandingEngine(pkg);
+    peer = new LocalJointPeer(pkg);
+  });
+  after(async () => {
+    await pkg?.release();
+  });
+
+  const pixelsOf = async (tokens: number[]) => {
+    const pixels = await decodeTokens(pkg, tokens);
+    // The runtime reads images as pixels and re-encodes them: the round trip must give the same codes.
+    assert.deepEqual(await encodeImage(pkg, pixels), tokens, 'vq_encode(vq_decode(codes)) = codes');
+    return pixels;
+  };
+
+  it('is the golden file of this package', () => {
+    assert.equal(golden.format, 'lavida-task-golden/v1');
+    assert.equal(golden.model.name, pkg.manifest.name);
+    assert.equal(golden.model.version, pkg.manifest.version);
+    const tasks = new Set(golden.cases.map((c) => c.task));
+    for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond']) assert.ok(tasks.has(task as Case['task']), task);
+  });
+
+  for (const [index, c] of golden.cases.entries()) {
+    const what = `${index}: ${c.task} ${JSON.stringify(c.prompt ?? c.question ?? c.ref ?? c.instruction ?? '')}${c.plan ? ' + plan' : ''}${c.feedback ? ' + feedback' : ''}${c.steps && c.task === 'ground' ? ` in ${String(c.steps)} steps` : ''}`;
+    it(what, async () => {
+      const n = (key: string) => c[key] as number;
+      switch (c.task) {
+        case 'text_to_image': {
+          const plan = (c.plan as { colour: string; shape: string; bins: [number, number, number, number] }[] | undefined)?.map((p) => ({
+            label: `${p.colour} ${p.shape}`,
+            bins: p.bins,
+          }));
+          const fb = c.feedback as { verdict: string; image_tokens: number[] } | undefined;
+          const result = await textToImage(
+            pkg,
+            peer,
+            {
+              prompt: c.prompt as string,
+              luminance: (c.luminance as number | null) ?? undefined,
+              seed: n('seed'),
+              steps: n('steps'),
+              guidance: n('guidance'),
+              temperature: n('temperature'),
+              plan,
+              feedback: fb ? { verdict: fb.verdict, pixels: await pixelsOf(fb.image_tokens) } : undefined,
+            },
+            { sessionId: `golden-${index}` },
+          );
+          assert.deepEqual(result.tokens, c.tokens);
+          return;
+        }
+        case 'edit': {
+          const result = await editImage(
+            pkg,
+            peer,
+            {
+              instruction: c.instruction as string,
+              pixels: await pixelsOf(c.image_tokens as number[]),
+              seed: n('seed'),
+              steps: n('steps'),
+              guidance: n('guidance'),
+              temperature: n('temperature'),
+            },
+            { sessionId: `golden-${index}` },
+          );
+          assert.deepEqual(result.tokens, c.tokens);
+          return;
+        }
+        case 'understand': {
+          const result = await engine.understand(await pixelsOf(c.image_tokens as number[]), c.question as string);
+          assert.deepEqual(result.ids, c.answer_ids);
+          assert.equal(result.text, c.answer);
+          return;
+        }
+        case 'reflect': {
+          const result = await engine.reflect(await pixelsOf(c.image_tokens as number[]), c.prompt as string);
+          assert.deepEqual(result.ids, c.answer_ids);
+          assert.equal(result.text, c.verdict);
+          return;
+        }
+        case 'plan': {
+          const result = await engine.plan(c.prompt as string);
+          assert.deepEqual(result.ids, c.answer_ids);
+          const want = c.layout as { colour: string; shape: string; bins: number[]; box: number[] }[];
+          assert.deepEqual(
+            result.layout.map((l) => ({ label: l.label, bins: l.bins })),
+            want.map((l) => ({ label: `${l.colour} ${l.shape}`, bins: l.bins })),
+          );
+          result.layout.forEach((l, i) => l.box.forEach((v, j) => assert.ok(Math.abs(v - want[i].box[j]) < 1e-6)));
+          return;
+        }
+        case 'ground': {
+          const result = await engine.ground(await pixelsOf(c.image_tokens as number[]), [c.ref as string], { steps: n('steps') });
+          assert.deepEqual(result.bins[0], c.bins);
+          result.boxes[0].forEach((v, j) => assert.ok(Math.abs(v - (c.box as number[])[j]) < 1e-6, `box ${j}`));
+          assert.equal(result.forwards, n('steps'));
+          return;
+        }
+        case 'respond': {
+          const result = await engine.respond(c.prompt as string);
+          assert.equal(result.token, c.token);
+          assert.equal(result.kind, c.token === pkg.manifest.text.special_tokens.exp ? 'image' : 'text');
+          return;
+        }
+      }
+    });
+  }
+});
