@@ -1,5 +1,7 @@
 import type { ThroughputResult } from './throughput.js';
 import type { SplitResult } from './split.js';
+import type { TaskBench } from './tasks.js';
+import type { WorkerMemory } from './workers.js';
 
 export interface BenchResults {
   timestamp: string;
@@ -14,6 +16,10 @@ export interface BenchResults {
   /** gRPC MB/s over TCP MB/s, per tensor size in bytes. */
   grpcOverTcp: Record<string, number>;
   split: SplitResult;
+  /** The trained model's tasks. */
+  mini: { name: string; version: string; prompt: string; seed: number; split: SplitResult; tasks: TaskBench };
+  /** Peak RSS of the real workers; undefined without a Redis. */
+  memory?: WorkerMemory;
 }
 
 const MIB = 1024 * 1024;
@@ -96,5 +102,79 @@ export function markdown(r: BenchResults): string {
       ],
     ),
     '',
+    ...miniSection(r),
   ].join('\n');
+}
+
+function miniSection(r: BenchResults): string[] {
+  const m = r.mini.split;
+  const t = r.mini.tasks;
+  const pair = (label: string, p: { runs: number; medianMs: Record<string, number>; ratio: number }, a: string, b: string) => [
+    label,
+    p.runs,
+    p.medianMs[a],
+    p.medianMs[b],
+    p.ratio,
+  ];
+  const lines = [
+    `## The trained model (${r.mini.name}@${r.mini.version}): split / single process per task`,
+    '',
+    'Split: the generation branch in this process, the text side in the `und` child over gRPC (text-to-image, editing, feedback),',
+    'or the understanding branch alone, as the und-worker runs it (answers, grounding: no exchange, elastic activation). Tokens identical in every split run.',
+    '',
+    table(
+      ['task', 'runs', 'single ms', 'split ms', 'split / single'],
+      [
+        ['text-to-image (16 steps, 2 rows)', m.runsMs.single.length, m.medianMs.single, m.medianMs.split, m.splitOverSingle],
+        pair('editing (condition grid, 2 rows)', t.edit, 'single', 'split'),
+        pair('regeneration with feedback (earlier image on the text side)', t.feedback, 'single', 'split'),
+        pair('answer (24 slots, 2 a step)', t.understand, 'single', 'split'),
+        pair('grounding (1 box, 1 step)', t.ground, 'single', 'split'),
+      ],
+    ),
+    '',
+    table(
+      ['traffic per image', 'bytes'],
+      [
+        [`text-to-image, partial-attention protocol (${m.exchangesPerImage} exchanges, T=${m.textTokens})`, m.bytesPerImage],
+        ['text-to-image, image-side K,V instead', m.imageKvBytesPerImage],
+        ['editing, partial-attention protocol', t.edit.bytesPerImage],
+        ['regeneration with feedback, partial-attention protocol (64 image + text tokens on the text side)', t.feedback.bytesPerImage],
+      ],
+    ),
+    '',
+    table(
+      ['grounding', 'runs', 'slower ms', 'faster ms', 'speed-up'],
+      [
+        [
+          `1 step (${t.groundOneStepSpeedup.forwards.oneStep} forward) vs one coordinate a step (${t.groundOneStepSpeedup.forwards.oneTokenAStep})`,
+          t.groundOneStepSpeedup.runs,
+          t.groundOneStepSpeedup.medianMs.oneTokenAStep,
+          t.groundOneStepSpeedup.medianMs.oneStep,
+          t.groundOneStepSpeedup.ratio,
+        ],
+        ['two references as rows of one forward vs one after the other', t.groundTwoRefs.runs, t.groundTwoRefs.medianMs.sequential, t.groundTwoRefs.medianMs.parallel, round(1 / t.groundTwoRefs.ratio)],
+      ],
+    ),
+    '',
+    `Same box in 1 and 4 steps: ${t.groundOneStepSpeedup.sameBoxShare} of the references tried.`,
+    '',
+  ];
+  if (r.memory) {
+    lines.push(
+      '## Worker memory',
+      '',
+      `Real worker processes on ${r.mini.name}, jobs through BullMQ (${Object.entries(r.memory.jobs).map(([k, v]) => `${v} ${k}`).join(', ')}), ${r.memory.seconds} s.`,
+      '',
+      table(['worker', 'peak RSS (VmHWM) MiB'], Object.entries(r.memory.peakRssMiB)),
+      '',
+    );
+  } else {
+    lines.push('## Worker memory', '', 'Not measured: no REDIS_URL and no redis-server on this machine.', '');
+  }
+  return lines;
+}
+
+function round(value: number): number {
+  return Math.round(value * 1000) / 1000;
 }

@@ -13,13 +13,16 @@ import { markdown, type BenchResults } from './report.js';
 import { measureSplit } from './split.js';
 import { defaultTransport, killAllChildren, round, startChild, type Child } from './support.js';
 import { measureThroughput } from './throughput.js';
+import { measureTasks } from './tasks.js';
+import { measureWorkerMemory } from './workers.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH_DIR = resolve(HERE, '..');
 const MODEL_DIR = join(REPO_ROOT, 'models/fixture');
+const MINI_DIR = join(REPO_ROOT, 'models/lavida-o-mini');
 const MIB = 1024 * 1024;
 /** Hard ceiling for the whole bench; a hang anywhere ends it with an error instead of waiting. */
-const WATCHDOG_MS = 180_000;
+const WATCHDOG_MS = 900_000;
 const READY_TIMEOUT_MS = 30_000;
 
 const started = performance.now();
@@ -74,6 +77,28 @@ async function main(): Promise<void> {
   await stopChildren();
   await Promise.all([gen.release(), all.release()]);
 
+  console.error('bench: the trained model (lavida-o-mini): text-to-image, editing, feedback, answers, grounding …');
+  const miniPeer = await startChild<{ port: number }>(join(HERE, 'peer-server.js'), [MINI_DIR], READY_TIMEOUT_MS);
+  children.push(miniPeer);
+  const [miniUnd, miniGen, miniAll] = await Promise.all(
+    (['und', 'gen', 'all'] as const).map((branch) => ModelPackage.load(MINI_DIR, { branch })),
+  );
+  const miniRequest = { prompt: 'a red circle left of a blue square', seed: 7 };
+  const miniSplit = await measureSplit(miniPeer.ready.port, miniGen, miniAll, transport, {
+    request: miniRequest,
+    warmupRuns: 2,
+    runs: 10,
+    pings: 200,
+    pingWarmup: 20,
+  });
+  const tasks = await measureTasks(miniPeer.ready.port, miniUnd, miniGen, miniAll, transport, 10);
+  await stopChildren();
+  const mini = { name: miniGen.manifest.name, version: miniGen.manifest.version, ...miniRequest, split: miniSplit, tasks };
+  await Promise.all([miniUnd.release(), miniGen.release(), miniAll.release()]);
+
+  console.error('bench: worker memory under a mix of every task …');
+  const memory = await measureWorkerMemory(MINI_DIR);
+
   const grpcOverTcp: Record<string, number> = {};
   for (const grpc of throughput.filter((t) => t.transport === 'grpc')) {
     const tcp = throughput.find((t) => t.transport === 'tcp' && t.tensorBytes === grpc.tensorBytes)!;
@@ -91,6 +116,8 @@ async function main(): Promise<void> {
     throughput,
     grpcOverTcp,
     split,
+    mini,
+    memory,
   };
   const table = markdown(results);
   await writeFile(join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);

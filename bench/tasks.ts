@@ -1,0 +1,155 @@
+import {
+  editImage,
+  LocalJointPeer,
+  textToImage,
+  UnderstandingEngine,
+  type EditRequest,
+  type ImageRequest,
+  type JointPeer,
+  type ModelPackage,
+  type TextToImageResult,
+} from '@lavida/model';
+import { GrpcJointPeer, type TransportOptions } from '@lavida/wire';
+import { HOST, median, round } from './support.js';
+
+export interface PairTiming {
+  runs: number;
+  medianMs: Record<string, number>;
+  /** Median of the second mode over the first. */
+  ratio: number;
+}
+
+export interface TaskBench {
+  /** Editing (condition grid, 2 guidance rows): split over single-process. */
+  edit: PairTiming & { bytesPerImage: number; tokensIdentical: true };
+  /** Regeneration with feedback (the earlier image read on the text side): split over single-process. */
+  feedback: PairTiming & { bytesPerImage: number; tokensIdentical: true };
+  /** Answers, grounding: the und-worker's branch alone against a process holding both branches. */
+  understand: PairTiming;
+  ground: PairTiming;
+  /** Grounding of one box: 4 coordinate tokens in 1 forward against one token a forward. */
+  groundOneStepSpeedup: PairTiming & { forwards: Record<string, number>; sameBoxShare: number };
+  /** Two references: decoded in parallel as rows against one after the other. */
+  groundTwoRefs: PairTiming;
+}
+
+/** Runs `a` and `b` alternately (which goes first alternates too) and returns the medians. */
+export async function pairTiming(names: [string, string], a: () => Promise<unknown>, b: () => Promise<unknown>, warmup: number, runs: number): Promise<PairTiming> {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
+  }
+  const ms: [number[], number[]] = [[], []];
+  const time = async (fn: () => Promise<unknown>, into: number[]) => {
+    const started = performance.now();
+    await fn();
+    into.push(performance.now() - started);
+  };
+  for (let i = 0; i < runs; i++) {
+    if (i % 2 === 0) {
+      await time(a, ms[0]);
+      await time(b, ms[1]);
+    } else {
+      await time(b, ms[1]);
+      await time(a, ms[0]);
+    }
+  }
+  const [ma, mb] = [median(ms[0]), median(ms[1])];
+  return { runs, medianMs: { [names[0]]: round(ma), [names[1]]: round(mb) }, ratio: round(mb / ma) };
+}
+
+/**
+ * The trained model's other tasks: editing and feedback regeneration split across processes (the
+ * text side in the `und` child at `port`) against one process, understanding and grounding on the
+ * und branch alone, and one-step grounding against one coordinate a step.
+ */
+export async function measureTasks(port: number, und: ModelPackage, gen: ModelPackage, all: ModelPackage, transport: TransportOptions, runs: number): Promise<TaskBench> {
+  let bytes = 0;
+  const remote = new GrpcJointPeer({
+    ...transport,
+    addresses: [`${HOST}:${port}`],
+    modelName: gen.manifest.name,
+    modelVersion: gen.manifest.version,
+    timeoutMs: 20_000,
+    onExchange: (_kind, _ms, n) => (bytes += n),
+  });
+  const local = new LocalJointPeer(all);
+  let session = 0;
+  try {
+    const source = await textToImage(all, local, { prompt: 'a red circle left of a blue square', seed: 7 }, { sessionId: 'bench-source' });
+    const exactPair = async <R extends ImageRequest | EditRequest>(
+      run: (pkg: ModelPackage, peer: JointPeer, request: R, options: { sessionId: string }) => Promise<TextToImageResult>,
+      request: R,
+    ) => {
+      let reference: string | undefined;
+      let perImage = 0;
+      const once = async (pkg: ModelPackage, peer: JointPeer) => {
+        bytes = 0;
+        const result = await run(pkg, peer, request, { sessionId: `bench-task-${session++}` });
+        reference ??= result.tokens.join();
+        if (result.tokens.join() !== reference) throw new Error('split and single-process tokens differ');
+        if (peer === remote) perImage = bytes;
+      };
+      const timing = await pairTiming(['single', 'split'], () => once(all, local), () => once(gen, remote), 2, runs);
+      return { ...timing, bytesPerImage: perImage, tokensIdentical: true as const };
+    };
+    const edit = await exactPair(editImage, { instruction: 'remove the red circle', pixels: source.pixels, seed: 3 });
+    const feedback = await exactPair(textToImage, {
+      prompt: 'a red circle left of a blue square',
+      seed: 8,
+      feedback: { verdict: 'the blue square is missing', pixels: source.pixels },
+    });
+
+    const undEngine = new UnderstandingEngine(und);
+    const allEngine = new UnderstandingEngine(all);
+    const understand = await pairTiming(
+      ['single', 'split'],
+      () => allEngine.understand(source.pixels, 'what colour is the circle?'),
+      () => undEngine.understand(source.pixels, 'what colour is the circle?'),
+      2,
+      runs,
+    );
+    const ground = await pairTiming(
+      ['single', 'split'],
+      () => allEngine.ground(source.pixels, ['the red circle']),
+      () => undEngine.ground(source.pixels, ['the red circle']),
+      2,
+      runs,
+    );
+    const forwards: Record<string, number> = {};
+    const groundOneStepSpeedup = await pairTiming(
+      ['oneTokenAStep', 'oneStep'],
+      async () => (forwards.oneTokenAStep = (await undEngine.ground(source.pixels, ['the red circle'], { steps: 4 })).forwards),
+      async () => (forwards.oneStep = (await undEngine.ground(source.pixels, ['the red circle'], { steps: 1 })).forwards),
+      2,
+      runs,
+    );
+    // How often the two decodings agree, over a few references and images.
+    const refs = ['the red circle', 'the blue square', 'the circle', 'the square'];
+    let same = 0;
+    for (const ref of refs) {
+      const [a, b] = await Promise.all([undEngine.ground(source.pixels, [ref], { steps: 1 }), undEngine.ground(source.pixels, [ref], { steps: 4 })]);
+      if (a.bins[0].join() === b.bins[0].join()) same += 1;
+    }
+    const groundTwoRefs = await pairTiming(
+      ['sequential', 'parallel'],
+      async () => {
+        await undEngine.ground(source.pixels, ['the red circle']);
+        await undEngine.ground(source.pixels, ['the blue square']);
+      },
+      () => undEngine.ground(source.pixels, ['the red circle', 'the blue square']),
+      2,
+      runs,
+    );
+    return {
+      edit,
+      feedback,
+      understand,
+      ground,
+      groundOneStepSpeedup: { ...groundOneStepSpeedup, ratio: round(1 / groundOneStepSpeedup.ratio), forwards, sameBoxShare: round(same / refs.length) },
+      groundTwoRefs,
+    };
+  } finally {
+    remote.close();
+  }
+}
