@@ -269,6 +269,15 @@ def loss_of(model: Mini, batch, need_text: bool):
     return total / max(count, 1), correct / max(count, 1)
 
 
+def lr_at(step: int, args, warm_from: int) -> float:
+    """Linear warm-up from warm_from, constant, then (optionally) cosine decay by global step."""
+    lr = args.lr
+    if args.decay_from is not None and args.decay_to is not None and step >= args.decay_from:
+        frac = min(1.0, (step - args.decay_from) / max(1, args.decay_to - args.decay_from))
+        lr = args.lr_end + 0.5 * (args.lr - args.lr_end) * (1.0 + math.cos(math.pi * frac))
+    return lr * min(1.0, (step + 1 - warm_from) / args.warmup)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -279,6 +288,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--decay-from", type=int, default=None,
+                    help="global step where a cosine decay of the lr starts (default: none, constant lr)")
+    ap.add_argument("--decay-to", type=int, default=None, help="global step where the cosine decay reaches --lr-end")
+    ap.add_argument("--lr-end", type=float, default=1e-4)
     ap.add_argument("--steps", type=int, default=10**9, help="stop at this global step")
     ap.add_argument("--minutes", type=float, default=110.0, help="stop after this much wall time (this run)")
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
@@ -339,7 +352,7 @@ def main(argv=None) -> int:
         task = names[int(rng.choice(len(names), p=weights))]
         need_text = task not in ("t2i", "t2i_plan", "t2i_feedback", "edit")
         batch = data.batch(task, args.batch, rng, args.device)
-        lr = args.lr * min(1.0, (step + 1 - warm_from) / args.warmup)
+        lr = lr_at(step, args, warm_from)
         for group in opt.param_groups:
             group["lr"] = lr
         loss, acc = loss_of(model, batch, need_text)
