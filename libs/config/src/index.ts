@@ -36,7 +36,7 @@ const schema = z.object({
   UND_GRPC_PORT: int(0, 65535).default(50051),
   /** gRPC port of the generation worker. @defaultValue 50052 */
   GEN_GRPC_PORT: int(0, 65535).default(50052),
-  /** Understanding peers for the generation worker, tried in order. @defaultValue 127.0.0.1:50051 */
+  /** Understanding peers for the generation worker: chosen by gRPC health and sessions in flight, with failover. @defaultValue 127.0.0.1:50051 */
   UND_PEERS: z
     .string()
     .default('127.0.0.1:50051')

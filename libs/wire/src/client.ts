@@ -21,9 +21,10 @@ import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js
 import { chunkOf, responseTensors, writeAll } from './frames.js';
 import { fromServiceError } from './status.js';
 import { channelOptions, type TransportOptions } from './channel.js';
+import { HealthClient, HealthWatch, type HealthWatchOptions, type PeerHealth, type PeerSnapshot } from './peer-health.js';
 
 export interface GrpcJointPeerOptions extends TransportOptions {
-  /** host:port of each understanding worker, tried in order, healthy ones first. */
+  /** host:port of each understanding worker; chosen by health and load, in this order on ties. */
   addresses: string[];
   modelName: string;
   modelVersion: string;
@@ -32,53 +33,165 @@ export interface GrpcJointPeerOptions extends TransportOptions {
   credentials?: ChannelCredentials;
   /** Called after every exchange with its round trip, for metrics and benchmarks. */
   onExchange?: (kind: 'open' | 'step' | 'partial' | 'close', ms: number, bytes: number) => void;
+  /** Follow each peer's standard health service (grpc.health.v1.Health/Watch). @defaultValue true */
+  watchHealth?: boolean;
+  /** Backoff of re-watching a peer's health after the stream ended or failed. @defaultValue 200 to 2000 ms */
+  healthBackoff?: Partial<HealthWatchOptions>;
+  /** How long a peer whose open failed stays last in the order, unless its health says SERVING again. @defaultValue 5000 */
+  failureCooldownMs?: number;
+  /** Called when a peer's health changes, with its snapshot after the change. */
+  onHealthChange?: (peer: PeerSnapshot, previous: PeerHealth) => void;
 }
 
 type Exchange = ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
 const ExchangeClient = makeGenericClientConstructor(grpcServiceDefinition(JointAttentionService), 'JointAttentionService');
 
+/** What this client knows of one address. */
+class PeerState {
+  client?: Client;
+  watch?: HealthWatch;
+  inFlight = 0;
+  failedAt?: number;
+  openFailures = 0;
+  openError?: { message: string; at: number };
+  openMs?: number;
+
+  constructor(
+    readonly address: string,
+    readonly index: number,
+  ) {}
+
+  get health(): PeerHealth {
+    return this.watch?.health ?? 'UNKNOWN';
+  }
+
+  snapshot(): PeerSnapshot {
+    const watchError = this.watch?.lastError;
+    // The latest of the two: a watch error has no time, so an open error wins only while it is newer than the last health change.
+    const lastError =
+      this.openError && (!watchError || this.openError.at >= (this.watch?.changedAt ?? 0)) ? this.openError.message : watchError;
+    return {
+      address: this.address,
+      health: this.health,
+      inFlight: this.inFlight,
+      ...(lastError !== undefined ? { lastError } : {}),
+      openFailures: this.openFailures,
+      ...(this.openMs !== undefined ? { openMs: Math.round(this.openMs * 10) / 10 } : {}),
+    };
+  }
+}
+
+const RANK: Record<PeerHealth, number> = { SERVING: 0, UNKNOWN: 1, NOT_SERVING: 2 };
+
 /**
- * Joint-attention peers reached over gRPC. `open` tries the addresses in order, skipping those
- * that failed recently, and fails over to the next when one cannot be reached.
+ * Joint-attention peers reached over gRPC, chosen by health. Each address's standard health service
+ * is watched; `open` tries SERVING peers first (fewest sessions in flight, then lowest recent open
+ * latency, then config order), then peers of unknown health, then the rest as a last resort (a
+ * single peer is always tried). An address whose open fails as unavailable is put last for a while
+ * and the next one is tried.
  */
 export class GrpcJointPeer implements JointPeer {
-  private readonly clients = new Map<string, Client>();
-  private readonly failedAt = new Map<string, number>();
+  private readonly peerStates: PeerState[];
+  private readonly cooldownMs: number;
 
-  constructor(private readonly options: GrpcJointPeerOptions) {}
+  constructor(private readonly options: GrpcJointPeerOptions) {
+    this.cooldownMs = options.failureCooldownMs ?? 5000;
+    this.peerStates = options.addresses.map((address, index) => new PeerState(address, index));
+    if (options.watchHealth ?? true) {
+      const backoff = { initialBackoffMs: 200, maxBackoffMs: 2000, ...options.healthBackoff };
+      for (const peer of this.peerStates) {
+        const exchange = this.client(peer);
+        // The health client shares the exchange client's channel: one connection per peer, kept warm by the watch.
+        const health = new HealthClient(peer.address, this.credentials(), { channelOverride: exchange.getChannel() });
+        peer.watch = new HealthWatch(health, peer.address, backoff, (_health, previous) =>
+          this.options.onHealthChange?.(peer.snapshot(), previous),
+        );
+        peer.watch.start();
+      }
+    }
+  }
+
+  /** Each address as this client sees it now, in config order. */
+  peers(): PeerSnapshot[] {
+    return this.peerStates.map((peer) => peer.snapshot());
+  }
 
   async open(request: OpenRequest, signal?: AbortSignal): Promise<JointLink> {
-    const now = Date.now();
-    const ordered = [...this.options.addresses].sort((a, b) => (this.failedAt.get(a) ?? 0) - (this.failedAt.get(b) ?? 0));
     const failures: string[] = [];
-    for (const address of ordered) {
+    const tried = new Set<PeerState>();
+    for (let peer = this.next(tried); peer; peer = this.next(tried)) {
       if (signal?.aborted) throw new CanceledError('canceled');
+      tried.add(peer);
+      peer.inFlight++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        peer.inFlight--;
+      };
+      const started = performance.now();
       try {
-        const link = await GrpcLink.open(this.client(address), address, request, this.options, signal);
-        this.failedAt.delete(address);
+        const link = await GrpcLink.open(this.client(peer), peer.address, request, this.options, release, signal);
+        const ms = performance.now() - started;
+        peer.openMs = peer.openMs === undefined ? ms : 0.7 * peer.openMs + 0.3 * ms;
+        peer.failedAt = undefined;
         return link;
       } catch (error) {
+        release();
         if (!(error instanceof PeerUnavailableError)) throw error;
-        this.failedAt.set(address, now);
+        peer.failedAt = Date.now();
+        peer.openFailures++;
+        peer.openError = { message: error.message, at: peer.failedAt };
         failures.push(error.message);
       }
     }
     throw new PeerUnavailableError(`no understanding peer answered: ${failures.join('; ')}`);
   }
 
+  /** Stops the health watches and closes every channel; idempotent. */
   close(): void {
-    for (const client of this.clients.values()) client.close();
-    this.clients.clear();
+    for (const peer of this.peerStates) {
+      peer.watch?.stop();
+      peer.client?.close();
+      peer.client = undefined;
+    }
   }
 
-  private client(address: string): Client {
-    let client = this.clients.get(address);
-    if (!client) {
-      client = new ExchangeClient(address, this.options.credentials ?? grpcCredentials.createInsecure(), channelOptions(this.options));
-      this.clients.set(address, client);
+  /** The best untried peer, ranked on what is known now (health may change between tries). */
+  private next(tried: Set<PeerState>): PeerState | undefined {
+    const now = Date.now();
+    const rank = (peer: PeerState) => {
+      const failed = peer.failedAt !== undefined && now - peer.failedAt < this.cooldownMs;
+      // A recent open failure counts as down until the cooldown ends or the health watch reports SERVING afresh.
+      if (failed && !(peer.health === 'SERVING' && (peer.watch?.changedAt ?? 0) > peer.failedAt!)) return RANK.NOT_SERVING;
+      return RANK[peer.health];
+    };
+    let best: PeerState | undefined;
+    let bestRank = Infinity;
+    for (const peer of this.peerStates) {
+      if (tried.has(peer)) continue;
+      const r = rank(peer);
+      if (!best || r < bestRank || (r === bestRank && before(peer, best))) {
+        best = peer;
+        bestRank = r;
+      }
     }
-    return client;
+    return best;
   }
+
+  private client(peer: PeerState): Client {
+    peer.client ??= new ExchangeClient(peer.address, this.credentials(), channelOptions(this.options));
+    return peer.client;
+  }
+
+  private credentials(): ChannelCredentials {
+    return this.options.credentials ?? grpcCredentials.createInsecure();
+  }
+}
+
+/** Order within one health rank: fewest in flight, least recently failed, lowest open latency (unmeasured first), config order. */
+function before(a: PeerState, b: PeerState): boolean {
+  return (a.inFlight - b.inFlight || (a.failedAt ?? 0) - (b.failedAt ?? 0) || (a.openMs ?? -1) - (b.openMs ?? -1) || a.index - b.index) < 0;
 }
 
 /** One session over one bidirectional stream: request, then wait for the matching answer. */
@@ -92,6 +205,7 @@ class GrpcLink implements JointLink {
     private readonly call: Exchange,
     readonly peer: string,
     private readonly options: GrpcJointPeerOptions,
+    private readonly release: () => void,
   ) {
     const assembler = new FrameAssembler<ExchangeResponse>(responseTensors, chunkOf, options.maxMessageBytes * 64);
     call.on('data', (message: ExchangeResponse) => {
@@ -117,6 +231,8 @@ class GrpcLink implements JointLink {
       this.ended = true;
       this.fail(new PeerUnavailableError(`peer ${peer} ended the session`));
     });
+    // The call is over however it ended (closed, canceled, failed): the session no longer counts as in flight.
+    call.on('status', release);
   }
 
   static async open(
@@ -124,14 +240,19 @@ class GrpcLink implements JointLink {
     address: string,
     request: OpenRequest,
     options: GrpcJointPeerOptions,
+    release: () => void,
     signal?: AbortSignal,
   ): Promise<GrpcLink> {
     const call = (client as unknown as { exchange: () => Exchange }).exchange();
-    const link = new GrpcLink(call, address, options);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       link.fail(new CanceledError('canceled'));
       call.cancel();
+    };
+    const link = new GrpcLink(call, address, options, () => {
+      signal?.removeEventListener('abort', onAbort);
+      release();
     });
+    signal?.addEventListener('abort', onAbort);
     const ids = encodeTensor(request.textIds, options.chunkBytes);
     const positions = encodeTensor(request.textPositions, options.chunkBytes);
     const prefix = request.prefixPixels ? encodeTensor(request.prefixPixels, options.chunkBytes) : undefined;
@@ -176,15 +297,20 @@ class GrpcLink implements JointLink {
   }
 
   async close(): Promise<void> {
-    if (this.failure || this.ended) {
-      this.call.cancel();
-      return;
-    }
     try {
-      await this.exchange('close', [create(ExchangeRequestSchema, { frame: { case: 'close', value: { reason: 'done' } } })]);
-      this.call.end();
-    } catch {
-      this.call.cancel();
+      if (this.failure || this.ended) {
+        this.call.cancel();
+        return;
+      }
+      try {
+        await this.exchange('close', [create(ExchangeRequestSchema, { frame: { case: 'close', value: { reason: 'done' } } })]);
+        this.call.end();
+      } catch {
+        this.call.cancel();
+      }
+    } finally {
+      // Closed as far as the caller is concerned, even before the call's status arrives.
+      this.release();
     }
   }
 

@@ -5,3 +5,4 @@ export * from './frames.js';
 export * from './server.js';
 export * from './client.js';
 export * from './worker-server.js';
+export * from './peer-health.js';
