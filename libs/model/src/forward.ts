@@ -1,4 +1,5 @@
 import { positionsTensor } from './joint.js';
+import { textTail } from './text-layers.js';
 import type { ModelPackage, Tensor } from './package.js';
 
 /**
@@ -19,7 +20,7 @@ export async function jointForward(pkg: ModelPackage, textIds: Tensor, imageIds:
     image = out.hidden_out;
     text = (await pkg.run(`und_joint_out_${layer}`, { hidden: text, q, k, v, remote_out: out.text_out, remote_lse: out.text_lse })).hidden_out;
   }
-  const textLogits = (await pkg.run('und_tail', { hidden: text, positions: textPositions })).logits;
+  const textLogits = await textTail(pkg, text, textPositions);
   const imageLogits = (await pkg.run('gen_tail', { hidden: image, positions: imagePositions })).logits;
   return { textLogits, imageLogits };
 }

@@ -11,3 +11,4 @@ export * from './tasks.js';
 export * from './text-decoding.js';
 export * from './understanding.js';
 export * from './diffusion.js';
+export * from './text-layers.js';

@@ -58,6 +58,8 @@ export class TextSideSession {
   private embedded?: Tensor;
   private hidden?: Tensor;
   private current?: Projections;
+  /** Layer 0's projections: a function of the fixed text alone, the same every step. */
+  private first?: Projections;
   private layer = -1;
   private step = -1;
   /** Steps begun, for logs and metrics. */
@@ -130,12 +132,17 @@ export class TextSideSession {
     this.stepsRun += 1;
     this.hidden = this.embedded;
     this.layer = 0;
-    this.current = await this.projections(0);
+    // ... and so are its projections: computed once per session.
+    this.first ??= await this.projections(0);
+    this.current = this.first;
     return this.current;
   }
 
   /** Merges layer `layer`'s remote partial and returns layer `layer + 1`'s projections. */
   async partial(step: number, layer: number, partial: PartialAttention): Promise<Projections> {
+    // Layer 0's projections never change within a session, so a driver that holds them from the
+    // first step may start a later step with its layer-0 partial: one round trip a step fewer.
+    if (layer === 0 && step > this.step && this.first) await this.beginStep(step);
     if (step !== this.step) throw new PeerProtocolError(`partial for step ${step} during step ${this.step}`);
     if (layer !== this.layer) throw new PeerProtocolError(`partial for layer ${layer}, expected layer ${this.layer}`);
     if (layer >= this.stopAfterLayer) {

@@ -103,14 +103,21 @@ export function requiredSegments(manifest: Manifest, branch: 'und' | 'gen'): str
   const joint = Array.from({ length: manifest.architecture.joint_layers }, (_, l) => l);
   const optional = OPTIONAL_SEGMENTS[branch].filter((name) => manifest.segments[name] !== undefined);
   if (branch === 'und') {
-    return [
-      'und_embed',
-      ...joint.flatMap((l) => [`und_joint_qkv_${l}`, `und_joint_out_${l}`]),
-      'und_tail',
-      ...optional,
-    ];
+    return ['und_embed', ...joint.flatMap((l) => [`und_joint_qkv_${l}`, `und_joint_out_${l}`]), ...textTailSegments(manifest), ...optional];
   }
   return ['gen_embed', ...joint.map((l) => `gen_joint_${l}`), 'gen_tail', 'vq_decode', 'vq_encode'];
+}
+
+/**
+ * The text side after the joint layers: one `und_tail`, or per layer (`und_layer_qkv_l`,
+ * `und_layer_out_l` for l = M..N-1, the same form as the joint layers' text pieces) and `und_head`.
+ * The per-layer form lets a runtime keep a prompt's keys and values (prompt cache).
+ */
+export function textTailSegments(manifest: Manifest): string[] {
+  if (manifest.segments.und_tail || !manifest.segments.und_head) return ['und_tail'];
+  const { joint_layers: m, num_layers: n } = manifest.architecture;
+  const layers = Array.from({ length: n - m }, (_, i) => m + i);
+  return [...layers.flatMap((l) => [`und_layer_qkv_${l}`, `und_layer_out_${l}`]), 'und_head'];
 }
 
 /**
@@ -157,6 +164,7 @@ export function manifestProblems(manifest: Manifest): string[] {
   expectLast('und_embed', 'hidden', a.und_hidden, 'und_hidden');
   expectLast('gen_embed', 'hidden', a.gen_hidden, 'gen_hidden');
   expectLast('und_tail', 'logits', text.vocab.length, 'text vocabulary size');
+  expectLast('und_head', 'logits', text.vocab.length, 'text vocabulary size');
   expectLast('gen_tail', 'logits', image.codebook_size, 'codebook_size');
   const imageEmbed = manifest.segments.und_image_embed;
   if (imageEmbed) {

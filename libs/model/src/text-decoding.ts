@@ -1,6 +1,7 @@
 import { CanceledError, InvalidInputError, ModelPackageError } from '@lavida/contracts';
 import { int64Tensor, positionsTensor } from './joint.js';
-import type { ModelPackage, Tensor } from './package.js';
+import { createHash } from 'node:crypto';
+import { Tensor, type ModelPackage } from './package.js';
 import { concatTokens, emptyPartial, repeatImage } from './tensor-ops.js';
 
 /** Text-side logits of one forward: float32 [rows, length, vocab]. */
@@ -20,19 +21,42 @@ export interface TextLogits {
 export class TextSideRunner {
   /** Forwards run, for logs and benchmarks. */
   forwards = 0;
+  /** Image encodings run (cache misses). */
+  imageEncodes = 0;
+  /** Semantic image tokens of recently read images, by content hash (least recently used first). */
+  private readonly imageCache = new Map<string, Float32Array>();
 
-  constructor(readonly pkg: ModelPackage) {}
+  /** @param imageCacheSize images whose semantic tokens are kept (0 = none): stages of one pipeline read the same image. */
+  constructor(
+    readonly pkg: ModelPackage,
+    private readonly imageCacheSize = 16,
+  ) {}
 
   /** Semantic image tokens of one packed RGB image, repeated for `rows`: float32 [rows, I, d_u]. */
   async imageTokens(pixels: Uint8Array, rows: number): Promise<Tensor> {
-    const { image } = this.pkg.manifest;
+    const { image, architecture } = this.pkg.manifest;
     if (!this.pkg.has('und_image_embed')) {
       throw new ModelPackageError(`model ${this.pkg.manifest.name} cannot read images on the text side (no und_image_embed segment)`);
     }
     if (pixels.length !== image.width * image.height * image.channels) {
       throw new InvalidInputError(`image must be ${image.width}x${image.height} with ${image.channels} channels, got ${pixels.length} bytes`);
     }
-    return (await this.pkg.run('und_image_embed', { pixels: repeatImage(pixels, rows, image.height, image.width, image.channels) })).hidden;
+    const key = createHash('sha256').update(pixels).digest('base64');
+    let one = this.imageCache.get(key);
+    if (one) {
+      this.imageCache.delete(key);
+    } else {
+      one = (await this.pkg.run('und_image_embed', { pixels: repeatImage(pixels, 1, image.height, image.width, image.channels) })).hidden.data as Float32Array;
+      this.imageEncodes += 1;
+    }
+    if (this.imageCacheSize > 0) {
+      this.imageCache.set(key, one);
+      while (this.imageCache.size > this.imageCacheSize) this.imageCache.delete(this.imageCache.keys().next().value!);
+    }
+    const tokens = image.grid[0] * image.grid[1];
+    const out = new Float32Array(rows * one.length);
+    for (let r = 0; r < rows; r++) out.set(one, r * one.length);
+    return new Tensor('float32', out, [rows, tokens, architecture.und_hidden]);
   }
 
   /**

@@ -44,9 +44,18 @@ export class UnderstandingEngine {
   readonly tokenizer: WordTokenizer;
   private readonly runner: TextSideRunner;
 
-  constructor(readonly pkg: ModelPackage) {
+  /** @param options.imageCacheSize images whose semantic tokens are kept between calls (default 16, 0 = none). */
+  constructor(
+    readonly pkg: ModelPackage,
+    options: { imageCacheSize?: number } = {},
+  ) {
     this.tokenizer = new WordTokenizer(pkg.manifest.text);
-    this.runner = new TextSideRunner(pkg);
+    this.runner = new TextSideRunner(pkg, options.imageCacheSize);
+  }
+
+  /** Image encodings run so far (semantic image tokens not found in the cache). */
+  get imageEncodes(): number {
+    return this.runner.imageEncodes;
   }
 
   private get templates() {

@@ -200,6 +200,8 @@ class GrpcLink implements JointLink {
   private waiter?: { resolve: (frame: ExchangeResponse) => void; reject: (error: Error) => void };
   private failure?: LavidaError;
   private ended = false;
+  /** Layer 0's projections, from the first step. */
+  private first?: Projections;
 
   private constructor(
     private readonly call: Exchange,
@@ -283,8 +285,15 @@ class GrpcLink implements JointLink {
   }
 
   async beginStep(step: number): Promise<Projections> {
+    // Layer 0's projections depend on the session's fixed text only: fetched once, then reused;
+    // the serving side begins a later step when its layer-0 partial arrives (one round trip a step fewer).
+    if (this.first) {
+      if (this.failure) throw this.failure;
+      return this.first;
+    }
     const frame = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step } } });
-    return this.projections(await this.exchange('step', [frame]), step, 0);
+    this.first = await this.projections(await this.exchange('step', [frame]), step, 0);
+    return this.first;
   }
 
   async partial(step: number, layer: number, partial: PartialAttention): Promise<Projections> {
