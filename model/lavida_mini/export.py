@@ -34,7 +34,7 @@ import torch
 
 from .config import CONFIGS, ModelConfig
 from .model import ElasticMoT, build_model
-from .segments import Segment, TensorSpec, build_segments, run_split
+from .segments import Segment, TensorSpec, build_segments, run_split, text_tail
 from .tokenizer import WordTokenizer
 from .vq import PatchVQ
 
@@ -224,7 +224,7 @@ def _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M):
                  text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
         run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
             remote_out=gj["text_out"], remote_lse=gj["text_lse"])
-    run("und_tail", hidden=hidden[M][0], positions=pos_t)
+    text_tail(segs, hidden[M][0], pos_t, run)
     run("gen_tail", hidden=hidden[M][1], positions=pos_i)
     return seg_cases, run
 
@@ -446,7 +446,7 @@ def mini_golden_cases(mini, segs: "OrderedDict[str, Segment]", tok: WordTokenize
             h = segs[f"und_joint_out_{l}"].module(h, q, k, v, torch.zeros_like(q),
                                                   torch.full(q.shape[:3], float("-inf")))
         checks["text-only segments (remote lse -inf) == Mini (understand)"] = _max_diff(
-            segs["und_tail"].module(h, pos), und_logits)
+            text_tail(segs, h, pos), und_logits)
         answer = und_logits[0, S - 24:].argmax(-1).tolist()
         print(f"understand: {r['question']['text']!r} -> {tok.decode(answer)!r} (truth {r['question']['answer']!r})")
 
@@ -476,7 +476,7 @@ def export_checkpoint(args) -> int:
     model = mini.core
     if model.text_vocab_size != len(tok):
         raise AssertionError("model text vocabulary does not match the checkpoint's vocab")
-    segs = build_segments(model, None, decoder=dec, encoder=enc, semantic=mini.sem)
+    segs = build_segments(model, None, decoder=dec, encoder=enc, semantic=mini.sem, text_tail=args.text_tail or "layers")
     os.makedirs(args.out, exist_ok=True)
 
     sizes = {"B": 3, "T": 5, "I": cfg.num_image_tokens}
@@ -539,6 +539,9 @@ def main(argv=None) -> int:
                     help="prepared data folder for the golden sample (default: the codebook's folder)")
     ap.add_argument("--golden-data", default=None,
                     help="prepared eval folder: also write tasks-golden.json (golden_tasks.py; with --checkpoint)")
+    ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
+                    help="the text side after the joint layers as one und_tail, or per layer + und_head "
+                         "(enables the runtime's prompt cache; default: layers for a checkpoint, whole for the fixture)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)          # reproducible float reductions
@@ -555,7 +558,7 @@ def main(argv=None) -> int:
     if model.text_vocab_size != len(tok):
         raise AssertionError("model text vocabulary does not match the tokenizer")
     vq = PatchVQ.fixture(cfg, args.seed)
-    segs = build_segments(model, vq)
+    segs = build_segments(model, vq, text_tail=args.text_tail or "whole")
     os.makedirs(args.out, exist_ok=True)
 
     sizes = {"B": 3, "T": 5, "I": cfg.num_image_tokens}

@@ -126,6 +126,18 @@ class UndTail(nn.Module):
         return self.head(self.norm(hidden))
 
 
+class UndHead(nn.Module):
+    """The text side's final norm and head (the end of a per-layer text tail)."""
+
+    def __init__(self, model: ElasticMoT) -> None:
+        super().__init__()
+        self.norm = model.und_norm
+        self.head = model.text_head
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(hidden))
+
+
 class GenTail(nn.Module):
     """Split layers M..N-1 for the image side (locality bias kept), final norm, image head."""
 
@@ -182,11 +194,16 @@ class UndImageEmbed(nn.Module):
 
 def build_segments(model: ElasticMoT, vq: Optional[PatchVQ], *, decoder: Optional[nn.Module] = None,
                    encoder: Optional[nn.Module] = None,
-                   semantic: Optional[nn.Module] = None) -> "OrderedDict[str, Segment]":
+                   semantic: Optional[nn.Module] = None, text_tail: str = "whole") -> "OrderedDict[str, Segment]":
     """Segments in manifest order. The image tokenizer is `vq` (PatchVQ) unless `decoder` / `encoder`
     modules (ids [B,rows,cols] <-> pixels [B,H,W,3]) are given. With `semantic` (image codes [B, I] ->
     [B, I, d_u], e.g. train.SemanticEncoder) an `und_image_embed` segment is added: pixels -> encoder ->
-    semantic features, the understanding side's image tokens."""
+    semantic features, the understanding side's image tokens.
+
+    text_tail "whole" exports the text side's split layers, norm and head as one `und_tail`;
+    "layers" exports them per layer instead (`und_layer_qkv_l` / `und_layer_out_l` for l = M..N-1,
+    of the same form as the joint layers' text pieces, then `und_head`), which lets a runtime keep
+    a prompt's keys and values between decoding steps (prompt cache)."""
     cfg = model.cfg
     du, dg, H, D = cfg.und_hidden, cfg.gen_hidden, cfg.heads, cfg.head_dim
     V, K = model.text_vocab_size, cfg.codebook_size
@@ -213,8 +230,19 @@ def build_segments(model: ElasticMoT, vq: Optional[PatchVQ], *, decoder: Optiona
         add(f"und_joint_out_{l}", "und", UndJointOut(model, l),
             [text_hidden, heads("q"), heads("k"), heads("v"), heads("remote_out"), lse("remote_lse")],
             [t("hidden_out", f32, "B", "T", du)])
-    add("und_tail", "und", UndTail(model), [text_hidden, t("positions", i64, "T")],
-        [t("logits", f32, "B", "T", V)])
+    if text_tail == "whole":
+        add("und_tail", "und", UndTail(model), [text_hidden, t("positions", i64, "T")],
+            [t("logits", f32, "B", "T", V)])
+    elif text_tail == "layers":
+        for l in range(cfg.joint_layers, cfg.num_layers):
+            add(f"und_layer_qkv_{l}", "und", UndJointQKV(model, l),
+                [text_hidden, t("positions", i64, "T")], [heads("q"), heads("k"), heads("v")])
+            add(f"und_layer_out_{l}", "und", UndJointOut(model, l),
+                [text_hidden, heads("q"), heads("k"), heads("v"), heads("remote_out"), lse("remote_lse")],
+                [t("hidden_out", f32, "B", "T", du)])
+        add("und_head", "und", UndHead(model), [text_hidden], [t("logits", f32, "B", "T", V)])
+    else:
+        raise ValueError(f"text_tail must be whole or layers, got {text_tail!r}")
     rows, cols, h, w, c = cfg.grid_rows, cfg.grid_cols, cfg.image_height, cfg.image_width, cfg.image_channels
     if semantic is not None:
         if encoder is None:
@@ -233,6 +261,26 @@ def build_segments(model: ElasticMoT, vq: Optional[PatchVQ], *, decoder: Optiona
     add("vq_encode", "gen", encoder if encoder is not None else VQEncode(vq),
         [t("pixels", u8, "B", h, w, c)], [t("image_ids", i64, "B", rows, cols)])
     return segs
+
+
+def text_tail(segs, hidden: torch.Tensor, positions: torch.Tensor, call=None) -> torch.Tensor:
+    """The text side after the joint layers: `und_tail`, or the per-layer pieces (empty remote
+    partial: these layers attend within the text side) and `und_head`. Returns the logits."""
+    if call is None:
+        def call(name, **inputs):
+            seg = segs[name]
+            out = seg.module(*[inputs[s.name] for s in seg.inputs])
+            out = out if isinstance(out, tuple) else (out,)
+            return {s.name: o for s, o in zip(seg.outputs, out)}
+    if "und_tail" in segs:
+        return call("und_tail", hidden=hidden, positions=positions)["logits"]
+    layers = sorted(int(n.rsplit("_", 1)[1]) for n in segs if n.startswith("und_layer_qkv_"))
+    for l in layers:
+        qkv = call(f"und_layer_qkv_{l}", hidden=hidden, positions=positions)
+        q = qkv["q"]
+        hidden = call(f"und_layer_out_{l}", hidden=hidden, q=q, k=qkv["k"], v=qkv["v"], remote_out=torch.zeros_like(q),
+                      remote_lse=torch.full(q.shape[:3], float("-inf")))["hidden_out"]
+    return call("und_head", hidden=hidden)["logits"]
 
 
 def run_split(segs, text_ids: torch.Tensor, image_ids: torch.Tensor, stop_text_early: bool = False,
@@ -267,6 +315,6 @@ def run_split(segs, text_ids: torch.Tensor, image_ids: torch.Tensor, stop_text_e
             break
         h_t = call(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
                    remote_out=g["text_out"], remote_lse=g["text_lse"])["hidden_out"]
-    text_logits = None if stop_text_early else call("und_tail", hidden=h_t, positions=pos_t)["logits"]
+    text_logits = None if stop_text_early else text_tail(segs, h_t, pos_t, call)
     image_logits = call("gen_tail", hidden=h_i, positions=pos_i)["logits"]
     return text_logits, image_logits

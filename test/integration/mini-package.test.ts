@@ -2,7 +2,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { jointForward, ModelPackage, positionsTensor, Tensor } from '@lavida/model';
+import { concatTokens, jointForward, ModelPackage, positionsTensor, Tensor, textTail } from '@lavida/model';
 import { generateScene, render, Rng } from '@lavida/world';
 import { maxAbsDiff, readGolden, type GoldenCase } from '../support/golden.js';
 import { ROOT } from '../support/paths.js';
@@ -27,21 +27,6 @@ const TOLERANCE = 1e-3;
 const skip = existsSync(join(MINI_MODEL, 'manifest.json'))
   ? false
   : `${MINI_MODEL} does not exist: export it with cd model && python3 -m lavida_mini.export --checkpoint CKPT --codebook CODEBOOK.npz --out ../models/lavida-o-mini --name lavida-o-mini`;
-
-/** Concatenates float32 [B, S_i, D] tensors along dimension 1. */
-function concatTokens(parts: Tensor[]): Tensor {
-  const [rows, , width] = parts[0].dims;
-  const total = parts.reduce((n, p) => n + p.dims[1], 0);
-  const out = new Float32Array(rows * total * width);
-  let offset = 0;
-  for (const part of parts) {
-    const data = part.data as Float32Array;
-    const len = part.dims[1];
-    for (let b = 0; b < rows; b++) out.set(data.subarray(b * len * width, (b + 1) * len * width), (b * total + offset) * width);
-    offset += len;
-  }
-  return new Tensor('float32', out, [rows, total, width]);
-}
 
 /** Slices float32 [B, S, D] to tokens start..S-1. */
 function tokensFrom(t: Tensor, start: number): Tensor {
@@ -151,7 +136,7 @@ describe('lavida-o-mini package against its PyTorch golden vectors', { skip }, (
       const { q, k, v } = await pkg.run(`und_joint_qkv_${l}`, { hidden, positions });
       hidden = (await pkg.run(`und_joint_out_${l}`, { hidden, q, k, v, remote_out: remoteOut, remote_lse: remoteLse })).hidden_out;
     }
-    const logits = (await pkg.run('und_tail', { hidden, positions })).logits;
+    const logits = await textTail(pkg, hidden, positions);
     const diff = maxAbsDiff(tokensFrom(logits, image.dims[1]), c.outputs.text_logits);
     diffs.set('understand_forward', diff);
     assert.ok(diff <= TOLERANCE, `understanding text logits differ by ${diff}`);
