@@ -144,7 +144,7 @@ function miniSection(r: BenchResults): string[] {
     ),
     '',
     table(
-      ['grounding', 'runs', 'slower ms', 'faster ms', 'speed-up'],
+      ['grounding (image encoded every call unless cached)', 'runs', 'slower ms', 'faster ms', 'speed-up'],
       [
         [
           `1 step (${t.groundOneStepSpeedup.forwards.oneStep} forward) vs one coordinate a step (${t.groundOneStepSpeedup.forwards.oneTokenAStep})`,
@@ -153,18 +153,41 @@ function miniSection(r: BenchResults): string[] {
           t.groundOneStepSpeedup.medianMs.oneStep,
           t.groundOneStepSpeedup.ratio,
         ],
-        ['two references as rows of one forward vs one after the other', t.groundTwoRefs.runs, t.groundTwoRefs.medianMs.sequential, t.groundTwoRefs.medianMs.parallel, round(1 / t.groundTwoRefs.ratio)],
+        [
+          '1 step vs one coordinate a step, image tokens cached (decoding only)',
+          t.groundOneStepSpeedupCached.runs,
+          t.groundOneStepSpeedupCached.medianMs.oneTokenAStep,
+          t.groundOneStepSpeedupCached.medianMs.oneStep,
+          t.groundOneStepSpeedupCached.ratio,
+        ],
+        [
+          'two references as rows of one forward vs one after the other',
+          t.groundTwoRefs.runs,
+          t.groundTwoRefs.medianMs.sequential,
+          t.groundTwoRefs.medianMs.parallel,
+          round(1 / t.groundTwoRefs.ratio),
+        ],
       ],
     ),
     '',
     `Same box in 1 and 4 steps: ${t.groundOneStepSpeedup.sameBoxShare} of the references tried.`,
+    '',
+    table(
+      ['answers (24 slots, 2 a step; image tokens cached)', 'runs', 'no cache ms', 'prompt cache ms', 'speed-up'],
+      [['answer a world question', t.promptCache.runs, t.promptCache.medianMs.noCache, t.promptCache.medianMs.cache, t.promptCache.ratio]],
+    ),
+    '',
+    `Prompt cache: the same answer as without it for ${t.promptCache.sameAnswerShare} of ${t.promptCache.questions} world questions; ` +
+      `exact-match accuracy ${t.promptCache.sameAnswerCorrect.cache} with the cache, ${t.promptCache.sameAnswerCorrect.noCache} without.`,
     '',
   ];
   if (r.memory) {
     lines.push(
       '## Worker memory',
       '',
-      `Real worker processes on ${r.mini.name}, jobs through BullMQ (${Object.entries(r.memory.jobs).map(([k, v]) => `${v} ${k}`).join(', ')}), ${r.memory.seconds} s.`,
+      `Real worker processes on ${r.mini.name}, jobs through BullMQ (${Object.entries(r.memory.jobs)
+        .map(([k, v]) => `${v} ${k}`)
+        .join(', ')}), ${r.memory.seconds} s.`,
       '',
       table(['worker', 'peak RSS (VmHWM) MiB'], Object.entries(r.memory.peakRssMiB)),
       '',

@@ -10,6 +10,7 @@ import {
   type TextToImageResult,
 } from '@lavida/model';
 import { GrpcJointPeer, type TransportOptions } from '@lavida/wire';
+import { generateScene, render, Rng, sampleQuestion, scoreAnswer } from '@lavida/world';
 import { HOST, median, round } from './support.js';
 
 export interface PairTiming {
@@ -27,14 +28,24 @@ export interface TaskBench {
   /** Answers, grounding: the und-worker's branch alone against a process holding both branches. */
   understand: PairTiming;
   ground: PairTiming;
-  /** Grounding of one box: 4 coordinate tokens in 1 forward against one token a forward. */
+  /** Grounding of one box: 4 coordinate tokens in 1 forward against one token a forward (image encoded every call). */
   groundOneStepSpeedup: PairTiming & { forwards: Record<string, number>; sameBoxShare: number };
+  /** The same with the image's semantic tokens cached (a pipeline's later stages on one image): decoding only. */
+  groundOneStepSpeedupCached: PairTiming;
   /** Two references: decoded in parallel as rows against one after the other. */
   groundTwoRefs: PairTiming;
+  /** Answers (24 slots, 12 forwards) with and without the prompt cache, over world scenes and questions. */
+  promptCache: PairTiming & { questions: number; sameAnswerShare: number; sameAnswerCorrect: Record<'cache' | 'noCache', number> };
 }
 
 /** Runs `a` and `b` alternately (which goes first alternates too) and returns the medians. */
-export async function pairTiming(names: [string, string], a: () => Promise<unknown>, b: () => Promise<unknown>, warmup: number, runs: number): Promise<PairTiming> {
+export async function pairTiming(
+  names: [string, string],
+  a: () => Promise<unknown>,
+  b: () => Promise<unknown>,
+  warmup: number,
+  runs: number,
+): Promise<PairTiming> {
   for (let i = 0; i < warmup; i++) {
     await a();
     await b();
@@ -63,7 +74,14 @@ export async function pairTiming(names: [string, string], a: () => Promise<unkno
  * text side in the `und` child at `port`) against one process, understanding and grounding on the
  * und branch alone, and one-step grounding against one coordinate a step.
  */
-export async function measureTasks(port: number, und: ModelPackage, gen: ModelPackage, all: ModelPackage, transport: TransportOptions, runs: number): Promise<TaskBench> {
+export async function measureTasks(
+  port: number,
+  und: ModelPackage,
+  gen: ModelPackage,
+  all: ModelPackage,
+  transport: TransportOptions,
+  runs: number,
+): Promise<TaskBench> {
   let bytes = 0;
   const remote = new GrpcJointPeer({
     ...transport,
@@ -90,7 +108,13 @@ export async function measureTasks(port: number, und: ModelPackage, gen: ModelPa
         if (result.tokens.join() !== reference) throw new Error('split and single-process tokens differ');
         if (peer === remote) perImage = bytes;
       };
-      const timing = await pairTiming(['single', 'split'], () => once(all, local), () => once(gen, remote), 2, runs);
+      const timing = await pairTiming(
+        ['single', 'split'],
+        () => once(all, local),
+        () => once(gen, remote),
+        2,
+        runs,
+      );
       return { ...timing, bytesPerImage: perImage, tokensIdentical: true as const };
     };
     const edit = await exactPair(editImage, { instruction: 'remove the red circle', pixels: source.pixels, seed: 3 });
@@ -100,8 +124,10 @@ export async function measureTasks(port: number, und: ModelPackage, gen: ModelPa
       feedback: { verdict: 'the blue square is missing', pixels: source.pixels },
     });
 
-    const undEngine = new UnderstandingEngine(und);
-    const allEngine = new UnderstandingEngine(all);
+    // No image cache: every call encodes its image, as a first request does.
+    const undEngine = new UnderstandingEngine(und, { imageCacheSize: 0 });
+    const allEngine = new UnderstandingEngine(all, { imageCacheSize: 0 });
+    const cachedEngine = new UnderstandingEngine(und);
     const understand = await pairTiming(
       ['single', 'split'],
       () => allEngine.understand(source.pixels, 'what colour is the circle?'),
@@ -124,11 +150,21 @@ export async function measureTasks(port: number, und: ModelPackage, gen: ModelPa
       2,
       runs,
     );
+    const groundOneStepSpeedupCached = await pairTiming(
+      ['oneTokenAStep', 'oneStep'],
+      () => cachedEngine.ground(source.pixels, ['the red circle'], { steps: 4 }),
+      () => cachedEngine.ground(source.pixels, ['the red circle'], { steps: 1 }),
+      2,
+      runs,
+    );
     // How often the two decodings agree, over a few references and images.
     const refs = ['the red circle', 'the blue square', 'the circle', 'the square'];
     let same = 0;
     for (const ref of refs) {
-      const [a, b] = await Promise.all([undEngine.ground(source.pixels, [ref], { steps: 1 }), undEngine.ground(source.pixels, [ref], { steps: 4 })]);
+      const [a, b] = await Promise.all([
+        undEngine.ground(source.pixels, [ref], { steps: 1 }),
+        undEngine.ground(source.pixels, [ref], { steps: 4 }),
+      ]);
       if (a.bins[0].join() === b.bins[0].join()) same += 1;
     }
     const groundTwoRefs = await pairTiming(
@@ -141,12 +177,57 @@ export async function measureTasks(port: number, und: ModelPackage, gen: ModelPa
       2,
       runs,
     );
+    // The prompt cache: one world scene per question (image encoded once, cached: only decoding is compared).
+    const rng = new Rng(20261127);
+    const questions = Array.from({ length: 24 }, () => {
+      const scene = generateScene(rng);
+      const q = sampleQuestion(rng, scene);
+      return { pixels: render(scene), text: q.text, answer: q.answer };
+    });
+    const agree = { same: 0, cache: 0, noCache: 0 };
+    for (const q of questions) {
+      const [plain, cached] = [
+        await cachedEngine.understand(q.pixels, q.text),
+        await cachedEngine.understand(q.pixels, q.text, { promptCache: true }),
+      ];
+      if (plain.text === cached.text) agree.same += 1;
+      if (scoreAnswer(plain.text, q.answer)) agree.noCache += 1;
+      if (scoreAnswer(cached.text, q.answer)) agree.cache += 1;
+    }
+    let turn = 0;
+    const cacheTiming = await pairTiming(
+      ['noCache', 'cache'],
+      () => {
+        const q = questions[turn % questions.length];
+        return cachedEngine.understand(q.pixels, q.text);
+      },
+      () => {
+        const q = questions[turn++ % questions.length];
+        return cachedEngine.understand(q.pixels, q.text, { promptCache: true });
+      },
+      2,
+      runs * 2,
+    );
+    const promptCache = {
+      ...cacheTiming,
+      ratio: round(1 / cacheTiming.ratio),
+      questions: questions.length,
+      sameAnswerShare: round(agree.same / questions.length),
+      sameAnswerCorrect: { cache: round(agree.cache / questions.length), noCache: round(agree.noCache / questions.length) },
+    };
     return {
+      promptCache,
       edit,
       feedback,
       understand,
       ground,
-      groundOneStepSpeedup: { ...groundOneStepSpeedup, ratio: round(1 / groundOneStepSpeedup.ratio), forwards, sameBoxShare: round(same / refs.length) },
+      groundOneStepSpeedup: {
+        ...groundOneStepSpeedup,
+        ratio: round(1 / groundOneStepSpeedup.ratio),
+        forwards,
+        sameBoxShare: round(same / refs.length),
+      },
+      groundOneStepSpeedupCached: { ...groundOneStepSpeedupCached, ratio: round(1 / groundOneStepSpeedupCached.ratio) },
       groundTwoRefs,
     };
   } finally {

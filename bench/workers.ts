@@ -32,9 +32,12 @@ function vmHwmMiB(pid: number): number {
 }
 
 function startWorker(name: string, env: Record<string, string>, children: ChildProcess[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'apps', name, 'dist', 'main.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'apps', name, 'dist', 'main.js')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   children.push(child);
-  const lines = createInterface({ input: child.stdout! });
+  const lines = createInterface({ input: child.stdout });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start consuming within 60 s`)), 60_000);
     lines.on('line', (line) => {
@@ -102,9 +105,20 @@ export async function measureWorkerMemory(modelDir: string): Promise<WorkerMemor
       ]);
       await Promise.all([
         wait('generation', JobName.Edit, { jobId: `mem${i}`, instruction: 'remove the red circle', image, seed: i, imageGuidance: 1 }),
-        wait('understanding', JobName.Ground, { jobId: `mem${i}`, task: 'ground', image, refs: ['the red circle', 'the blue square'], steps: 4 }),
+        wait('understanding', JobName.Ground, {
+          jobId: `mem${i}`,
+          task: 'ground',
+          image,
+          refs: ['the red circle', 'the blue square'],
+          steps: 4,
+        }),
       ]);
-      await wait('generation', JobName.Generate, { jobId: `mem${i}`, prompt: 'a red circle', seed: i, feedback: { verdict: 'the circle is missing', image } });
+      await wait('generation', JobName.Generate, {
+        jobId: `mem${i}`,
+        prompt: 'a red circle',
+        seed: i,
+        feedback: { verdict: 'the circle is missing', image },
+      });
       await wait('understanding', JobName.Plan, { jobId: `mem${i}`, task: 'plan', prompt: 'a red circle above a blue square' });
       await wait('understanding', JobName.Reflect, { jobId: `mem${i}`, task: 'reflect', image, prompt: 'a red circle' });
     }

@@ -99,7 +99,10 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     const plain = await textToImage(all, local, { prompt: 'a red circle and a blue square', seed: 12 }, { sessionId: 'plain' });
     assert.notDeepEqual(again.tokens, plain.tokens, 'the feedback and the earlier image change the image');
     // The open frame carried the feedback image (2 rows x 64 x 64 x 3 bytes) to the text side.
-    assert.ok(bytes.slice(before).some((n) => n >= 2 * 64 * 64 * 3), `an open of at least 24 KiB, got ${bytes.slice(before).join(',')}`);
+    assert.ok(
+      bytes.slice(before).some((n) => n >= 2 * 64 * 64 * 3),
+      `an open of at least 24 KiB, got ${bytes.slice(before).join(',')}`,
+    );
   });
 
   it('editing with two guidance rows, three rows, and none', async () => {
@@ -113,14 +116,27 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     const long = Array.from({ length: 200 }, () => 'red').join(' ');
     await assert.rejects(textToImage(gen, peer, { prompt: long, seed: 1 }, { sessionId: 'bad/1' }), /prompt is 200 tokens.*context of 160/);
     await assert.rejects(
-      textToImage(gen, peer, { prompt: 'a red circle', seed: 1, feedback: { verdict: 'no', pixels: new Uint8Array(10) } }, { sessionId: 'bad/2' }),
+      textToImage(
+        gen,
+        peer,
+        { prompt: 'a red circle', seed: 1, feedback: { verdict: 'no', pixels: new Uint8Array(10) } },
+        { sessionId: 'bad/2' },
+      ),
       /feedback image must be 64x64 RGB/,
     );
     await assert.rejects(
-      textToImage(gen, peer, { prompt: 'a red circle', seed: 1, plan: [{ label: 'red circle', bins: [0, 0, 2000, 10] }] }, { sessionId: 'bad/3' }),
+      textToImage(
+        gen,
+        peer,
+        { prompt: 'a red circle', seed: 1, plan: [{ label: 'red circle', bins: [0, 0, 2000, 10] }] },
+        { sessionId: 'bad/3' },
+      ),
       /plan\[0\]\.bins must be 4 integers 0\.\.1024/,
     );
-    await assert.rejects(editImage(gen, peer, { instruction: ' ', pixels: source.pixels, seed: 1 }, { sessionId: 'bad/4' }), /instruction must not be empty/);
+    await assert.rejects(
+      editImage(gen, peer, { instruction: ' ', pixels: source.pixels, seed: 1 }, { sessionId: 'bad/4' }),
+      /instruction must not be empty/,
+    );
     await assert.rejects(engine.ground(source.pixels, ['the red circle'], { steps: 9 }), /steps must be an integer 1\.\.4/);
     await assert.rejects(engine.understand(new Uint8Array(100), 'what is it?'), /image must be 64x64/);
     await t2i({ prompt: 'a purple circle', seed: 9 }, 'after the bad requests');

@@ -149,12 +149,7 @@ describe('split (gRPC, chunked) against single-process text-to-image', () => {
       const qkvBytes = rows * heads * t * headDim * 4;
       assert.deepEqual(
         exchanges.map((e) => e.kind),
-        [
-          'open',
-          'step',
-          ...Array.from({ length: c.steps! * (jointLayers - 1) }, () => 'partial'),
-          'close',
-        ],
+        ['open', 'step', ...Array.from({ length: c.steps! * (jointLayers - 1) }, () => 'partial'), 'close'],
       );
       assert.equal(exchanges[0].bytes, rows * t * 8 + t * 8, 'open: text ids and positions');
       const steps = exchanges.filter((x) => x.kind === 'step');

@@ -64,7 +64,12 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
     pkg = await ModelPackage.load(MINI_MODEL, { branch: 'all' });
     engine = new UnderstandingEngine(pkg);
     local = new LocalJointPeer(pkg);
-    await Promise.all([und.waitForLog('consuming'), gen.waitForLog('consuming'), events.generation.waitUntilReady(), events.understanding.waitUntilReady()]);
+    await Promise.all([
+      und.waitForLog('consuming'),
+      gen.waitForLog('consuming'),
+      events.generation.waitUntilReady(),
+      events.understanding.waitUntilReady(),
+    ]);
   });
   after(async () => {
     await Promise.all([und?.stop('SIGKILL'), gen?.stop('SIGKILL')]);
@@ -116,7 +121,7 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
       const want = await engine.ground(source, refs, { steps });
       assert.deepEqual(boxes.boxes, want.boxes);
       assert.equal(boxes.timings.forwards, want.forwards);
-      assert.equal(boxes.boxes!.length, 2);
+      assert.equal(boxes.boxes?.length, 2);
     }
     const respond = await stage({ jobId: 'u5', task: 'respond', prompt: 'a blue circle' });
     const want = await engine.respond('a blue circle');
@@ -127,7 +132,10 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
     const layout = (await engine.plan('a blue circle')).layout;
     const planned: GenerateJobData = { jobId: 'j2', prompt: 'a blue circle', seed: 5, plan: layout, output: 'attempt-1.png' };
     const r1 = await run<GenerateResult>(await generation.add(JobName.Generate, planned, OPTS), events.generation);
-    assert.deepEqual(r1.tokens, (await textToImage(pkg, local, { prompt: 'a blue circle', seed: 5, plan: layout }, { sessionId: 'l1' })).tokens);
+    assert.deepEqual(
+      r1.tokens,
+      (await textToImage(pkg, local, { prompt: 'a blue circle', seed: 5, plan: layout }, { sessionId: 'l1' })).tokens,
+    );
     const feedback: GenerateJobData = {
       jobId: 'j2',
       prompt: 'a blue circle',
@@ -136,10 +144,21 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
       feedback: { verdict: 'the circle is missing', image: { jobId: 'j1', name: 'a.png' } },
     };
     const r2 = await run<GenerateResult>(await generation.add(JobName.Generate, feedback, OPTS), events.generation);
-    const want2 = await textToImage(pkg, local, { ...feedback, feedback: { verdict: 'the circle is missing', pixels: source } }, { sessionId: 'l2' });
+    const want2 = await textToImage(
+      pkg,
+      local,
+      { ...feedback, feedback: { verdict: 'the circle is missing', pixels: source } },
+      { sessionId: 'l2' },
+    );
     assert.deepEqual(r2.tokens, want2.tokens);
     assert.equal(r2.artifact.name, 'attempt-2.png');
-    const edit: EditJobData = { jobId: 'j3', instruction: 'change the blue circle to red', image: { jobId: 'j1', name: 'a.png' }, seed: 8, imageGuidance: 1 };
+    const edit: EditJobData = {
+      jobId: 'j3',
+      instruction: 'change the blue circle to red',
+      image: { jobId: 'j1', name: 'a.png' },
+      seed: 8,
+      imageGuidance: 1,
+    };
     const r3 = await run<GenerateResult>(await generation.add(JobName.Edit, edit, OPTS), events.generation);
     assert.deepEqual(r3.tokens, (await editImage(pkg, local, { ...edit, pixels: source }, { sessionId: 'l3' })).tokens);
   });
@@ -151,15 +170,63 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
     await client.set(key('small.png'), encodePng(new Uint8Array(32 * 32 * 3), 32, 32));
     const image = (name: string) => ({ jobId: 'bad', name });
     const cases: [Queue, string, object, QueueEvents, RegExp][] = [
-      [understanding, 'understand', { jobId: 'b1', task: 'understand', image: image('gone.png'), question: 'what?' }, events.understanding, /bad\/gone\.png does not exist/],
-      [understanding, 'understand', { jobId: 'b2', task: 'understand', image: image('junk.png'), question: 'what?' }, events.understanding, /is not a PNG/],
-      [understanding, 'reflect', { jobId: 'b3', task: 'reflect', image: image('cut.png'), prompt: 'a circle' }, events.understanding, /corrupt PNG/],
-      [understanding, 'ground', { jobId: 'b4', task: 'ground', image: image('small.png'), refs: ['the circle'] }, events.understanding, /is 32x32, the model takes 64x64/],
-      [understanding, 'ground', { jobId: 'b5', task: 'ground', image: { jobId: 'j1', name: 'a.png' }, refs: [] }, events.understanding, /refs must name at least one/],
+      [
+        understanding,
+        'understand',
+        { jobId: 'b1', task: 'understand', image: image('gone.png'), question: 'what?' },
+        events.understanding,
+        /bad\/gone\.png does not exist/,
+      ],
+      [
+        understanding,
+        'understand',
+        { jobId: 'b2', task: 'understand', image: image('junk.png'), question: 'what?' },
+        events.understanding,
+        /is not a PNG/,
+      ],
+      [
+        understanding,
+        'reflect',
+        { jobId: 'b3', task: 'reflect', image: image('cut.png'), prompt: 'a circle' },
+        events.understanding,
+        /corrupt PNG/,
+      ],
+      [
+        understanding,
+        'ground',
+        { jobId: 'b4', task: 'ground', image: image('small.png'), refs: ['the circle'] },
+        events.understanding,
+        /is 32x32, the model takes 64x64/,
+      ],
+      [
+        understanding,
+        'ground',
+        { jobId: 'b5', task: 'ground', image: { jobId: 'j1', name: 'a.png' }, refs: [] },
+        events.understanding,
+        /refs must name at least one/,
+      ],
       [understanding, 'paint', { jobId: 'b6', task: 'paint' }, events.understanding, /unknown job paint/],
-      [understanding, 'plan', { jobId: 'b7', task: 'plan', prompt: 'red '.repeat(200) }, events.understanding, /longer than the model's context/],
-      [generation, JobName.Edit, { jobId: 'b8', instruction: 'remove it', image: image('small.png'), seed: 1 }, events.generation, /image is 32x32/],
-      [generation, JobName.Generate, { jobId: 'b9', prompt: 'a circle', seed: 1, feedback: { verdict: 'no', image: image('junk.png') } }, events.generation, /feedback\.image is not a PNG/],
+      [
+        understanding,
+        'plan',
+        { jobId: 'b7', task: 'plan', prompt: 'red '.repeat(200) },
+        events.understanding,
+        /longer than the model's context/,
+      ],
+      [
+        generation,
+        JobName.Edit,
+        { jobId: 'b8', instruction: 'remove it', image: image('small.png'), seed: 1 },
+        events.generation,
+        /image is 32x32/,
+      ],
+      [
+        generation,
+        JobName.Generate,
+        { jobId: 'b9', prompt: 'a circle', seed: 1, feedback: { verdict: 'no', image: image('junk.png') } },
+        events.generation,
+        /feedback\.image is not a PNG/,
+      ],
       [generation, 'paint', { jobId: 'b10' }, events.generation, /unknown job paint/],
     ];
     for (const [queue, name, data, queueEvents, reason] of cases) {
@@ -167,9 +234,17 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
       assert.match(failed.failedReason, /^INVALID_INPUT: /, `${name}: ${failed.failedReason}`);
       assert.match(failed.failedReason, reason);
     }
-    const ok = await stage({ jobId: 'u9', task: 'understand', image: { jobId: 'j1', name: 'a.png' }, question: 'how many circles are there?' });
+    const ok = await stage({
+      jobId: 'u9',
+      task: 'understand',
+      image: { jobId: 'j1', name: 'a.png' },
+      question: 'how many circles are there?',
+    });
     assert.equal(typeof ok.text, 'string');
-    const img = await run<GenerateResult>(await generation.add(JobName.Generate, { jobId: 'j9', prompt: 'a red square', seed: 2 }, OPTS), events.generation);
+    const img = await run<GenerateResult>(
+      await generation.add(JobName.Generate, { jobId: 'j9', prompt: 'a red square', seed: 2 }, OPTS),
+      events.generation,
+    );
     assert.equal(img.tokens.length, 64);
   });
 });

@@ -49,11 +49,12 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     assert.equal(golden.model.name, pkg.manifest.name);
     assert.equal(golden.model.version, pkg.manifest.version);
     const tasks = new Set(golden.cases.map((c) => c.task));
-    for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond']) assert.ok(tasks.has(task as Case['task']), task);
+    for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond'])
+      assert.ok(tasks.has(task as Case['task']), task);
   });
 
   for (const [index, c] of golden.cases.entries()) {
-    const what = `${index}: ${c.task} ${JSON.stringify(c.prompt ?? c.question ?? c.ref ?? c.instruction ?? '')}${c.plan ? ' + plan' : ''}${c.feedback ? ' + feedback' : ''}${c.steps && c.task === 'ground' ? ` in ${String(c.steps)} steps` : ''}`;
+    const what = `${index}: ${c.task} ${JSON.stringify(c.prompt ?? c.question ?? c.ref ?? c.instruction ?? '')}${c.plan ? ' + plan' : ''}${c.feedback ? ' + feedback' : ''}${c.task === 'ground' ? ` in ${c.steps as number} steps` : ''}`;
     it(what, async () => {
       const n = (key: string) => c[key] as number;
       switch (c.task) {

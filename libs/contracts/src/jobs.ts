@@ -87,12 +87,17 @@ export interface EditJobData {
 }
 
 /** Data of an understanding-branch stage job (QueueName.Understanding). */
-export type UnderstandingJobData =
-  | { jobId: string; task: 'understand'; image: ImageRef; question: string }
-  | { jobId: string; task: 'reflect'; image: ImageRef; prompt: string }
-  | { jobId: string; task: 'plan'; prompt: string }
-  | { jobId: string; task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
-  | { jobId: string; task: 'respond'; prompt: string };
+export type UnderstandingJobData = (
+  | { task: 'understand'; image: ImageRef; question: string }
+  | { task: 'reflect'; image: ImageRef; prompt: string }
+  | { task: 'plan'; prompt: string }
+  | { task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
+  | { task: 'respond'; prompt: string }
+) & {
+  jobId: string;
+  /** Keep the prompt's keys and values between decoding steps (faster, approximate). */
+  promptCache?: boolean;
+};
 
 /** Result of an understanding-branch stage. */
 export interface UnderstandingResult {

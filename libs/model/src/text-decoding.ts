@@ -3,6 +3,7 @@ import { int64Tensor, positionsTensor } from './joint.js';
 import { createHash } from 'node:crypto';
 import { Tensor, type ModelPackage } from './package.js';
 import { concatTokens, emptyPartial, repeatImage } from './tensor-ops.js';
+import { forwardFillingCache, forwardWithCache, hasLayeredTextTail, textTail, type LayerKV } from './text-layers.js';
 
 /** Text-side logits of one forward: float32 [rows, length, vocab]. */
 export interface TextLogits {
@@ -59,16 +60,12 @@ export class TextSideRunner {
     return new Tensor('float32', out, [rows, tokens, architecture.und_hidden]);
   }
 
-  /**
-   * Logits of text rows of one length, after an optional image prefix (already embedded by
-   * `imageTokens`, one row per text row).
-   */
-  async logits(rows: readonly (readonly number[])[], prefix?: Tensor): Promise<TextLogits> {
+  /** Checks text rows of one forward; returns their length. */
+  private checkRows(rows: readonly (readonly number[])[], prefixLen: number): number {
     const { architecture, text } = this.pkg.manifest;
     const length = rows[0]?.length ?? 0;
     if (rows.length === 0 || length === 0) throw new InvalidInputError('no text to run');
     if (rows.some((r) => r.length !== length)) throw new InvalidInputError('text rows of one forward must have one length');
-    const prefixLen = prefix ? prefix.dims[1] : 0;
     const total = prefixLen + length;
     if (total > architecture.max_text_len) {
       throw new InvalidInputError(`text side is ${total} tokens (${prefixLen} image + ${length} text), longer than the model's context of ${architecture.max_text_len}`);
@@ -77,8 +74,23 @@ export class TextSideRunner {
     for (const row of rows) {
       for (const id of row) if (!Number.isInteger(id) || id < 0 || id >= vocab) throw new InvalidInputError(`text id ${id} is outside the vocabulary of ${vocab}`);
     }
-    let hidden = (await this.pkg.run('und_embed', { text_ids: int64Tensor(rows.flat(), [rows.length, length]) })).hidden;
-    if (prefix) hidden = concatTokens([prefix, hidden]);
+    return length;
+  }
+
+  private async embed(rows: readonly (readonly number[])[], prefix?: Tensor): Promise<Tensor> {
+    const hidden = (await this.pkg.run('und_embed', { text_ids: int64Tensor(rows.flat(), [rows.length, rows[0].length]) })).hidden;
+    return prefix ? concatTokens([prefix, hidden]) : hidden;
+  }
+
+  /**
+   * Logits of text rows of one length, after an optional image prefix (already embedded by
+   * `imageTokens`, one row per text row).
+   */
+  async logits(rows: readonly (readonly number[])[], prefix?: Tensor): Promise<TextLogits> {
+    const { architecture, text } = this.pkg.manifest;
+    const prefixLen = prefix ? prefix.dims[1] : 0;
+    const total = prefixLen + this.checkRows(rows, prefixLen);
+    let hidden = await this.embed(rows, prefix);
     const positions = positionsTensor(0, total);
     const { heads, head_dim: headDim, joint_layers: joint } = architecture;
     const empty = emptyPartial(rows.length, heads, total, headDim);
@@ -86,9 +98,29 @@ export class TextSideRunner {
       const { q, k, v } = await this.pkg.run(`und_joint_qkv_${layer}`, { hidden, positions });
       hidden = (await this.pkg.run(`und_joint_out_${layer}`, { hidden, q, k, v, remote_out: empty.out, remote_lse: empty.lse })).hidden_out;
     }
-    const logits = (await this.pkg.run('und_tail', { hidden, positions })).logits;
+    const logits = await textTail(this.pkg, hidden, positions);
     this.forwards += 1;
-    return { data: logits.data as Float32Array, rows: rows.length, length: total, vocab };
+    return { data: logits.data as Float32Array, rows: rows.length, length: total, vocab: text.vocab.length };
+  }
+
+  /**
+   * Logits of rows = prompt (the first `keep` tokens after the prefix... counted with it) + active
+   * tokens, keeping every layer's keys and values of the first `keep` tokens (prefix included).
+   */
+  async logitsFillingCache(rows: readonly (readonly number[])[], keep: number, prefix?: Tensor): Promise<TextLogits & { cache: LayerKV[] }> {
+    const prefixLen = prefix ? prefix.dims[1] : 0;
+    const total = prefixLen + this.checkRows(rows, prefixLen);
+    const { logits, cache } = await forwardFillingCache(this.pkg, await this.embed(rows, prefix), positionsTensor(0, total), keep);
+    this.forwards += 1;
+    return { data: logits.data as Float32Array, rows: rows.length, length: total, vocab: this.pkg.manifest.text.vocab.length, cache };
+  }
+
+  /** Logits of active tokens at positions start.., attending over a prompt cache. */
+  async logitsWithCache(rows: readonly (readonly number[])[], start: number, cache: readonly LayerKV[]): Promise<TextLogits> {
+    const length = this.checkRows(rows, start);
+    const logits = await forwardWithCache(this.pkg, await this.embed(rows), positionsTensor(start, length), cache);
+    this.forwards += 1;
+    return { data: logits.data as Float32Array, rows: rows.length, length, vocab: this.pkg.manifest.text.vocab.length };
   }
 }
 
@@ -102,6 +134,12 @@ export interface SlotDecoding {
   tail?: readonly number[];
   /** Restricts the argmax to ids first..first+count-1 (e.g. the coordinate tokens). */
   allowed?: { first: number; count: number };
+  /**
+   * Keep the prompt's (image and head) keys and values from the first forward and run later
+   * forwards on the slots and tail only (needs the per-layer text tail). Approximate: the prompt's
+   * states no longer see the revealed answer tokens.
+   */
+  promptCache?: boolean;
   signal?: AbortSignal;
   onStep?: (step: number, steps: number) => void | Promise<void>;
 }
@@ -124,16 +162,45 @@ export async function decodeSlots(
   const slots = heads.map(() => new Array<number>(length).fill(special.mask));
   const prefixLen = prefix ? prefix.dims[1] : 0;
   const steps = Math.ceil(length / perStep);
+  const headLen = heads[0]?.length ?? 0;
+  if (heads.some((h) => h.length !== headLen)) throw new InvalidInputError('heads decoded together must have one length');
+  if (decoding.promptCache && !hasLayeredTextTail(runner.pkg)) {
+    throw new ModelPackageError(`model ${runner.pkg.manifest.name} has no per-layer text tail (und_layer_* and und_head): no prompt cache`);
+  }
+  let cache: LayerKV[] | undefined;
   for (let step = 0; slots.some((s) => s.includes(special.mask)); step++) {
     if (decoding.signal?.aborted) throw new CanceledError('canceled');
-    const { data, length: total, vocab } = await runner.logits(
-      heads.map((h, b) => [...h, ...slots[b], ...tail]),
-      prefix,
-    );
+    // `first`: the sequence index of slot 0 in the logits.
+    let out: TextLogits;
+    let first: number;
+    if (!decoding.promptCache) {
+      out = await runner.logits(
+        heads.map((h, b) => [...h, ...slots[b], ...tail]),
+        prefix,
+      );
+      first = prefixLen + headLen;
+    } else if (!cache) {
+      const filled = await runner.logitsFillingCache(
+        heads.map((h, b) => [...h, ...slots[b], ...tail]),
+        prefixLen + headLen,
+        prefix,
+      );
+      cache = filled.cache;
+      out = filled;
+      first = prefixLen + headLen;
+    } else {
+      out = await runner.logitsWithCache(
+        slots.map((s) => [...s, ...tail]),
+        prefixLen + headLen,
+        cache,
+      );
+      first = 0;
+    }
+    const { data, length: total, vocab } = out;
     heads.forEach((head, b) => {
       const masked = slots[b].flatMap((id, i) => (id === special.mask ? [i] : []));
       const picks = masked.map((slot) => {
-        const row = data.subarray((b * total + prefixLen + head.length + slot) * vocab, (b * total + prefixLen + head.length + slot + 1) * vocab);
+        const row = data.subarray((b * total + first + slot) * vocab, (b * total + first + slot + 1) * vocab);
         const from = allowed ? allowed.first : 0;
         const to = allowed ? allowed.first + allowed.count : vocab;
         let best = -1;

@@ -47,46 +47,18 @@ function firstTokens(t: Tensor, count: number): Tensor {
   return new OrtTensor('float32', out, t.dims.length === 4 ? [b, h, count, d] : [b, h, count]);
 }
 
-/**
- * Attention of queries over cached keys only: out [B,H,A,D] (softmax-weighted values) and lse
- * [B,H,A] (log-sum-exp of the scaled scores), the partial that `und_*_out` merges exactly with its
- * local one. Computed here: the cache is small (prompt tokens x head_dim per head).
- */
-export function partialOverCache(q: Tensor, kv: LayerKV): { out: Tensor; lse: Tensor } {
-  const [b, h, a, d] = q.dims;
-  const p = kv.k.dims[2];
-  const qd = q.data as Float32Array;
-  const kd = kv.k.data as Float32Array;
-  const vd = kv.v.data as Float32Array;
-  const out = new Float32Array(b * h * a * d);
-  const lse = new Float32Array(b * h * a);
-  const scale = 1 / Math.sqrt(d);
-  const scores = new Float64Array(p);
-  for (let bh = 0; bh < b * h; bh++) {
-    const kBase = bh * p * d;
-    for (let i = 0; i < a; i++) {
-      const qBase = (bh * a + i) * d;
-      let max = -Infinity;
-      for (let j = 0; j < p; j++) {
-        let dot = 0;
-        for (let x = 0; x < d; x++) dot += qd[qBase + x] * kd[kBase + j * d + x];
-        scores[j] = dot * scale;
-        if (scores[j] > max) max = scores[j];
-      }
-      let sum = 0;
-      for (let j = 0; j < p; j++) {
-        scores[j] = Math.exp(scores[j] - max);
-        sum += scores[j];
-      }
-      const oBase = (bh * a + i) * d;
-      for (let j = 0; j < p; j++) {
-        const w = scores[j] / sum;
-        for (let x = 0; x < d; x++) out[oBase + x] += w * vd[kBase + j * d + x];
-      }
-      lse[bh * a + i] = max + Math.log(sum);
-    }
+/** [cached; own] along the token axis of float32 [B, H, S, D] tensors. */
+function catTokens(cached: Tensor, own: Tensor): Tensor {
+  const [b, h, p, d] = cached.dims;
+  const a = own.dims[2];
+  const c = cached.data as Float32Array;
+  const o = own.data as Float32Array;
+  const out = new Float32Array(b * h * (p + a) * d);
+  for (let i = 0; i < b * h; i++) {
+    out.set(c.subarray(i * p * d, (i + 1) * p * d), i * (p + a) * d);
+    out.set(o.subarray(i * a * d, (i + 1) * a * d), i * (p + a) * d + p * d);
   }
-  return { out: new OrtTensor('float32', out, [b, h, a, d]), lse: new OrtTensor('float32', lse, [b, h, a]) };
+  return new OrtTensor('float32', out, [b, h, p + a, d]);
 }
 
 /**
@@ -114,12 +86,14 @@ export async function forwardFillingCache(pkg: ModelPackage, hidden: Tensor, pos
  * attend to them, so answers may differ slightly from uncached decoding (measured by the bench).
  */
 export async function forwardWithCache(pkg: ModelPackage, hidden: Tensor, positions: Tensor, cache: readonly LayerKV[]): Promise<Tensor> {
-  const n = pkg.manifest.architecture.num_layers;
+  const { num_layers: n, heads, head_dim: headDim } = pkg.manifest.architecture;
+  const empty = emptyPartial(hidden.dims[0], heads, hidden.dims[1], headDim);
   for (let l = 0; l < n; l++) {
     const [qkvName, outName] = layerSegments(pkg, l);
     const { q, k, v } = await pkg.run(qkvName, { hidden, positions });
-    const remote = partialOverCache(q, cache[l]);
-    hidden = (await pkg.run(outName, { hidden, q, k, v, remote_out: remote.out, remote_lse: remote.lse })).hidden_out;
+    // The local partial of `und_*_out` runs over [cached prompt keys; the active tokens' own keys].
+    hidden = (await pkg.run(outName, { hidden, q, k: catTokens(cache[l].k, k), v: catTokens(cache[l].v, v), remote_out: empty.out, remote_lse: empty.lse }))
+      .hidden_out;
   }
   return (await pkg.run('und_head', { hidden })).logits;
 }

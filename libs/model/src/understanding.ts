@@ -8,6 +8,8 @@ import { WordTokenizer } from './tokenizer.js';
 export type Pixels = Uint8Array;
 
 export interface TextTaskOptions {
+  /** Keep the prompt's keys and values after the first forward (faster, approximate; see decodeSlots). */
+  promptCache?: boolean;
   signal?: AbortSignal;
   onStep?: (step: number, steps: number) => void | Promise<void>;
 }
@@ -118,14 +120,14 @@ export class UnderstandingEngine {
     });
     const groups = new Map<number, number[]>();
     heads.forEach((h, i) => groups.set(h.length, [...(groups.get(h.length) ?? []), i]));
-    const bins: [number, number, number, number][] = new Array(refs.length);
+    const bins = new Array<[number, number, number, number]>(refs.length);
     const { first_id: first, count } = this.tokenizer.locBins;
     for (const members of groups.values()) {
       const prefix = await this.runner.imageTokens(pixels, members.length);
       const slots = await decodeSlots(
         this.runner,
         members.map((i) => heads[i]),
-        { length: 4, perStep: Math.ceil(4 / steps), tail: [sp.loc_end], allowed: { first, count }, signal: options.signal, onStep: options.onStep },
+        { length: 4, perStep: Math.ceil(4 / steps), tail: [sp.loc_end], allowed: { first, count }, signal: options.signal, onStep: options.onStep, promptCache: options.promptCache },
         prefix,
       );
       members.forEach((i, j) => (bins[i] = slots[j].map((id) => id - first) as [number, number, number, number]));

@@ -292,7 +292,7 @@ class GrpcLink implements JointLink {
       return this.first;
     }
     const frame = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step } } });
-    this.first = await this.projections(await this.exchange('step', [frame]), step, 0);
+    this.first = this.projections(await this.exchange('step', [frame]), step, 0);
     return this.first;
   }
 

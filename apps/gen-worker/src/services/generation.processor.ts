@@ -2,7 +2,16 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, JsonLogger, type Config } from '@lavida/config';
-import { errorCode, InvalidInputError, isRetryable, JobName, QueueName, type EditJobData, type GenerateJobData, type GenerateResult } from '@lavida/contracts';
+import {
+  errorCode,
+  InvalidInputError,
+  isRetryable,
+  JobName,
+  QueueName,
+  type EditJobData,
+  type GenerateJobData,
+  type GenerateResult,
+} from '@lavida/contracts';
 import { GenerationService } from './generation.service.js';
 
 /** Consumes the generation queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
@@ -17,11 +26,15 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
   ) {}
 
   onApplicationBootstrap(): void {
-    this.worker = new Worker<GenerateJobData | EditJobData, GenerateResult>(QueueName.Generation, (job, _token, signal) => this.process(job, signal), {
-      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
-      prefix: this.config.QUEUE_PREFIX,
-      concurrency: this.config.GEN_CONCURRENCY,
-    });
+    this.worker = new Worker<GenerateJobData | EditJobData, GenerateResult>(
+      QueueName.Generation,
+      (job, _token, signal) => this.process(job, signal),
+      {
+        connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+        prefix: this.config.QUEUE_PREFIX,
+        concurrency: this.config.GEN_CONCURRENCY,
+      },
+    );
     this.worker.on('error', (error) => this.logger.error('worker error', error));
     this.logger.log('consuming', { queue: QueueName.Generation, concurrency: this.config.GEN_CONCURRENCY });
   }

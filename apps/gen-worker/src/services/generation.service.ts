@@ -19,7 +19,9 @@ export class GenerationService {
 
   async generate(job: Job<GenerateJobData>, signal?: AbortSignal): Promise<GenerateResult> {
     const { data } = job;
-    const feedback = data.feedback ? { verdict: data.feedback.verdict, pixels: await this.image(data.feedback.image, 'feedback.image') } : undefined;
+    const feedback = data.feedback
+      ? { verdict: data.feedback.verdict, pixels: await this.image(data.feedback.image, 'feedback.image') }
+      : undefined;
     return this.run(job, 'generate', data.output, (options) => textToImage(this.pkg, this.peer, { ...data, feedback }, options), signal);
   }
 
@@ -63,7 +65,13 @@ export class GenerationService {
     const name = output ?? 'image.png';
     await this.artifacts.put(jobId, name, result.png);
     const totalMs = performance.now() - started;
-    this.logger.log(stage === 'edit' ? 'edited' : 'generated', { jobId, attempt, steps: result.steps, ms: Math.round(totalMs), peer: result.peer });
+    this.logger.log(stage === 'edit' ? 'edited' : 'generated', {
+      jobId,
+      attempt,
+      steps: result.steps,
+      ms: Math.round(totalMs),
+      peer: result.peer,
+    });
     return {
       tokens: result.tokens,
       artifact: { name, contentType: 'image/png', bytes: result.png.length },

@@ -2,7 +2,15 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, JsonLogger, type Config } from '@lavida/config';
-import { errorCode, InvalidInputError, isRetryable, JobName, QueueName, type UnderstandingJobData, type UnderstandingResult } from '@lavida/contracts';
+import {
+  errorCode,
+  InvalidInputError,
+  isRetryable,
+  JobName,
+  QueueName,
+  type UnderstandingJobData,
+  type UnderstandingResult,
+} from '@lavida/contracts';
 import { UnderstandingService } from './understanding.service.js';
 
 const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.Plan, JobName.Reflect, JobName.Respond]);
@@ -19,11 +27,15 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplica
   ) {}
 
   onApplicationBootstrap(): void {
-    this.worker = new Worker<UnderstandingJobData, UnderstandingResult>(QueueName.Understanding, (job, _token, signal) => this.process(job, signal), {
-      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
-      prefix: this.config.QUEUE_PREFIX,
-      concurrency: this.config.UND_CONCURRENCY,
-    });
+    this.worker = new Worker<UnderstandingJobData, UnderstandingResult>(
+      QueueName.Understanding,
+      (job, _token, signal) => this.process(job, signal),
+      {
+        connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+        prefix: this.config.QUEUE_PREFIX,
+        concurrency: this.config.UND_CONCURRENCY,
+      },
+    );
     this.worker.on('error', (error) => this.logger.error('worker error', error));
     this.logger.log('consuming', { queue: QueueName.Understanding, concurrency: this.config.UND_CONCURRENCY });
   }
@@ -38,7 +50,12 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplica
         throw new InvalidInputError(`unknown job ${job.name} (task ${String(job.data?.task)}) on ${QueueName.Understanding}`);
       }
       const result = await this.understanding.run(job, signal);
-      this.logger.log('answered', { jobId: job.data.jobId, task: job.name, ms: Math.round(result.timings.totalMs), forwards: result.timings.forwards });
+      this.logger.log('answered', {
+        jobId: job.data.jobId,
+        task: job.name,
+        ms: Math.round(result.timings.totalMs),
+        forwards: result.timings.forwards,
+      });
       return result;
     } catch (error) {
       const message = `${errorCode(error)}: ${(error as Error).message}`;

@@ -21,6 +21,7 @@ export class UnderstandingService {
     const started = performance.now();
     let lastProgress = 0;
     const options: TextTaskOptions = {
+      promptCache: data.promptCache === true,
       signal,
       onStep: async (step, steps) => {
         const now = performance.now();
@@ -51,7 +52,8 @@ export class UnderstandingService {
         return done(r.forwards, { layout: r.layout });
       }
       case 'ground': {
-        if (!Array.isArray(data.refs) || data.refs.some((r) => typeof r !== 'string')) throw new InvalidInputError('refs must be a list of strings');
+        if (!Array.isArray(data.refs) || data.refs.some((r) => typeof r !== 'string'))
+          throw new InvalidInputError('refs must be a list of strings');
         const r = await this.engine.ground(await this.image(data.image), data.refs, { ...options, steps: data.steps });
         return done(r.forwards, { boxes: r.boxes });
       }
