@@ -31,7 +31,7 @@ function vmHwmMiB(pid: number): number {
   return Math.round((kb / 1024) * 10) / 10;
 }
 
-function startWorker(name: string, env: Record<string, string>, children: ChildProcess[]): Promise<ChildProcess> {
+function startWorker(name: string, env: Record<string, string>, children: ChildProcess[], ready: string[]): Promise<ChildProcess> {
   const child = spawn(process.execPath, [join(REPO_ROOT, 'apps', name, 'dist', 'main.js')], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -39,9 +39,11 @@ function startWorker(name: string, env: Record<string, string>, children: ChildP
   children.push(child);
   const lines = createInterface({ input: child.stdout });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start consuming within 60 s`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not log ${ready.join(' and ')} within 60 s`)), 60_000);
+    const waiting = new Set(ready);
     lines.on('line', (line) => {
-      if (line.includes('"consuming"')) {
+      for (const msg of waiting) if (line.includes(`"msg":"${msg}"`)) waiting.delete(msg);
+      if (waiting.size === 0) {
         clearTimeout(timer);
         resolve(child);
       }
@@ -89,8 +91,8 @@ export async function measureWorkerMemory(modelDir: string): Promise<WorkerMemor
     understanding: new QueueEvents(QueueName.Understanding, { connection: eventsConnection, prefix }),
   };
   try {
-    const und = await startWorker('und-worker', env, children);
-    const gen = await startWorker('gen-worker', env, children);
+    const und = await startWorker('und-worker', env, children, ['consuming', 'serving']);
+    const gen = await startWorker('gen-worker', env, children, ['consuming']);
     const jobs: Record<string, number> = {};
     const wait = async (queue: 'generation' | 'understanding', name: string, data: object) => {
       jobs[name] = (jobs[name] ?? 0) + 1;

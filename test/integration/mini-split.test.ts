@@ -6,6 +6,7 @@ import {
   ModelPackage,
   textToImage,
   UnderstandingEngine,
+  respondInterleaved,
   type EditRequest,
   type ImageRequest,
   type TextToImageResult,
@@ -110,6 +111,25 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     const three = await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, imageGuidance: 1.5 }, 'edit, 3 rows');
     assert.notDeepEqual(two.tokens, three.tokens, 'the image scale changes the result');
     await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, guidance: 0 }, 'edit, unguided');
+  });
+
+  it('[exp]: a generation prompt expands into the image slots on the generation branch, a question answers in text', async () => {
+    const image = await respondInterleaved(engine, { pkg: gen, peer }, { prompt: 'a red circle', seed: 1 }, { sessionId: 'exp/1' });
+    assert.equal(image.kind, 'image');
+    if (image.kind === 'image') {
+      assert.equal(image.image.tokens.length, 64);
+      assert.deepEqual(
+        image.image.tokens,
+        (await textToImage(all, local, { prompt: 'a red circle', seed: 1 }, { sessionId: 'exp/2' })).tokens,
+      );
+    }
+    const text = await respondInterleaved(
+      engine,
+      { pkg: gen, peer },
+      { prompt: 'what shape is the green circle?', seed: 1 },
+      { sessionId: 'exp/3' },
+    );
+    assert.deepEqual(text, { kind: 'text', text: 'square' });
   });
 
   it('bad requests fail at the engine boundary with a message naming the problem, and the peer keeps serving', async () => {

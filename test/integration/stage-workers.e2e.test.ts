@@ -65,7 +65,9 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
     engine = new UnderstandingEngine(pkg);
     local = new LocalJointPeer(pkg);
     await Promise.all([
+      // The und-worker consumes its queue and serves the text side over gRPC: wait for both.
       und.waitForLog('consuming'),
+      und.waitForLog('serving'),
       gen.waitForLog('consuming'),
       events.generation.waitUntilReady(),
       events.understanding.waitUntilReady(),
