@@ -4,9 +4,30 @@ export interface JobView {
   id: string;
   status: string;
   error: string | null;
-  output: { image: string; tokens: number[]; model: string } | null;
-  progress: { step?: number; steps?: number } | null;
-  timeline: { stage: string; status: string; attempts: number; logs: string[]; error: string | null }[];
+  output: {
+    image: string;
+    tokens: number[];
+    model: string;
+    attempts?: { round: number; image: string; verdict?: string }[];
+    accepted?: boolean;
+    plan?: { label: string; bins: number[]; box?: number[] }[];
+    text?: string;
+    boxes?: number[][];
+  } | null;
+  progress: { stage?: string; step?: number; steps?: number } | null;
+  timeline: {
+    stage: string;
+    round?: number;
+    status: string;
+    attempts: number;
+    logs: string[];
+    error: string | null;
+    image?: string;
+    verdict?: string;
+    plan?: unknown[];
+    text?: string;
+    boxes?: number[][];
+  }[];
   urls: { get: string };
 }
 

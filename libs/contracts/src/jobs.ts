@@ -1,37 +1,131 @@
 import { z } from 'zod';
-import { JobName } from './queues.js';
+import { JobName, QueueName } from './queues.js';
 
 /** Tasks a client can submit. */
-export const TASKS = ['text-to-image'] as const;
+export const TASKS = ['text-to-image', 'edit', 'ground', 'understand'] as const;
 export type Task = (typeof TASKS)[number];
+
+const seed = z.number().int().min(0).max(0xffffffff);
+const steps = z.number().int().min(1).max(1024);
+const guidance = z.number().min(0).max(20);
+const temperature = z.number().min(0).max(10);
+/** An input image: a PNG, base64 (optionally as a `data:image/png;base64,` URL). Decoded and checked by the api. */
+const imageInput = z.string().min(1, 'must not be empty').max(8_000_000, 'is too large');
 
 /** Public input of a text-to-image request. */
 export const TextToImageInputSchema = z
   .object({
     prompt: z.string().trim().min(1, 'must not be empty').max(2000),
-    seed: z.number().int().min(0).max(0xffffffff).optional(),
-    steps: z.number().int().min(1).max(1024).optional(),
-    guidance: z.number().min(0).max(20).optional(),
-    temperature: z.number().min(0).max(10).optional(),
+    seed: seed.optional(),
+    steps: steps.optional(),
+    guidance: guidance.optional(),
+    temperature: temperature.optional(),
     luminance: z.number().min(0).max(1).optional(),
+    /** Plan a layout first (understanding branch) and generate with it. */
+    plan: z.boolean().optional(),
+    /** Reflect on each image (understanding branch) and regenerate with the critique until it is judged correct. */
+    reflect: z.boolean().optional(),
+    /** Most images when reflecting (1 = reflect once, never regenerate). @defaultValue 3 */
+    rounds: z.number().int().min(1).max(8).optional(),
   })
   .strict();
 export type TextToImageInput = z.infer<typeof TextToImageInputSchema>;
 
+/** Public input of an editing request. */
+export const EditInputSchema = z
+  .object({
+    instruction: z.string().trim().min(1, 'must not be empty').max(2000),
+    image: imageInput,
+    seed: seed.optional(),
+    steps: steps.optional(),
+    guidance: guidance.optional(),
+    image_guidance: guidance.optional(),
+    temperature: temperature.optional(),
+  })
+  .strict();
+export type EditInput = z.infer<typeof EditInputSchema>;
+
+/** Public input of a grounding request: one box per referring expression. */
+export const GroundInputSchema = z
+  .object({
+    image: imageInput,
+    refs: z.array(z.string().trim().min(1, 'must not be empty').max(500)).min(1, 'must name at least one object').max(16),
+    steps: z.number().int().min(1).max(4).optional(),
+  })
+  .strict();
+export type GroundInput = z.infer<typeof GroundInputSchema>;
+
+/** Public input of an understanding request (a question about the image, or "describe the image."). */
+export const UnderstandInputSchema = z
+  .object({
+    image: imageInput,
+    question: z.string().trim().min(1, 'must not be empty').max(2000),
+    prompt_cache: z.boolean().optional(),
+  })
+  .strict();
+export type UnderstandInput = z.infer<typeof UnderstandInputSchema>;
+
 /** Body of `POST /v1/jobs`. */
 export const CreateJobSchema = z.discriminatedUnion('task', [
   z.object({ task: z.literal('text-to-image'), input: TextToImageInputSchema }).strict(),
+  z.object({ task: z.literal('edit'), input: EditInputSchema }).strict(),
+  z.object({ task: z.literal('ground'), input: GroundInputSchema }).strict(),
+  z.object({ task: z.literal('understand'), input: UnderstandInputSchema }).strict(),
 ]);
 export type CreateJob = z.infer<typeof CreateJobSchema>;
+
+/** A job's input as queued: images replaced by their artefact. */
+export type PipelineInput =
+  | ({ task: 'text-to-image' } & TextToImageInput)
+  | ({ task: 'edit' } & Omit<EditInput, 'image'> & { image: ImageRef })
+  | ({ task: 'ground' } & Omit<GroundInput, 'image'> & { image: ImageRef })
+  | ({ task: 'understand' } & Omit<UnderstandInput, 'image'> & { image: ImageRef });
+
+/** One stage job of a pipeline, in the order queued. */
+export interface StageRef {
+  /** plan, generate, reflect, edit, ground, understand */
+  stage: 'plan' | 'generate' | 'reflect' | 'edit' | 'ground' | 'understand';
+  queue: QueueName;
+  jobId: string;
+  /** Round of a generate / reflect stage, from 1. */
+  round?: number;
+}
 
 /** Data of a pipeline job (QueueName.Pipeline). */
 export interface PipelineJobData {
   id: string;
   task: Task;
-  input: TextToImageInput;
+  input: PipelineInput;
   createdAt: string;
-  /** Where the orchestrator is in the pipeline. */
-  stage?: 'generate' | 'done';
+  /** Stage jobs queued so far; the orchestrator appends, the api shows them as the timeline. */
+  stages?: StageRef[];
+  /** Set once the pipeline has its result. */
+  done?: boolean;
+}
+
+/** One image of a text-to-image pipeline. */
+export interface AttemptResult {
+  round: number;
+  artifact: Artifact;
+  tokens: number[];
+  /** The reflection's verdict (`correct` or a reason), when reflecting. */
+  verdict?: string;
+}
+
+/** Result of a pipeline. */
+export interface PipelineResult {
+  task: Task;
+  /** The image (text-to-image: the accepted attempt, else the last; edit: the edited image). */
+  image?: { artifact: Artifact; tokens: number[] };
+  attempts?: AttemptResult[];
+  /** Whether the reflection accepted the returned image. */
+  accepted?: boolean;
+  plan?: PlanItem[];
+  /** Answer (understand). */
+  text?: string;
+  /** One box per reference, pixels (ground). */
+  boxes?: [number, number, number, number][];
+  model: { name: string; version: string };
 }
 
 /** A text-to-image request to the engine; unset options take the model's sampling defaults. */
@@ -128,11 +222,6 @@ export interface GenerateResult {
   model: { name: string; version: string };
   timings: { totalMs: number; steps: number };
   peer: string;
-}
-
-/** Result of a pipeline. */
-export interface PipelineResult {
-  generate: GenerateResult;
 }
 
 /** Discriminated union of queued jobs. */

@@ -2,27 +2,23 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { artifactKey, CONFIG, type Config } from '@lavida/config';
-import {
-  JobName,
-  QueueName,
-  type GenerateJobData,
-  type GenerateResult,
-  type PipelineJobData,
-  type PipelineResult,
-} from '@lavida/contracts';
+import { JobName, QueueName, type PipelineJobData, type PipelineResult, type StageRef } from '@lavida/contracts';
 
 /** The API's view of Redis: pipeline jobs, their stage jobs, and artefacts. */
 @Injectable()
 export class JobQueueRepository implements OnModuleDestroy {
   private readonly redis: Redis;
   private readonly pipeline: Queue<PipelineJobData, PipelineResult>;
-  private readonly generation: Queue<GenerateJobData, GenerateResult>;
+  private readonly stageQueues: Record<string, Queue>;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
     this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     const options = { connection: this.redis, prefix: config.QUEUE_PREFIX };
     this.pipeline = new Queue(QueueName.Pipeline, options);
-    this.generation = new Queue(QueueName.Generation, options);
+    this.stageQueues = {
+      [QueueName.Generation]: new Queue(QueueName.Generation, options),
+      [QueueName.Understanding]: new Queue(QueueName.Understanding, options),
+    };
   }
 
   async addPipeline(data: PipelineJobData): Promise<Job<PipelineJobData, PipelineResult>> {
@@ -37,12 +33,16 @@ export class JobQueueRepository implements OnModuleDestroy {
     return this.pipeline.getJob(id);
   }
 
-  getStage(jobId: string, stage: string): Promise<Job<GenerateJobData, GenerateResult> | undefined> {
-    return this.generation.getJob(`${jobId}-${stage}`);
+  getStage(ref: StageRef): Promise<Job | undefined> {
+    return this.stageQueues[ref.queue].getJob(ref.jobId);
   }
 
-  async stageLogs(job: Job): Promise<string[]> {
-    return (await this.generation.getJobLogs(job.id!)).logs;
+  async stageLogs(ref: StageRef): Promise<string[]> {
+    return (await this.stageQueues[ref.queue].getJobLogs(ref.jobId)).logs;
+  }
+
+  async putArtifact(jobId: string, name: string, bytes: Buffer): Promise<void> {
+    await this.redis.set(artifactKey(this.config, jobId, name), bytes, 'EX', this.config.RESULT_TTL_SECONDS);
   }
 
   getArtifact(jobId: string, name: string): Promise<Buffer | null> {
@@ -55,7 +55,7 @@ export class JobQueueRepository implements OnModuleDestroy {
 
   async onModuleDestroy(): Promise<void> {
     await this.pipeline.close();
-    await this.generation.close();
+    await Promise.all(Object.values(this.stageQueues).map((q) => q.close()));
     await this.redis.quit().catch(() => undefined);
   }
 }

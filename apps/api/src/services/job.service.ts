@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { Injectable, NotFoundException } from '@nestjs/common';
-import type { Job, JobState } from 'bullmq';
-import type { CreateJob, JobStatus } from '@lavida/contracts';
+import { Inject, Injectable, NotFoundException } from '@nestjs/common';
+import type { JobState } from 'bullmq';
+import { CONFIG, type Config } from '@lavida/config';
+import type { CreateJob, GenerateResult, JobStatus, PipelineInput, PipelineResult, StageRef, UnderstandingResult } from '@lavida/contracts';
 import { JobQueueRepository } from '../repositories/job-queue.repository.js';
-import type { JobDto, StageDto } from '../dtos/job.dto.js';
+import type { JobDto, OutputDto, StageDto } from '../dtos/job.dto.js';
+import { modelImageSize, parseImageInput } from './image-input.js';
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
 
@@ -22,13 +24,35 @@ export function publicStatus(state: JobState | 'unknown', failedReason?: string)
   }
 }
 
+const INPUT_IMAGE = 'input.png';
+
 @Injectable()
 export class JobService {
-  constructor(private readonly jobs: JobQueueRepository) {}
+  private imageSize?: { width: number; height: number };
+
+  constructor(
+    @Inject(CONFIG) private readonly config: Config,
+    private readonly jobs: JobQueueRepository,
+  ) {}
 
   async create(body: CreateJob, baseUrl: string): Promise<JobDto> {
     const id = randomUUID();
-    const input = { ...body.input, seed: body.input.seed ?? Math.floor(Math.random() * 2 ** 31) };
+    let input: PipelineInput;
+    if (body.task === 'text-to-image') {
+      input = { task: body.task, ...body.input, seed: body.input.seed ?? Math.floor(Math.random() * 2 ** 31) };
+    } else {
+      // Input images are checked here (a 400 naming the field), then kept as an artefact of the job.
+      this.imageSize ??= modelImageSize(this.config.MODEL_DIR);
+      const png = parseImageInput(body.input.image, 'input.image', this.imageSize);
+      await this.jobs.putArtifact(id, INPUT_IMAGE, png);
+      const image = { jobId: id, name: INPUT_IMAGE };
+      input =
+        body.task === 'edit'
+          ? { task: 'edit', ...body.input, image, seed: body.input.seed ?? Math.floor(Math.random() * 2 ** 31) }
+          : body.task === 'ground'
+            ? { task: 'ground', ...body.input, image }
+            : { task: 'understand', ...body.input, image };
+    }
     await this.jobs.addPipeline({ id, task: body.task, input, createdAt: new Date().toISOString() });
     return this.get(id, baseUrl);
   }
@@ -37,24 +61,19 @@ export class JobService {
     const job = await this.jobs.getPipeline(id);
     if (!job) throw new NotFoundException(`job ${id} not found`);
     const state = await job.getState();
-    const stage = await this.jobs.getStage(id, 'generate');
-    const timeline = stage ? [await this.stage('generate', stage)] : [];
-    const result = job.returnvalue;
     const url = `${baseUrl}/v1/jobs/${id}`;
+    const timeline = await Promise.all((job.data.stages ?? []).map((ref) => this.stage(ref, url)));
+    const running = timeline.filter((s) => s.status === 'processing').at(-1) ?? timeline.at(-1);
+    const input: Record<string, unknown> = { ...job.data.input };
+    delete input.task;
     return {
       id,
       task: job.data.task,
       status: publicStatus(state, job.failedReason),
-      input: job.data.input,
-      output: result?.generate
-        ? {
-            image: `${url}/files/${result.generate.artifact.name}`,
-            tokens: result.generate.tokens,
-            model: `${result.generate.model.name}@${result.generate.model.version}`,
-          }
-        : null,
+      input: 'image' in input ? { ...input, image: `${url}/files/${INPUT_IMAGE}` } : input,
+      output: job.returnvalue ? this.output(job.returnvalue, url) : null,
       error: state === 'failed' ? (timeline.find((s) => s.error)?.error ?? job.failedReason ?? 'failed') : null,
-      progress: stage?.progress ?? null,
+      progress: running?.progress ?? null,
       created_at: job.data.createdAt,
       started_at: iso(job.processedOn),
       completed_at: state === 'completed' || state === 'failed' ? iso(job.finishedOn) : null,
@@ -69,18 +88,51 @@ export class JobService {
     return bytes;
   }
 
-  private async stage(name: string, job: Job): Promise<StageDto> {
-    const state = await job.getState();
+  private output(result: PipelineResult, url: string): OutputDto {
+    const file = (name: string) => `${url}/files/${name}`;
     return {
-      stage: name,
-      status: publicStatus(state, job.failedReason),
-      attempts: job.attemptsMade,
-      logs: await this.jobs.stageLogs(job),
-      progress: job.progress,
-      peer: (job.returnvalue as { peer?: string } | null)?.peer,
-      started_at: iso(job.processedOn),
-      completed_at: iso(job.finishedOn),
-      error: state === 'failed' ? (job.failedReason ?? 'failed') : null,
+      ...(result.image ? { image: file(result.image.artifact.name), tokens: result.image.tokens } : {}),
+      ...(result.attempts
+        ? {
+            attempts: result.attempts.map((a) => ({
+              round: a.round,
+              image: file(a.artifact.name),
+              ...(a.verdict === undefined ? {} : { verdict: a.verdict }),
+            })),
+          }
+        : {}),
+      ...(result.accepted === undefined ? {} : { accepted: result.accepted }),
+      ...(result.plan ? { plan: result.plan } : {}),
+      ...(result.text === undefined ? {} : { text: result.text }),
+      ...(result.boxes ? { boxes: result.boxes } : {}),
+      model: `${result.model.name}@${result.model.version}`,
+    };
+  }
+
+  private async stage(ref: StageRef, url: string): Promise<StageDto> {
+    const job = await this.jobs.getStage(ref);
+    const state = job ? await job.getState() : 'unknown';
+    const value = job?.returnvalue as (GenerateResult & UnderstandingResult) | null | undefined;
+    const produced: Partial<StageDto> = {};
+    if (value) {
+      if (value.artifact) produced.image = `${url}/files/${value.artifact.name}`;
+      if (ref.stage === 'plan') produced.plan = value.layout;
+      if (ref.stage === 'reflect') produced.verdict = value.text;
+      if (ref.stage === 'understand') produced.text = value.text;
+      if (ref.stage === 'ground') produced.boxes = value.boxes;
+    }
+    return {
+      stage: ref.stage,
+      ...(ref.round === undefined ? {} : { round: ref.round }),
+      status: publicStatus(state, job?.failedReason),
+      attempts: job?.attemptsMade ?? 0,
+      logs: job ? await this.jobs.stageLogs(ref) : [],
+      progress: job?.progress ?? null,
+      peer: value?.peer,
+      ...produced,
+      started_at: iso(job?.processedOn),
+      completed_at: iso(job?.finishedOn),
+      error: state === 'failed' ? (job?.failedReason ?? 'failed') : null,
     };
   }
 }

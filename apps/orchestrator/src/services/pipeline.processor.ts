@@ -2,13 +2,14 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, JsonLogger, type Config } from '@lavida/config';
-import { JobName, QueueName, type GenerateResult, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
+import { JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
+import { nextStep } from './pipeline-plan.js';
 
 /**
- * Sequences a pipeline's stages as BullMQ children: queue a stage, wait for it
- * (WaitingChildrenError), resume with its result. Every child edge fails the parent on failure,
- * so no pipeline waits forever.
+ * Sequences a pipeline's stages as BullMQ children: queue the next stage, wait for it
+ * (WaitingChildrenError), resume with its result, until `nextStep` says done. Every child edge
+ * fails the parent on failure, so no pipeline waits forever.
  */
 @Injectable()
 export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -38,26 +39,32 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
   private async process(job: Job<PipelineJobData, PipelineResult>, token?: string): Promise<PipelineResult> {
     if (job.name !== (JobName.Pipeline as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Pipeline}`);
     const log = this.logger.child({ jobId: job.id });
-    switch (job.data.stage) {
-      case undefined: {
-        await this.stages.addGenerate(job);
-        await job.updateData({ ...job.data, stage: 'generate' });
-        log.log('stage queued', { stage: 'generate' });
-        if (await job.moveToWaitingChildren(token!)) throw new WaitingChildrenError();
-        return this.finish(job);
+    for (;;) {
+      const results = await this.childResults(job);
+      let step;
+      try {
+        step = nextStep(job.data, results);
+      } catch (error) {
+        throw new UnrecoverableError(`pipeline cannot go on: ${(error as Error).message}`);
       }
-      case 'generate':
-        return this.finish(job);
-      case 'done':
-        throw new UnrecoverableError('pipeline already finished');
+      if (step.kind === 'done') {
+        await job.updateData({ ...job.data, done: true });
+        log.log('pipeline succeeded', { stages: job.data.stages?.length ?? 0 });
+        return step.result;
+      }
+      await this.stages.add(job, step.ref, step.name, step.data);
+      const stages = job.data.stages ?? [];
+      if (!stages.some((s) => s.jobId === step.ref.jobId)) await job.updateData({ ...job.data, stages: [...stages, step.ref] });
+      log.log('stage queued', { stage: step.ref.stage, round: step.ref.round, stageJobId: step.ref.jobId });
+      if (await job.moveToWaitingChildren(token!)) throw new WaitingChildrenError();
+      // The stage finished before we got to wait for it: go on at once.
     }
   }
 
-  private async finish(job: Job<PipelineJobData, PipelineResult>): Promise<PipelineResult> {
-    const values = Object.values(await job.getChildrenValues<GenerateResult>());
-    if (values.length !== 1) throw new UnrecoverableError(`expected one generate result, found ${values.length}`);
-    await job.updateData({ ...job.data, stage: 'done' });
-    this.logger.log('pipeline succeeded', { jobId: job.id });
-    return { generate: values[0] };
+  /** Finished stages' results by stage job id. */
+  private async childResults(job: Job<PipelineJobData, PipelineResult>): Promise<Map<string, unknown>> {
+    const values = await job.getChildrenValues<unknown>();
+    // Keys are `<prefix>:<queue>:<job id>`.
+    return new Map(Object.entries(values).map(([key, value]) => [key.split(':').at(-1)!, value]));
   }
 }

@@ -1,0 +1,96 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { JobName, QueueName, type GenerateJobData, type PipelineJobData, type StageRef, type UnderstandingResult } from '@lavida/contracts';
+import { nextStep } from './pipeline-plan.js';
+
+const model = { name: 'm', version: '1' };
+const generated = (round: number) => ({
+  tokens: [round],
+  artifact: { name: `attempt-${round}.png`, contentType: 'image/png', bytes: 10 },
+  model,
+  timings: { totalMs: 1, steps: 16 },
+  peer: 'p',
+});
+const verdict = (text: string): UnderstandingResult => ({ task: 'reflect', text, model, timings: { totalMs: 1, forwards: 8 } });
+
+/** Runs the pipeline's decisions with the given stage results, as the orchestrator would. */
+function walk(data: PipelineJobData, answer: (ref: StageRef) => unknown) {
+  const results = new Map<string, unknown>();
+  const steps: { ref: StageRef; name: JobName; data: unknown }[] = [];
+  for (let i = 0; i < 20; i++) {
+    const step = nextStep(data, results);
+    if (step.kind === 'done') return { steps, result: step.result };
+    steps.push(step);
+    data = { ...data, stages: [...(data.stages ?? []), step.ref] };
+    results.set(step.ref.jobId, answer(step.ref));
+  }
+  throw new Error('no end');
+}
+
+describe('pipeline decisions (nextStep)', () => {
+  const t2i = (input: object): PipelineJobData => ({
+    id: 'j',
+    task: 'text-to-image',
+    input: { task: 'text-to-image', prompt: 'a red circle', seed: 7, ...input },
+    createdAt: '',
+  });
+
+  it('plan, generate, reflect; a rejected image is regenerated with its critique and image, up to `rounds`', () => {
+    const { steps, result } = walk(t2i({ plan: true, reflect: true, rounds: 3 }), (ref) =>
+      ref.stage === 'plan'
+        ? { task: 'plan', layout: [{ label: 'red circle', bins: [1, 2, 3, 4] }], model, timings: { totalMs: 1, forwards: 11 } }
+        : ref.stage === 'generate'
+          ? generated(ref.round!)
+          : verdict('the circle is missing'),
+    );
+    assert.deepEqual(
+      steps.map((s) => `${s.ref.stage}${s.ref.round ?? ''}`),
+      ['plan', 'generate1', 'reflect1', 'generate2', 'reflect2', 'generate3', 'reflect3'],
+    );
+    const g1 = steps[1].data as GenerateJobData;
+    const g2 = steps[3].data as GenerateJobData;
+    assert.deepEqual(g1.plan, [{ label: 'red circle', bins: [1, 2, 3, 4] }]);
+    assert.equal(g1.feedback, undefined);
+    assert.equal(g1.seed, 7);
+    assert.equal(g2.plan, undefined, 'regenerations use the feedback template, not the plan');
+    assert.deepEqual(g2.feedback, { verdict: 'the circle is missing', image: { jobId: 'j', name: 'attempt-1.png' } });
+    assert.equal(g2.seed, 7 + 2 ** 32);
+    assert.equal(steps[2].ref.queue, QueueName.Understanding);
+    assert.equal(steps[2].name, JobName.Reflect);
+    assert.equal(result.accepted, false);
+    assert.equal(result.attempts!.length, 3);
+    assert.equal(result.image!.artifact.name, 'attempt-3.png');
+    assert.ok(result.attempts!.every((a) => a.verdict === 'the circle is missing'));
+  });
+
+  it('stops at the first accepted image', () => {
+    const { steps, result } = walk(t2i({ reflect: true }), (ref) =>
+      ref.stage === 'generate' ? generated(ref.round!) : verdict(ref.round === 2 ? 'correct' : 'wrong colour'),
+    );
+    assert.deepEqual(
+      steps.map((s) => `${s.ref.stage}${s.ref.round ?? ''}`),
+      ['generate1', 'reflect1', 'generate2', 'reflect2'],
+    );
+    assert.equal(result.accepted, true);
+    assert.equal(result.image!.artifact.name, 'attempt-2.png');
+  });
+
+  it('without plan and reflection: one generate stage; stage job ids are fixed (queuing again is a no-op)', () => {
+    const { steps, result } = walk(t2i({}), (ref) => generated(ref.round!));
+    assert.deepEqual(
+      steps.map((s) => s.ref.jobId),
+      ['j-generate-1'],
+    );
+    assert.equal(result.accepted, undefined);
+    const again = nextStep(t2i({}), new Map());
+    assert.equal(again.kind === 'stage' && again.ref.jobId, 'j-generate-1');
+  });
+
+  it('a stage whose result is missing is an error, not a guess', () => {
+    const data = {
+      ...t2i({ reflect: true }),
+      stages: [{ stage: 'generate', queue: QueueName.Generation, jobId: 'j-generate-1', round: 1 } as StageRef],
+    };
+    assert.throws(() => nextStep(data, new Map()), /j-generate-1 has no result/);
+  });
+});
