@@ -56,16 +56,16 @@ export function imageRequestIds(pkg: ModelPackage, request: ImageRequest, tokeni
   const prompt = conditioningText(request);
   const values: Record<string, string | readonly number[]> = { prompt };
   let template = '{prompt}';
-  if (request.plan || request.feedback) {
+  if (request.plan?.length || request.feedback) {
     const t = taskTemplates(pkg.manifest);
     template = t.text_to_image;
-    if (request.plan) {
+    if (request.plan?.length) {
       for (const [i, item] of request.plan.entries()) checkLayoutItem(pkg, item, `plan[${i}]`);
       template = fill(t.text_to_image_plan, { prompt: template });
       values.layout = layoutIds(tokenizer, request.plan);
     }
     if (request.feedback) {
-      if (!request.feedback.verdict.trim()) throw new InvalidInputError('feedback.verdict must not be empty');
+      if (typeof request.feedback.verdict !== 'string') throw new InvalidInputError('feedback.verdict must be a string');
       template = fill(t.feedback, { prompt: template });
       values.verdict = request.feedback.verdict;
     }
