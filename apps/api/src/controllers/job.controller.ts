@@ -27,6 +27,12 @@ export class JobController {
     return this.jobs.get(id, baseUrl(req));
   }
 
+  @Post(':id/cancel')
+  @HttpCode(200)
+  cancel(@Param('id') id: string, @Req() req: Request): Promise<JobDto> {
+    return this.jobs.cancel(id, baseUrl(req));
+  }
+
   @Get(':id/files/:name')
   @Header('Cache-Control', 'private, max-age=3600')
   async file(@Param('id') id: string, @Param('name') name: string, @Res() res: Response): Promise<void> {

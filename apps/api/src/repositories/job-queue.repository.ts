@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { artifactKey, CONFIG, type Config } from '@lavida/config';
+import { artifactKey, CONFIG, isCanceled, requestCancel, type Config } from '@lavida/config';
 import { JobName, QueueName, type PipelineJobData, type PipelineResult, type StageRef } from '@lavida/contracts';
 
 /** The API's view of Redis: pipeline jobs, their stage jobs, and artefacts. */
@@ -39,6 +39,24 @@ export class JobQueueRepository implements OnModuleDestroy {
 
   async stageLogs(ref: StageRef): Promise<string[]> {
     return (await this.stageQueues[ref.queue].getJobLogs(ref.jobId)).logs;
+  }
+
+  /**
+   * Cancels a pipeline: marks it, aborts its running stage (the workers subscribe) and removes its
+   * stages still queued (the pipeline then resumes and fails as canceled).
+   */
+  async cancel(job: Job<PipelineJobData, PipelineResult>): Promise<void> {
+    const stages = job.data.stages ?? [];
+    await requestCancel(this.redis, this.config, { jobId: job.data.id, stageJobIds: stages.map((s) => s.jobId) });
+    for (const ref of stages) {
+      const stage = await this.getStage(ref);
+      const state = stage ? await stage.getState() : undefined;
+      if (stage && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) await stage.remove().catch(() => undefined);
+    }
+  }
+
+  isCanceled(id: string): Promise<boolean> {
+    return isCanceled(this.redis, this.config, id);
   }
 
   async putArtifact(jobId: string, name: string, bytes: Buffer): Promise<void> {

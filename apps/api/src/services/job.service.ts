@@ -61,18 +61,25 @@ export class JobService {
     const job = await this.jobs.getPipeline(id);
     if (!job) throw new NotFoundException(`job ${id} not found`);
     const state = await job.getState();
+    const canceled = await this.jobs.isCanceled(id);
     const url = `${baseUrl}/v1/jobs/${id}`;
-    const timeline = await Promise.all((job.data.stages ?? []).map((ref) => this.stage(ref, url)));
+    const timeline = await Promise.all((job.data.stages ?? []).map((ref) => this.stage(ref, url, canceled)));
     const running = timeline.filter((s) => s.status === 'processing').at(-1) ?? timeline.at(-1);
     const input: Record<string, unknown> = { ...job.data.input };
     delete input.task;
     return {
       id,
       task: job.data.task,
-      status: publicStatus(state, job.failedReason),
+      // A canceled pipeline fails (its stage was aborted, or it stopped before the next one): show it as canceled.
+      status: canceled && state === 'failed' ? 'canceled' : publicStatus(state, job.failedReason),
       input: 'image' in input ? { ...input, image: `${url}/files/${INPUT_IMAGE}` } : input,
       output: job.returnvalue ? this.output(job.returnvalue, url) : null,
-      error: state === 'failed' ? (timeline.find((s) => s.error)?.error ?? job.failedReason ?? 'failed') : null,
+      error:
+        state === 'failed'
+          ? canceled
+            ? 'canceled by request'
+            : (timeline.find((s) => s.error)?.error ?? job.failedReason ?? 'failed')
+          : null,
       progress: running?.progress ?? null,
       created_at: job.data.createdAt,
       started_at: iso(job.processedOn),
@@ -80,6 +87,15 @@ export class JobService {
       timeline,
       urls: { get: url },
     };
+  }
+
+  /** Cancels a job that has not finished (Replicate's cancel): answers the job as it then is. */
+  async cancel(id: string, baseUrl: string): Promise<JobDto> {
+    const job = await this.jobs.getPipeline(id);
+    if (!job) throw new NotFoundException(`job ${id} not found`);
+    const state = await job.getState();
+    if (state !== 'completed' && state !== 'failed') await this.jobs.cancel(job);
+    return this.get(id, baseUrl);
   }
 
   async file(id: string, name: string): Promise<Buffer> {
@@ -109,7 +125,7 @@ export class JobService {
     };
   }
 
-  private async stage(ref: StageRef, url: string): Promise<StageDto> {
+  private async stage(ref: StageRef, url: string, canceled: boolean): Promise<StageDto> {
     const job = await this.jobs.getStage(ref);
     const state = job ? await job.getState() : 'unknown';
     const value = job?.returnvalue as (GenerateResult & UnderstandingResult) | null | undefined;
@@ -124,7 +140,8 @@ export class JobService {
     return {
       stage: ref.stage,
       ...(ref.round === undefined ? {} : { round: ref.round }),
-      status: publicStatus(state, job?.failedReason),
+      // A queued stage of a canceled pipeline is removed from its queue.
+      status: !job && canceled ? 'canceled' : publicStatus(state, job?.failedReason),
       attempts: job?.attemptsMade ?? 0,
       logs: job ? await this.jobs.stageLogs(ref) : [],
       progress: job?.progress ?? null,

@@ -1,8 +1,9 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { CancelSubscriber, CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
 import {
+  CanceledError,
   errorCode,
   InvalidInputError,
   isRetryable,
@@ -19,6 +20,8 @@ import { GenerationService } from './generation.service.js';
 export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new JsonLogger('gen-worker', GenerationProcessor.name);
   private worker?: Worker<GenerateJobData | EditJobData, GenerateResult>;
+  private cancels?: CancelSubscriber;
+  private redis?: Redis;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -36,16 +39,27 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
       },
     );
     this.worker.on('error', (error) => this.logger.error('worker error', error));
+    // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
+    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.cancels = new CancelSubscriber(this.config, (stageJobId) => {
+      if (this.worker?.cancelJob(stageJobId, 'canceled by request')) this.logger.log('stage canceled', { stageJobId });
+    });
     this.logger.log('consuming', { queue: QueueName.Generation, concurrency: this.config.GEN_CONCURRENCY });
   }
 
   async onApplicationShutdown(): Promise<void> {
     // Let the running job finish (or hand it back on a second signal): a graceful drain.
     await this.worker?.close();
+    await this.cancels?.close();
+    await this.redis?.quit().catch(() => undefined);
   }
 
   private async process(job: Job<GenerateJobData | EditJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {
     try {
+      // A stage of a canceled pipeline that was already queued never runs.
+      if (typeof job.data?.jobId === 'string' && this.redis && (await isCanceled(this.redis, this.config, job.data.jobId))) {
+        throw new CanceledError('canceled by request');
+      }
       switch (job.name as JobName) {
         case JobName.Generate:
           return await this.generation.generate(job as Job<GenerateJobData>, signal);

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
 import { JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
@@ -15,6 +15,7 @@ import { nextStep } from './pipeline-plan.js';
 export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', PipelineProcessor.name);
   private worker?: Worker<PipelineJobData, PipelineResult>;
+  private redis?: Redis;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -22,6 +23,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
   ) {}
 
   onApplicationBootstrap(): void {
+    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
     this.worker = new Worker<PipelineJobData, PipelineResult>(QueueName.Pipeline, (job, token) => this.process(job, token), {
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
@@ -34,12 +36,15 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
 
   async onApplicationShutdown(): Promise<void> {
     await this.worker?.close();
+    await this.redis?.quit().catch(() => undefined);
   }
 
   private async process(job: Job<PipelineJobData, PipelineResult>, token?: string): Promise<PipelineResult> {
     if (job.name !== (JobName.Pipeline as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Pipeline}`);
     const log = this.logger.child({ jobId: job.id });
     for (;;) {
+      // Canceled by request: no further stage is queued (a running one is aborted by its worker).
+      if (await isCanceled(this.redis!, this.config, job.data.id)) throw new UnrecoverableError('CANCELED: canceled by request');
       const results = await this.childResults(job);
       let step;
       try {

@@ -1,8 +1,9 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { CancelSubscriber, CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
 import {
+  CanceledError,
   errorCode,
   InvalidInputError,
   isRetryable,
@@ -20,6 +21,8 @@ const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.P
 export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new JsonLogger('und-worker', UnderstandingProcessor.name);
   private worker?: Worker<UnderstandingJobData, UnderstandingResult>;
+  private cancels?: CancelSubscriber;
+  private redis?: Redis;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -37,15 +40,26 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplica
       },
     );
     this.worker.on('error', (error) => this.logger.error('worker error', error));
+    // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
+    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.cancels = new CancelSubscriber(this.config, (stageJobId) => {
+      if (this.worker?.cancelJob(stageJobId, 'canceled by request')) this.logger.log('stage canceled', { stageJobId });
+    });
     this.logger.log('consuming', { queue: QueueName.Understanding, concurrency: this.config.UND_CONCURRENCY });
   }
 
   async onApplicationShutdown(): Promise<void> {
     await this.worker?.close();
+    await this.cancels?.close();
+    await this.redis?.quit().catch(() => undefined);
   }
 
   private async process(job: Job<UnderstandingJobData, UnderstandingResult>, signal?: AbortSignal): Promise<UnderstandingResult> {
     try {
+      // A stage of a canceled pipeline that was already queued never runs.
+      if (typeof job.data?.jobId === 'string' && this.redis && (await isCanceled(this.redis, this.config, job.data.jobId))) {
+        throw new CanceledError('canceled by request');
+      }
       if (!TASK_JOBS.has(job.name) || job.data?.task !== job.name) {
         throw new InvalidInputError(`unknown job ${job.name} (task ${String(job.data?.task)}) on ${QueueName.Understanding}`);
       }
