@@ -2,8 +2,18 @@ import { Module } from '@nestjs/common';
 import { CONFIG, loadConfigOrExit } from '@lavida/config';
 import { StageQueueRepository } from './repositories/stage-queue.repository.js';
 import { PipelineProcessor } from './services/pipeline.processor.js';
+import { WebhookRepository } from './repositories/webhook.repository.js';
+import { WebhookEmitter } from './services/webhook-emitter.js';
+import { WebhookDeliveryWorker } from './services/webhook-delivery.worker.js';
 
 @Module({
-  providers: [{ provide: CONFIG, useFactory: () => loadConfigOrExit() }, StageQueueRepository, PipelineProcessor],
+  providers: [
+    { provide: CONFIG, useFactory: () => loadConfigOrExit() },
+    StageQueueRepository,
+    PipelineProcessor,
+    WebhookRepository,
+    WebhookEmitter,
+    WebhookDeliveryWorker,
+  ],
 })
 export class AppModule {}

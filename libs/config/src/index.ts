@@ -9,6 +9,19 @@ export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const hostPort = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'expected host:port');
 
+/** Development default of WEBHOOK_SECRET: public, so set your own anywhere receivers rely on the signature. */
+export const DEV_WEBHOOK_SECRET = 'whsec_bGF2aWRhLXNlcnZlLWRldmVsb3BtZW50LXNlY3JldCE=';
+/** A retry delay: at most a week. */
+const WEEK_MS = 7 * 86_400_000;
+const delayMs = z.number().int().max(WEEK_MS);
+/** A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 bytes. */
+const webhookSecret = z.string().refine((value) => {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(value);
+  if (!match || match[1].length % 4 !== 0) return false;
+  const bytes = Buffer.from(match[1], 'base64').length;
+  return bytes >= 24 && bytes <= 64;
+}, 'expected whsec_ and the base64 of 24 to 64 bytes');
+
 const schema = z.object({
   /** Redis for queues, job state and artefacts. @defaultValue redis://127.0.0.1:6379 */
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
@@ -65,6 +78,30 @@ const schema = z.object({
   RESULT_TTL_SECONDS: int(1, 365 * 86400).default(86_400),
   /** Name of this process in logs and metadata. @defaultValue host-pid */
   WORKER_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  /** Signs every webhook (Standard Webhooks). @defaultValue DEV_WEBHOOK_SECRET, a public development secret */
+  WEBHOOK_SECRET: webhookSecret.default(DEV_WEBHOOK_SECRET),
+  /** Deadline of one webhook delivery attempt (connect, send, answer). @defaultValue 10000 */
+  WEBHOOK_TIMEOUT_MS: int(1, 300_000).default(10_000),
+  /** Delays before each retry of a failed delivery, comma-separated; its length is the number of retries. @defaultValue 5 s, 5 min, 30 min, 2 h, 5 h */
+  WEBHOOK_RETRY_SCHEDULE_MS: z
+    .string()
+    .default('5000,300000,1800000,7200000,18000000')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((delay) => delay.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().regex(/^\d+$/, 'expected comma-separated milliseconds')).max(50))
+    .transform((delays) => delays.map(Number))
+    .pipe(z.array(delayMs)),
+  /** Let webhooks reach private (RFC 1918, fc00::/7) and loopback addresses; link-local, multicast and unspecified ones never. @defaultValue false */
+  WEBHOOK_ALLOW_PRIVATE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true'),
+  /** Webhook deliveries one orchestrator runs at once. @defaultValue 16 */
+  WEBHOOK_CONCURRENCY: int(1, 1024).default(16),
   /** Fault injection for tests: delay before the understanding side answers each frame. @defaultValue 0 */
   FAULT_EXCHANGE_DELAY_MS: int(0, 60_000).default(0),
 });

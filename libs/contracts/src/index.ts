@@ -1,3 +1,4 @@
 export * from './errors.js';
 export * from './queues.js';
 export * from './jobs.js';
+export * from './webhooks.js';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { JobName, QueueName } from './queues.js';
+import { webhookFields, type PipelineWebhook } from './webhooks.js';
 
 /** Tasks a client can submit. */
 export const TASKS = ['text-to-image', 'edit', 'ground', 'understand'] as const;
@@ -67,12 +68,23 @@ export type UnderstandInput = z.infer<typeof UnderstandInputSchema>;
 
 /** Body of `POST /v1/jobs`. */
 export const CreateJobSchema = z.discriminatedUnion('task', [
-  z.object({ task: z.literal('text-to-image'), input: TextToImageInputSchema }).strict(),
-  z.object({ task: z.literal('edit'), input: EditInputSchema }).strict(),
-  z.object({ task: z.literal('ground'), input: GroundInputSchema }).strict(),
-  z.object({ task: z.literal('understand'), input: UnderstandInputSchema }).strict(),
+  z.object({ task: z.literal('text-to-image'), input: TextToImageInputSchema, ...webhookFields }).strict(),
+  z.object({ task: z.literal('edit'), input: EditInputSchema, ...webhookFields }).strict(),
+  z.object({ task: z.literal('ground'), input: GroundInputSchema, ...webhookFields }).strict(),
+  z.object({ task: z.literal('understand'), input: UnderstandInputSchema, ...webhookFields }).strict(),
 ]);
 export type CreateJob = z.infer<typeof CreateJobSchema>;
+
+/** Query of `GET /v1/jobs`. */
+export const ListJobsQuerySchema = z
+  .object({
+    task: z.enum(TASKS).optional(),
+    status: z.enum(['queued', 'processing', 'succeeded', 'failed', 'canceled']).optional(),
+    limit: z.coerce.number().int().min(1).max(100).default(20),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+export type ListJobsQuery = z.infer<typeof ListJobsQuerySchema>;
 
 /** A job's input as queued: images replaced by their artefact. */
 export type PipelineInput =
@@ -101,6 +113,8 @@ export interface PipelineJobData {
   stages?: StageRef[];
   /** Set once the pipeline has its result. */
   done?: boolean;
+  /** Where to send which events (`webhook`, `webhook_events_filter`). */
+  webhook?: PipelineWebhook;
 }
 
 /** One image of a text-to-image pipeline. */

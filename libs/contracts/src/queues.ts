@@ -11,6 +11,8 @@ export enum QueueName {
   Generation = 'generation',
   /** Stages for understanding-branch workers (planning, reflection, answers, grounding). */
   Understanding = 'understanding',
+  /** Webhook deliveries, one job per event, run by the orchestrator. */
+  Webhooks = 'webhooks',
 }
 
 /** Job names. */
@@ -31,4 +33,6 @@ export enum JobName {
   Reflect = 'reflect',
   /** Which modality answers a prompt (`[exp]` = an image), on QueueName.Understanding. */
   Respond = 'respond',
+  /** Deliver one webhook event, on QueueName.Webhooks. */
+  Deliver = 'deliver',
 }

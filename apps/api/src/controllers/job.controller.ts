@@ -1,6 +1,6 @@
-import { Body, Controller, Get, Header, HttpCode, Param, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { CreateJobSchema, type CreateJob } from '@lavida/contracts';
+import { CreateJobSchema, ListJobsQuerySchema, type CreateJob, type ListJobsQuery } from '@lavida/contracts';
 import { JobService } from '../services/job.service.js';
 import { ZodValidationPipe } from './validation.pipe.js';
 import type { JobDto } from '../dtos/job.dto.js';
@@ -19,7 +19,25 @@ export class JobController {
   ): Promise<JobDto> {
     const job = await this.jobs.create(body, baseUrl(req));
     res.setHeader('Location', job.urls.get);
+    // Prefer: wait=N (RFC 7240): answer when the job is done, if within N seconds (at most 60).
+    const wait = /(?:^|[,;\s])wait=(\d+)/.exec(String(req.headers.prefer ?? ''));
+    if (wait) {
+      const seconds = Math.min(60, Number(wait[1]));
+      res.setHeader('Preference-Applied', `wait=${seconds}`);
+      if (await this.jobs.waitFor(job.id, seconds)) {
+        res.status(201);
+        return this.jobs.get(job.id, baseUrl(req));
+      }
+    }
     return job;
+  }
+
+  @Get()
+  list(
+    @Query(new ZodValidationPipe(ListJobsQuerySchema)) query: ListJobsQuery,
+    @Req() req: Request,
+  ): Promise<{ results: JobDto[]; next: string | null }> {
+    return this.jobs.list(query, baseUrl(req));
   }
 
   @Get(':id')

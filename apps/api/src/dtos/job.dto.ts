@@ -1,4 +1,4 @@
-import type { JobStatus, PlanItem, Task } from '@lavida/contracts';
+import type { JobStatus, PlanItem, Task, WebhookDeliveryRecord, WebhookEvent } from '@lavida/contracts';
 
 /** One stage of a job's timeline. */
 export interface StageDto {
@@ -53,4 +53,13 @@ export interface JobDto {
   completed_at: string | null;
   timeline: StageDto[];
   urls: { get: string };
+  /** Only for jobs submitted with a webhook. */
+  webhook?: WebhookDto;
+}
+
+/** A job's webhook and every delivery so far, each with its attempts. */
+export interface WebhookDto {
+  url: string;
+  events: WebhookEvent[];
+  deliveries: WebhookDeliveryRecord[];
 }

@@ -21,7 +21,43 @@ export class JobQueueRepository implements OnModuleDestroy {
     };
   }
 
+  /** Newest-first index of jobs (score: creation time in ms), one for all and one per task. */
+  private indexKey(task?: string): string {
+    return task ? `${this.config.QUEUE_PREFIX}:jobs:index:${task}` : `${this.config.QUEUE_PREFIX}:jobs:index`;
+  }
+
+  /** Job ids, newest first, created at or before `before` (ms; ties broken by id below `beforeId`). */
+  async listIds(options: {
+    task?: string;
+    before?: number;
+    beforeId?: string;
+    count: number;
+  }): Promise<{ id: string; createdMs: number }[]> {
+    const key = this.indexKey(options.task);
+    const max = options.before === undefined ? '+inf' : String(options.before);
+    const raw = await this.redis.zrevrangebyscore(key, max, '-inf', 'WITHSCORES', 'LIMIT', 0, options.count + 64);
+    const out: { id: string; createdMs: number }[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const id = raw[i];
+      const createdMs = Number(raw[i + 1]);
+      // Same millisecond as the cursor: ids sort descending too, so skip those already given.
+      if (options.before !== undefined && createdMs === options.before && options.beforeId !== undefined && id >= options.beforeId)
+        continue;
+      out.push({ id, createdMs });
+    }
+    return out.slice(0, options.count);
+  }
+
+  /** Drops an expired job from the index. */
+  async unindex(id: string, task: string): Promise<void> {
+    await this.redis.zrem(this.indexKey(), id);
+    await this.redis.zrem(this.indexKey(task), id);
+  }
+
   async addPipeline(data: PipelineJobData): Promise<Job<PipelineJobData, PipelineResult>> {
+    const created = Date.parse(data.createdAt);
+    await this.redis.zadd(this.indexKey(), created, data.id);
+    await this.redis.zadd(this.indexKey(data.task), created, data.id);
     return this.pipeline.add(JobName.Pipeline, data, {
       jobId: data.id,
       removeOnComplete: { age: this.config.RESULT_TTL_SECONDS },

@@ -1,11 +1,22 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { JobState } from 'bullmq';
 import { CONFIG, type Config } from '@lavida/config';
-import type { CreateJob, GenerateResult, JobStatus, PipelineInput, PipelineResult, StageRef, UnderstandingResult } from '@lavida/contracts';
+import type {
+  CreateJob,
+  GenerateResult,
+  JobStatus,
+  PipelineInput,
+  PipelineResult,
+  PipelineWebhook,
+  StageRef,
+  UnderstandingResult,
+} from '@lavida/contracts';
 import { JobQueueRepository } from '../repositories/job-queue.repository.js';
-import type { JobDto, OutputDto, StageDto } from '../dtos/job.dto.js';
+import { WebhookRepository } from '../repositories/webhook.repository.js';
+import type { JobDto, OutputDto, StageDto, WebhookDto } from '../dtos/job.dto.js';
 import { modelImageSize, parseImageInput } from './image-input.js';
+import { webhookInput } from './webhook-input.js';
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : null);
 
@@ -33,10 +44,12 @@ export class JobService {
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     private readonly jobs: JobQueueRepository,
+    private readonly webhooks: WebhookRepository,
   ) {}
 
   async create(body: CreateJob, baseUrl: string): Promise<JobDto> {
     const id = randomUUID();
+    const webhook = webhookInput(body, this.config.WEBHOOK_ALLOW_PRIVATE);
     let input: PipelineInput;
     if (body.task === 'text-to-image') {
       input = { task: body.task, ...body.input, seed: body.input.seed ?? Math.floor(Math.random() * 2 ** 31) };
@@ -53,7 +66,7 @@ export class JobService {
             ? { task: 'ground', ...body.input, image }
             : { task: 'understand', ...body.input, image };
     }
-    await this.jobs.addPipeline({ id, task: body.task, input, createdAt: new Date().toISOString() });
+    await this.jobs.addPipeline({ id, task: body.task, input, createdAt: new Date().toISOString(), ...(webhook ? { webhook } : {}) });
     return this.get(id, baseUrl);
   }
 
@@ -86,7 +99,81 @@ export class JobService {
       completed_at: state === 'completed' || state === 'failed' ? iso(job.finishedOn) : null,
       timeline,
       urls: { get: url },
+      ...(job.data.webhook ? { webhook: await this.webhook(id, job.data.webhook) } : {}),
     };
+  }
+
+  /** The job's webhook with every delivery and its attempts. */
+  private async webhook(id: string, webhook: PipelineWebhook): Promise<WebhookDto> {
+    return { url: webhook.url, events: webhook.events, deliveries: await this.webhooks.deliveries(id) };
+  }
+
+  /**
+   * Jobs newest first, `limit` a page, filtered by task and status; `cursor` continues a listing
+   * (opaque: the last job's creation time and id).
+   */
+  async list(
+    query: { task?: string; status?: string; limit: number; cursor?: string },
+    baseUrl: string,
+  ): Promise<{ results: JobDto[]; next: string | null }> {
+    let before: number | undefined;
+    let beforeId: string | undefined;
+    if (query.cursor) {
+      const [ms, id] = Buffer.from(query.cursor, 'base64url').toString().split('/');
+      before = Number(ms);
+      beforeId = id;
+      if (!Number.isFinite(before) || !beforeId)
+        throw new BadRequestException({ code: 'invalid_request', field: 'cursor', message: 'cursor: is not a cursor of this api' });
+    }
+    const results: JobDto[] = [];
+    let last: { id: string; createdMs: number } | undefined;
+    let exhausted = false;
+    // Status is not indexed: scan pages until the page is full (bounded).
+    for (let scanned = 0; results.length < query.limit && scanned < 2000;) {
+      const ids = await this.jobs.listIds({ task: query.task, before, beforeId, count: 100 });
+      if (ids.length === 0) {
+        exhausted = true;
+        break;
+      }
+      for (const entry of ids) {
+        scanned += 1;
+        last = entry;
+        before = entry.createdMs;
+        beforeId = entry.id;
+        let job: JobDto;
+        try {
+          job = await this.get(entry.id, baseUrl);
+        } catch (error) {
+          if (error instanceof NotFoundException) {
+            await this.jobs.unindex(entry.id, query.task ?? '');
+            continue;
+          }
+          throw error;
+        }
+        if (query.status && job.status !== query.status) continue;
+        results.push(job);
+        if (results.length === query.limit) break;
+      }
+    }
+    const next = !exhausted && last ? Buffer.from(`${last.createdMs}/${last.id}`).toString('base64url') : null;
+    const params = new URLSearchParams({
+      limit: String(query.limit),
+      ...(query.task ? { task: query.task } : {}),
+      ...(query.status ? { status: query.status } : {}),
+    });
+    return { results, next: next ? `${baseUrl}/v1/jobs?${params.toString()}&cursor=${next}` : null };
+  }
+
+  /** Waits up to `seconds` for a job to finish (Prefer: wait=N); answers whether it did. */
+  async waitFor(id: string, seconds: number): Promise<boolean> {
+    const deadline = Date.now() + seconds * 1000;
+    for (;;) {
+      const job = await this.jobs.getPipeline(id);
+      const state = job ? await job.getState() : 'unknown';
+      if (state === 'completed' || state === 'failed') return true;
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
   }
 
   /** Cancels a job that has not finished (Replicate's cancel): answers the job as it then is. */

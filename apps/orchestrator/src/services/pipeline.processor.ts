@@ -5,6 +5,7 @@ import { CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
 import { JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
+import { WebhookEmitter } from './webhook-emitter.js';
 
 /**
  * Sequences a pipeline's stages as BullMQ children: queue the next stage, wait for it
@@ -20,6 +21,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
   constructor(
     @Inject(CONFIG) private readonly config: Config,
     private readonly stages: StageQueueRepository,
+    private readonly webhooks: WebhookEmitter,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -30,7 +32,12 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
       concurrency: 64,
     });
     this.worker.on('error', (error) => this.logger.error('worker error', error));
-    this.worker.on('failed', (job, error) => this.logger.warn('pipeline failed', { jobId: job?.id, error: error.message }));
+    this.worker.on('failed', (job, error) => {
+      this.logger.warn('pipeline failed', { jobId: job?.id, error: error.message });
+      // job.completed with the error (a stage that failed the pipeline fails it here too).
+      if (job?.id)
+        this.webhooks.failed(job.id).catch((e: Error) => this.logger.error('webhook not queued', { jobId: job.id, error: e.message }));
+    });
     this.logger.log('consuming', { queue: QueueName.Pipeline });
   }
 
@@ -46,6 +53,9 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
       // Canceled by request: no further stage is queued (a running one is aborted by its worker).
       if (await isCanceled(this.redis!, this.config, job.data.id)) throw new UnrecoverableError('CANCELED: canceled by request');
       const results = await this.childResults(job);
+      // Webhooks: job.start the first time, then job.stage for each stage with a result (each sent once).
+      if (!job.data.stages?.length) await this.webhooks.start(job);
+      else await this.webhooks.stages(job, results);
       let step;
       try {
         step = nextStep(job.data, results);
@@ -54,6 +64,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
       }
       if (step.kind === 'done') {
         await job.updateData({ ...job.data, done: true });
+        await this.webhooks.succeeded(job, step.result);
         log.log('pipeline succeeded', { stages: job.data.stages?.length ?? 0 });
         return step.result;
       }
