@@ -49,7 +49,9 @@ describe('npm start (scripts/start.mjs)', () => {
       launcher = new AppProcess('start', child);
       await launcher.waitForLog(`no Redis at redis://127.0.0.1:${redisPort}; starting a local redis-server on port ${redisPort}`);
       await launcher.waitForLog('listening', 30_000);
-      await waitFor(() => launcher!.lines.filter((l) => l.msg === 'consuming').length === 2, 20_000, 'both queue consumers');
+      // Every queue has its consumer: pipelines (orchestrator), generation (gen-worker), understanding (und-worker).
+      const consuming = () => new Set(launcher!.lines.filter((l) => l.msg === 'consuming').map((l) => String(l.queue)));
+      await waitFor(() => ['pipeline', 'generation', 'understanding'].every((q) => consuming().has(q)), 20_000, 'every queue consumer');
 
       const apiUrl = `http://127.0.0.1:${apiPort}`;
       const created = await postJob(apiUrl, { task: 'text-to-image', input: { prompt: 'a yellow triangle', seed: 5 } });
