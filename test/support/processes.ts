@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT } from './paths.js';
+import { FIXTURE_MODEL, ROOT } from './paths.js';
 import { waitFor } from './wait.js';
 
 export type AppName = 'api' | 'orchestrator' | 'und-worker' | 'gen-worker';
@@ -76,11 +76,11 @@ export class AppProcess {
   }
 }
 
-/** Starts an app's compiled entry point with extra environment. */
+/** Starts an app's compiled entry point with extra environment (the fixture model unless MODEL_DIR is given). */
 export function startApp(name: AppName, env: Record<string, string | number>): AppProcess {
   const child = spawn(process.execPath, [join(ROOT, 'apps', name, 'dist', 'main.js')], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'log', ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
+    env: { ...process.env, LOG_LEVEL: 'log', MODEL_DIR: FIXTURE_MODEL, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new AppProcess(name, child);

@@ -1,5 +1,6 @@
 import { AppProcess, startApp } from './processes.js';
 import { freePort } from './wait.js';
+import { FIXTURE_MODEL } from './paths.js';
 
 export interface SystemOptions {
   redisUrl: string;
@@ -33,6 +34,8 @@ export class TestSystem {
       UND_GRPC_PORT: this.undPort,
       GEN_GRPC_PORT: 0,
       UND_PEERS: `127.0.0.1:${this.undPort}`,
+      // The fast seeded-random fixture unless a test asks for another model.
+      MODEL_DIR: FIXTURE_MODEL,
       ...this.options.env,
     };
     this.und = await this.startUnd();

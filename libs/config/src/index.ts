@@ -35,8 +35,8 @@ const schema = z.object({
   PUBLIC_URL: z.string().url().optional(),
   /** Largest accepted request body. @defaultValue 1mb */
   API_BODY_LIMIT: z.string().default('1mb'),
-  /** Model package folder. @defaultValue the bundled fixture model */
-  MODEL_DIR: z.string().min(1).default(resolve(REPO_ROOT, 'models/fixture')),
+  /** Model package folder. @defaultValue the bundled trained model, models/lavida-o-mini */
+  MODEL_DIR: z.string().min(1).default(resolve(REPO_ROOT, 'models/lavida-o-mini')),
   /** onnxruntime execution provider: cpu or cuda. @defaultValue cpu */
   ORT_EXECUTION_PROVIDER: z.enum(['cpu', 'cuda']).default('cpu'),
   /** GPU index for the cuda provider. @defaultValue 0 */
@@ -104,6 +104,24 @@ const schema = z.object({
   WEBHOOK_CONCURRENCY: int(1, 1024).default(16),
   /** Fault injection for tests: delay before the understanding side answers each frame. @defaultValue 0 */
   FAULT_EXCHANGE_DELAY_MS: int(0, 60_000).default(0),
+  /**
+   * The first admin API key (scope admin): when set, every /v1 route needs `Authorization: Bearer <key>`
+   * and only its SHA-256 hash is kept in Redis; unset (or empty), the api runs open, without keys.
+   */
+  ADMIN_API_KEY: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z
+      .string()
+      .min(16, 'expected at least 16 characters')
+      .max(512)
+      .regex(/^[\x21-\x7e]+$/, 'expected printable ASCII without spaces')
+      .optional(),
+  ),
+  /**
+   * Requests per minute per API key (per client IP when the api is open), unless the key has its own
+   * limit; 0 = no limit. Room for a client polling a job every 100 ms. @defaultValue 1200
+   */
+  RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(1200),
 });
 
 /** Validated configuration of every app. */
