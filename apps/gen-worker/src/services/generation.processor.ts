@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CancelSubscriber, CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
@@ -17,7 +17,7 @@ import { GenerationService } from './generation.service.js';
 
 /** Consumes the generation queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
 @Injectable()
-export class GenerationProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+export class GenerationProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('gen-worker', GenerationProcessor.name);
   private worker?: Worker<GenerateJobData | EditJobData, GenerateResult>;
   private cancels?: CancelSubscriber;
@@ -47,7 +47,8 @@ export class GenerationProcessor implements OnApplicationBootstrap, OnApplicatio
     this.logger.log('consuming', { queue: QueueName.Generation, concurrency: this.config.GEN_CONCURRENCY });
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  // Before the model and the gRPC server go (onApplicationShutdown): the running job finishes first.
+  async beforeApplicationShutdown(): Promise<void> {
     // Let the running job finish (or hand it back on a second signal): a graceful drain.
     await this.worker?.close();
     await this.cancels?.close();

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CancelSubscriber, CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
@@ -18,7 +18,7 @@ const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.P
 
 /** Consumes the understanding queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
 @Injectable()
-export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+export class UnderstandingProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('und-worker', UnderstandingProcessor.name);
   private worker?: Worker<UnderstandingJobData, UnderstandingResult>;
   private cancels?: CancelSubscriber;
@@ -48,7 +48,8 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, OnApplica
     this.logger.log('consuming', { queue: QueueName.Understanding, concurrency: this.config.UND_CONCURRENCY });
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  // Before the model and the gRPC server go (onApplicationShutdown): the running job finishes first.
+  async beforeApplicationShutdown(): Promise<void> {
     await this.worker?.close();
     await this.cancels?.close();
     await this.redis?.quit().catch(() => undefined);
