@@ -144,7 +144,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const key = String(issue.path[0]);
-    return `${key}=${env[key] ?? ''} (${issue.message})`;
+    // Never print a secret: keys and secrets are named, not shown.
+    const value = /KEY|SECRET|TOKEN|PASSWORD/i.test(key) ? '<redacted>' : (env[key] ?? '');
+    return `${key}=${value} (${issue.message})`;
   });
   throw new ConfigError(`Invalid environment variables: ${problems.join(', ')}`);
 }

@@ -1,7 +1,10 @@
 import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
 import { JobQueueRepository } from '../repositories/job-queue.repository.js';
+import { Public } from '../auth/principal.js';
 
+/** Open to anyone (probes): no API key, no rate limit. */
 @Controller()
+@Public()
 export class HealthController {
   constructor(private readonly jobs: JobQueueRepository) {}
 

@@ -5,10 +5,15 @@ import { JobService } from '../services/job.service.js';
 import { ZodValidationPipe } from './validation.pipe.js';
 import type { JobDto } from '../dtos/job.dto.js';
 import { baseUrl } from './base-url.js';
+import { principalOf } from '../auth/principal.js';
+import { IdempotencyService, idempotencyKey } from '../services/idempotency.service.js';
 
 @Controller('v1/jobs')
 export class JobController {
-  constructor(private readonly jobs: JobService) {}
+  constructor(
+    private readonly jobs: JobService,
+    private readonly idempotency: IdempotencyService,
+  ) {}
 
   @Post()
   @HttpCode(202)
@@ -17,8 +22,19 @@ export class JobController {
     @Req() req: Request,
     @Res({ passthrough: true }) res: Response,
   ): Promise<JobDto> {
-    const job = await this.jobs.create(body, baseUrl(req));
+    const base = baseUrl(req);
+    const key = idempotencyKey(req.get('idempotency-key'));
+    const { job, replayed } = key
+      ? await this.idempotency.run(
+          principalOf(req)?.id ?? 'open',
+          key,
+          req.body,
+          (id) => this.jobs.create(body, base, id),
+          (id) => this.jobs.get(id, base),
+        )
+      : { job: await this.jobs.create(body, base), replayed: false };
     res.setHeader('Location', job.urls.get);
+    if (replayed) res.setHeader('Idempotent-Replayed', 'true');
     // Prefer: wait=N (RFC 7240): answer when the job is done, if within N seconds (at most 60).
     const wait = /(?:^|[,;\s])wait=(\d+)/.exec(String(req.headers.prefer ?? ''));
     if (wait) {

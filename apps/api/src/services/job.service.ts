@@ -47,8 +47,8 @@ export class JobService {
     private readonly webhooks: WebhookRepository,
   ) {}
 
-  async create(body: CreateJob, baseUrl: string): Promise<JobDto> {
-    const id = randomUUID();
+  /** Creates a job; `id` is chosen by the caller when it reserved one first (an Idempotency-Key). */
+  async create(body: CreateJob, baseUrl: string, id: string = randomUUID()): Promise<JobDto> {
     const webhook = webhookInput(body, this.config.WEBHOOK_ALLOW_PRIVATE);
     let input: PipelineInput;
     if (body.task === 'text-to-image') {
