@@ -1,0 +1,220 @@
+import { parseArgs } from 'node:util';
+import type { JobStatus, Task } from '@lavida/client';
+
+export const DEFAULT_URL = 'http://127.0.0.1:8080';
+
+export const USAGE = `Usage: lavida <command> [options]
+
+Commands:
+  submit <task> [input options] [--wait [--out dir] [--timeout s]]
+                          submit a job (task: text-to-image, edit, ground, understand)
+  get <id>                print a job as JSON
+  wait <id> [--out dir] [--timeout s]
+                          wait for a job with a progress bar on stderr, print its result
+  cancel <id>             cancel a job, print it (a finished job is answered unchanged)
+  list [--status s] [--task t] [--limit n]
+                          print the newest jobs (default 20) as JSON
+
+Input options:
+  text-to-image  --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
+                 [--luminance x] [--plan] [--reflect] [--rounds n]
+  edit           --image file.png --instruction text (required) [--seed n] [--steps n] [--guidance x]
+                 [--image-guidance x] [--temperature x]
+  ground         --image file.png --ref text (required, repeatable) [--steps n]
+  understand     --image file.png [--question text (default "describe the image.")] [--prompt-cache]
+
+Options:
+  --wait          wait for the job (submit), with a progress bar on stderr
+  --out dir       write the output image(s) as PNG files (text-to-image: every attempt too)
+  --timeout s     stop waiting after s seconds
+  --url url       the api (default $LAVIDA_URL or ${DEFAULT_URL}); $LAVIDA_API_KEY is sent as a bearer token
+  -h, --help      this help
+
+Output: JSON on stdout (results without tokens, with the written files under "files"); progress and
+errors on stderr. Exit codes: 0 success, 1 job failed or canceled, 2 usage error, 3 api or network error.`;
+
+/** A wrong command line: exit 2 with the usage. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'submit'; task: Task; input: Record<string, unknown>; imagePath?: string; wait: boolean; out?: string; timeoutMs?: number }
+  | { kind: 'get'; id: string }
+  | { kind: 'wait'; id: string; out?: string; timeoutMs?: number }
+  | { kind: 'cancel'; id: string }
+  | { kind: 'list'; status?: JobStatus; task?: Task; limit: number };
+
+export interface Parsed {
+  command: Command;
+  /** --url, when given. */
+  url?: string;
+}
+
+const OPTIONS = {
+  url: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  prompt: { type: 'string' },
+  image: { type: 'string' },
+  question: { type: 'string' },
+  ref: { type: 'string', multiple: true },
+  instruction: { type: 'string' },
+  seed: { type: 'string' },
+  steps: { type: 'string' },
+  guidance: { type: 'string' },
+  'image-guidance': { type: 'string' },
+  temperature: { type: 'string' },
+  luminance: { type: 'string' },
+  rounds: { type: 'string' },
+  plan: { type: 'boolean' },
+  reflect: { type: 'boolean' },
+  'prompt-cache': { type: 'boolean' },
+  wait: { type: 'boolean' },
+  out: { type: 'string' },
+  timeout: { type: 'string' },
+  status: { type: 'string' },
+  task: { type: 'string' },
+  limit: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+type Option = keyof typeof OPTIONS;
+
+/** Input options of each task: [option, api field, kind]. */
+const TASKS: Record<Task, [Option, string, 'string' | 'number' | 'boolean' | 'list'][]> = {
+  'text-to-image': [
+    ['prompt', 'prompt', 'string'],
+    ['seed', 'seed', 'number'],
+    ['steps', 'steps', 'number'],
+    ['guidance', 'guidance', 'number'],
+    ['temperature', 'temperature', 'number'],
+    ['luminance', 'luminance', 'number'],
+    ['plan', 'plan', 'boolean'],
+    ['reflect', 'reflect', 'boolean'],
+    ['rounds', 'rounds', 'number'],
+  ],
+  edit: [
+    ['instruction', 'instruction', 'string'],
+    ['seed', 'seed', 'number'],
+    ['steps', 'steps', 'number'],
+    ['guidance', 'guidance', 'number'],
+    ['image-guidance', 'image_guidance', 'number'],
+    ['temperature', 'temperature', 'number'],
+  ],
+  ground: [
+    ['ref', 'refs', 'list'],
+    ['steps', 'steps', 'number'],
+  ],
+  understand: [
+    ['question', 'question', 'string'],
+    ['prompt-cache', 'prompt_cache', 'boolean'],
+  ],
+};
+const REQUIRED: Record<Task, Option[]> = {
+  'text-to-image': ['prompt'],
+  edit: ['image', 'instruction'],
+  ground: ['image', 'ref'],
+  understand: ['image'],
+};
+const GLOBAL: Option[] = ['url', 'help'];
+
+/** Parses a command line (without `node main.js`); throws UsageError. */
+export function parseCommandLine(argv: string[]): Parsed {
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const url = values.url;
+  if (values.help || positionals[0] === 'help') return { command: { kind: 'help' }, url };
+  const [name, ...rest] = positionals;
+  if (!name) throw new UsageError('no command given');
+  const allow = (options: Option[], count: number, what: string) => {
+    const given = (Object.keys(values) as Option[]).filter((key) => values[key] !== undefined);
+    const extra = given.filter((key) => !GLOBAL.includes(key) && !options.includes(key));
+    if (extra.length > 0) throw new UsageError(`${what} does not take ${extra.map((key) => `--${key}`).join(', ')}`);
+    if (rest.length !== count) {
+      throw new UsageError(
+        rest.length > count
+          ? `${what}: unexpected argument ${JSON.stringify(rest[count])}`
+          : `${what}: missing ${count === 1 ? 'argument' : 'arguments'}`,
+      );
+    }
+  };
+  switch (name) {
+    case 'submit': {
+      const task = rest[0] as Task | undefined;
+      if (!task) throw new UsageError('submit: missing the task (text-to-image, edit, ground, understand)');
+      if (!(task in TASKS)) throw new UsageError(`submit: unknown task ${JSON.stringify(task)} (text-to-image, edit, ground, understand)`);
+      const fields = TASKS[task];
+      const image: Option[] = task === 'text-to-image' ? [] : ['image'];
+      allow([...fields.map(([option]) => option), ...image, 'wait', 'out', 'timeout'], 1, `submit ${task}`);
+      for (const option of REQUIRED[task]) if (values[option] === undefined) throw new UsageError(`submit ${task} needs --${option}`);
+      if (!values.wait && (values.out !== undefined || values.timeout !== undefined))
+        throw new UsageError('--out and --timeout need --wait');
+      const input: Record<string, unknown> = {};
+      for (const [option, field, kind] of fields) {
+        const value = values[option];
+        if (value === undefined) continue;
+        input[field] = kind === 'number' ? number(option, value as string) : value;
+      }
+      if (task === 'understand' && input.question === undefined) input.question = 'describe the image.';
+      return {
+        command: {
+          kind: 'submit',
+          task,
+          input,
+          imagePath: values.image,
+          wait: values.wait ?? false,
+          out: values.out,
+          timeoutMs: timeout(values.timeout),
+        },
+        url,
+      };
+    }
+    case 'get':
+    case 'cancel':
+      allow([], 1, name);
+      return { command: { kind: name, id: rest[0] }, url };
+    case 'wait':
+      allow(['out', 'timeout'], 1, name);
+      return { command: { kind: 'wait', id: rest[0], out: values.out, timeoutMs: timeout(values.timeout) }, url };
+    case 'list': {
+      allow(['status', 'task', 'limit'], 0, name);
+      const limit = values.limit === undefined ? 20 : number('limit', values.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number ≥ 1');
+      return {
+        command: { kind: 'list', status: values.status as JobStatus | undefined, task: values.task as Task | undefined, limit },
+        url,
+      };
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  }
+}
+
+/** A number option: any finite number (the api checks ranges and integers and names the field). */
+function number(option: string, value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isFinite(parsed)) throw new UsageError(`--${option} must be a number, got ${JSON.stringify(value)}`);
+  return parsed;
+}
+
+function timeout(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = number('timeout', value);
+  if (seconds <= 0) throw new UsageError('--timeout must be a number of seconds > 0');
+  return seconds * 1000;
+}
+
+/** The api's base URL: --url, else LAVIDA_URL, else the default; throws UsageError when it is not an http(s) URL. */
+export function resolveUrl(flag: string | undefined, env: NodeJS.ProcessEnv): string {
+  const url = flag ?? (env.LAVIDA_URL || DEFAULT_URL);
+  if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
+    throw new UsageError(`${flag === undefined ? 'LAVIDA_URL' : '--url'} is not an http(s) URL: ${JSON.stringify(url)}`);
+  }
+  return url;
+}
