@@ -80,7 +80,12 @@ export class AppProcess {
 export function startApp(name: AppName, env: Record<string, string | number>): AppProcess {
   const child = spawn(process.execPath, [join(ROOT, 'apps', name, 'dist', 'main.js')], {
     cwd: ROOT,
-    env: { ...process.env, LOG_LEVEL: 'log', MODEL_DIR: FIXTURE_MODEL, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'log',
+      MODEL_DIR: FIXTURE_MODEL,
+      ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new AppProcess(name, child);
