@@ -81,6 +81,19 @@ const doc = {
         responses: { 200: { description: 'the job', content: json(ref('Job')) }, 404: error('no such job') },
       },
     },
+    '/v1/jobs/{id}/events': {
+      get: {
+        operationId: 'jobEvents',
+        summary: "The job's progress as server-sent events, until it is final",
+        description:
+          'event: status (the job; the first event), stage (a timeline entry that was queued or changed state, with its index), progress (id, stage, round, progress of the running stage), done (the final job; the stream then ends). A `: heartbeat` comment every 15 s.',
+        parameters: [id],
+        responses: {
+          200: { description: 'the event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          404: error('no such job'),
+        },
+      },
+    },
     '/v1/jobs/{id}/cancel': {
       post: {
         operationId: 'cancelJob',

@@ -15,6 +15,7 @@ import { RateLimitRepository } from './repositories/rate-limit.repository.js';
 import { IdempotencyRepository } from './repositories/idempotency.repository.js';
 import { ApiKeyService } from './services/api-key.service.js';
 import { IdempotencyService } from './services/idempotency.service.js';
+import { JobEventsService } from './services/job-events.service.js';
 
 @Module({
   controllers: [JobController, KeyController, HealthController],
@@ -29,6 +30,7 @@ import { IdempotencyService } from './services/idempotency.service.js';
     IdempotencyRepository,
     ApiKeyService,
     IdempotencyService,
+    JobEventsService,
     // Global guards run in this order: who is asking (401/403), then their rate limit (429).
     { provide: APP_GUARD, useClass: ApiKeyGuard },
     { provide: APP_GUARD, useClass: RateLimitGuard },

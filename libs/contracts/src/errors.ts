@@ -48,6 +48,12 @@ export class CanceledError extends LavidaError {
   readonly retryable = false;
 }
 
+/** The job's deadline (`deadline_seconds`) passed before it finished. */
+export class DeadlineExceededError extends LavidaError {
+  readonly code = 'DEADLINE_EXCEEDED';
+  readonly retryable = false;
+}
+
 /** True when an error is worth retrying. Unknown errors are treated as retryable. */
 export function isRetryable(error: unknown): boolean {
   return error instanceof LavidaError ? error.retryable : true;

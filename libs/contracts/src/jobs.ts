@@ -13,6 +13,17 @@ const temperature = z.number().min(0).max(10);
 /** An input image: a PNG, base64 (optionally as a `data:image/png;base64,` URL). Decoded and checked by the api. */
 const imageInput = z.string().min(1, 'must not be empty').max(8_000_000, 'is too large');
 
+/** Default of `priority`: the middle of 1..10. */
+export const DEFAULT_PRIORITY = 5;
+
+/** Scheduling fields every task's input takes. */
+const scheduling = {
+  /** 1 (highest) .. 10 (lowest), as BullMQ's priorities: applied to the pipeline and every stage it queues. @defaultValue 5 */
+  priority: z.number().int().min(1).max(10).optional(),
+  /** Seconds from submission after which the job fails with DEADLINE_EXCEEDED (a running stage is aborted). */
+  deadline_seconds: z.number().int().min(1).max(3600).optional(),
+};
+
 /** Public input of a text-to-image request. */
 export const TextToImageInputSchema = z
   .object({
@@ -28,6 +39,7 @@ export const TextToImageInputSchema = z
     reflect: z.boolean().optional(),
     /** Most images when reflecting (1 = reflect once, never regenerate). @defaultValue 3 */
     rounds: z.number().int().min(1).max(8).optional(),
+    ...scheduling,
   })
   .strict();
 export type TextToImageInput = z.infer<typeof TextToImageInputSchema>;
@@ -42,6 +54,7 @@ export const EditInputSchema = z
     guidance: guidance.optional(),
     image_guidance: guidance.optional(),
     temperature: temperature.optional(),
+    ...scheduling,
   })
   .strict();
 export type EditInput = z.infer<typeof EditInputSchema>;
@@ -52,6 +65,7 @@ export const GroundInputSchema = z
     image: imageInput,
     refs: z.array(z.string().trim().min(1, 'must not be empty').max(500)).min(1, 'must name at least one object').max(16),
     steps: z.number().int().min(1).max(4).optional(),
+    ...scheduling,
   })
   .strict();
 export type GroundInput = z.infer<typeof GroundInputSchema>;
@@ -62,6 +76,7 @@ export const UnderstandInputSchema = z
     image: imageInput,
     question: z.string().trim().min(1, 'must not be empty').max(2000),
     prompt_cache: z.boolean().optional(),
+    ...scheduling,
   })
   .strict();
 export type UnderstandInput = z.infer<typeof UnderstandInputSchema>;
@@ -115,6 +130,16 @@ export interface PipelineJobData {
   done?: boolean;
   /** Where to send which events (`webhook`, `webhook_events_filter`). */
   webhook?: PipelineWebhook;
+  /** BullMQ priority (1 highest) of the pipeline and of every stage job it queues. */
+  priority?: number;
+  /** Absolute deadline (epoch ms): past it no stage starts, a running one is aborted, the job fails DEADLINE_EXCEEDED. */
+  deadline?: number;
+}
+
+/** What every stage job carries besides its own data (set by the orchestrator from the pipeline). */
+export interface StageJobCommon {
+  /** The pipeline's absolute deadline (epoch ms), if it has one. */
+  deadline?: number;
 }
 
 /** One image of a text-to-image pipeline. */
@@ -170,7 +195,7 @@ export interface PlanItem {
 }
 
 /** Data of a generation stage job (QueueName.Generation, JobName.Generate). */
-export interface GenerateJobData extends TextToImageRequest {
+export interface GenerateJobData extends TextToImageRequest, StageJobCommon {
   jobId: string;
   /** Artefact name of the image; default `image.png`. */
   output?: string;
@@ -181,7 +206,7 @@ export interface GenerateJobData extends TextToImageRequest {
 }
 
 /** Data of an editing stage job (QueueName.Generation, JobName.Edit). */
-export interface EditJobData {
+export interface EditJobData extends StageJobCommon {
   jobId: string;
   instruction: string;
   image: ImageRef;
@@ -201,11 +226,12 @@ export type UnderstandingJobData = (
   | { task: 'plan'; prompt: string }
   | { task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
   | { task: 'respond'; prompt: string }
-) & {
-  jobId: string;
-  /** Keep the prompt's keys and values between decoding steps (faster, approximate). */
-  promptCache?: boolean;
-};
+) &
+  StageJobCommon & {
+    jobId: string;
+    /** Keep the prompt's keys and values between decoding steps (faster, approximate). */
+    promptCache?: boolean;
+  };
 
 /** Result of an understanding-branch stage. */
 export interface UnderstandingResult {

@@ -7,12 +7,14 @@ import type { JobDto } from '../dtos/job.dto.js';
 import { baseUrl } from './base-url.js';
 import { principalOf } from '../auth/principal.js';
 import { IdempotencyService, idempotencyKey } from '../services/idempotency.service.js';
+import { JobEventsService } from '../services/job-events.service.js';
 
 @Controller('v1/jobs')
 export class JobController {
   constructor(
     private readonly jobs: JobService,
     private readonly idempotency: IdempotencyService,
+    private readonly jobEvents: JobEventsService,
   ) {}
 
   @Post()
@@ -59,6 +61,12 @@ export class JobController {
   @Get(':id')
   get(@Param('id') id: string, @Req() req: Request): Promise<JobDto> {
     return this.jobs.get(id, baseUrl(req));
+  }
+
+  /** Server-sent events of the job's progress until it is final (404 before the stream for an unknown job). */
+  @Get(':id/events')
+  events(@Param('id') id: string, @Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.jobEvents.stream(id, baseUrl(req), req, res);
   }
 
   @Post(':id/cancel')

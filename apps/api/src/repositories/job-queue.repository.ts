@@ -60,6 +60,7 @@ export class JobQueueRepository implements OnModuleDestroy {
     await this.redis.zadd(this.indexKey(data.task), created, data.id);
     return this.pipeline.add(JobName.Pipeline, data, {
       jobId: data.id,
+      ...(data.priority ? { priority: data.priority } : {}),
       removeOnComplete: { age: this.config.RESULT_TTL_SECONDS },
       removeOnFail: { age: this.config.RESULT_TTL_SECONDS },
     });

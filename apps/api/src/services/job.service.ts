@@ -2,15 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { JobState } from 'bullmq';
 import { CONFIG, type Config } from '@lavida/config';
-import type {
-  CreateJob,
-  GenerateResult,
-  JobStatus,
-  PipelineInput,
-  PipelineResult,
-  PipelineWebhook,
-  StageRef,
-  UnderstandingResult,
+import {
+  DEFAULT_PRIORITY,
+  type CreateJob,
+  type GenerateResult,
+  type JobStatus,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineWebhook,
+  type StageRef,
+  type UnderstandingResult,
 } from '@lavida/contracts';
 import { JobQueueRepository } from '../repositories/job-queue.repository.js';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
@@ -66,7 +67,17 @@ export class JobService {
             ? { task: 'ground', ...body.input, image }
             : { task: 'understand', ...body.input, image };
     }
-    await this.jobs.addPipeline({ id, task: body.task, input, createdAt: new Date().toISOString(), ...(webhook ? { webhook } : {}) });
+    const created = Date.now();
+    const seconds = body.input.deadline_seconds;
+    await this.jobs.addPipeline({
+      id,
+      task: body.task,
+      input,
+      createdAt: new Date(created).toISOString(),
+      ...(webhook ? { webhook } : {}),
+      priority: body.input.priority ?? DEFAULT_PRIORITY,
+      ...(seconds === undefined ? {} : { deadline: created + seconds * 1000 }),
+    });
     return this.get(id, baseUrl);
   }
 

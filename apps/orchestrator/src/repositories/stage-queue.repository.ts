@@ -23,11 +23,15 @@ export class StageQueueRepository implements OnModuleDestroy {
    * Queues a stage. Its job id is derived from the pipeline id and the stage, so queuing it again
    * (an orchestrator that restarted mid-pipeline) is a no-op. The parent fails if the stage fails
    * for good: no pipeline waits forever. Retryable failures are retried with exponential backoff.
+   * The stage gets the pipeline's `priority` (BullMQ: 1 highest) and its `deadline`.
    */
   async add(parent: Job<PipelineJobData>, ref: StageRef, name: string, data: object): Promise<void> {
     const queue = this.queues[ref.queue as QueueName.Generation | QueueName.Understanding];
-    await queue.add(name, data, {
+    // Stages inherit the pipeline's priority and carry its deadline (the workers enforce it).
+    const { priority, deadline } = parent.data;
+    await queue.add(name, deadline === undefined ? data : { ...data, deadline }, {
       jobId: ref.jobId,
+      ...(priority ? { priority } : {}),
       parent: { id: parent.id!, queue: parent.queueQualifiedName },
       failParentOnFailure: true,
       attempts: this.config.JOB_ATTEMPTS,

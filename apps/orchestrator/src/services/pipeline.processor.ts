@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
-import { JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
+import { DeadlineExceededError, JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
 import { WebhookEmitter } from './webhook-emitter.js';
@@ -67,6 +67,14 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
         await this.webhooks.succeeded(job, step.result);
         log.log('pipeline succeeded', { stages: job.data.stages?.length ?? 0 });
         return step.result;
+      }
+      // Past the deadline no further stage is queued (a result already made is still returned above).
+      const deadline = job.data.deadline;
+      if (deadline !== undefined && Date.now() >= deadline) {
+        const error = new DeadlineExceededError(
+          `the job's deadline ${new Date(deadline).toISOString()} passed before the ${step.ref.stage} stage`,
+        );
+        throw new UnrecoverableError(`${error.code}: ${error.message}`);
       }
       await this.stages.add(job, step.ref, step.name, step.data);
       const stages = job.data.stages ?? [];

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { CancelSubscriber, CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
 import {
   CanceledError,
+  DeadlineExceededError,
   errorCode,
   InvalidInputError,
   isRetryable,
@@ -56,7 +57,20 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, BeforeApp
   }
 
   private async process(job: Job<UnderstandingJobData, UnderstandingResult>, signal?: AbortSignal): Promise<UnderstandingResult> {
+    // The pipeline's deadline: a stage never starts past it, and a running one is aborted at it
+    // through the same AbortSignal a cancellation uses.
+    const deadline = typeof job.data?.deadline === 'number' ? job.data.deadline : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let expired = false;
     try {
+      if (deadline !== undefined) {
+        if (Date.now() >= deadline) throw deadlineExceeded(deadline, 'before the stage started');
+        timer = setTimeout(() => {
+          expired = true;
+          if (job.id && this.worker?.cancelJob(job.id, 'deadline exceeded'))
+            this.logger.log('stage past its deadline', { stageJobId: job.id });
+        }, deadline - Date.now());
+      }
       // A stage of a canceled pipeline that was already queued never runs.
       if (typeof job.data?.jobId === 'string' && this.redis && (await isCanceled(this.redis, this.config, job.data.jobId))) {
         throw new CanceledError('canceled by request');
@@ -72,13 +86,21 @@ export class UnderstandingProcessor implements OnApplicationBootstrap, BeforeApp
         forwards: result.timings.forwards,
       });
       return result;
-    } catch (error) {
+    } catch (caught) {
+      // Aborted by the deadline timer: whatever the engine threw (CanceledError, a broken exchange) is the deadline.
+      const error = expired && deadline !== undefined ? deadlineExceeded(deadline, 'while the stage ran') : caught;
       const message = `${errorCode(error)}: ${(error as Error).message}`;
       const retryable = isRetryable(error);
       await job.log(`attempt ${job.attemptsMade + 1} failed (${retryable ? 'retryable' : 'not retryable'}): ${message}`);
       this.logger.warn('attempt failed', { jobId: job.data?.jobId, attempt: job.attemptsMade + 1, retryable, error: message });
       if (!retryable) throw new UnrecoverableError(message);
       throw new Error(message, { cause: error });
+    } finally {
+      clearTimeout(timer);
     }
   }
+}
+
+function deadlineExceeded(deadline: number, when: string): DeadlineExceededError {
+  return new DeadlineExceededError(`the job's deadline ${new Date(deadline).toISOString()} passed ${when}`);
 }
