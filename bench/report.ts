@@ -2,6 +2,7 @@ import type { ThroughputResult } from './throughput.js';
 import type { SplitResult } from './split.js';
 import type { TaskBench } from './tasks.js';
 import type { WorkerMemory } from './workers.js';
+import type { HopStats, OrchestrationBench } from './orchestration.js';
 
 export interface BenchResults {
   timestamp: string;
@@ -20,6 +21,8 @@ export interface BenchResults {
   mini: { name: string; version: string; prompt: string; seed: number; split: SplitResult; tasks: TaskBench };
   /** Peak RSS of the real workers; undefined without a Redis. */
   memory?: WorkerMemory;
+  /** Orchestration overhead with no-op stages; undefined without a Redis. */
+  orchestration?: OrchestrationBench;
 }
 
 const MIB = 1024 * 1024;
@@ -103,6 +106,7 @@ export function markdown(r: BenchResults): string {
     ),
     '',
     ...miniSection(r),
+    ...orchestrationSection(r),
   ].join('\n');
 }
 
@@ -196,6 +200,61 @@ function miniSection(r: BenchResults): string[] {
     lines.push('## Worker memory', '', 'Not measured: no REDIS_URL and no redis-server on this machine.', '');
   }
   return lines;
+}
+
+function orchestrationSection(r: BenchResults): string[] {
+  const o = r.orchestration;
+  if (!o) return ['## Orchestration overhead', '', 'Not measured: no REDIS_URL and no redis-server on this machine.', ''];
+  const row = (label: string, h: HopStats) => [label, h.count, h.p50Ms, h.p90Ms, h.p99Ms, h.maxMs, h.meanMs];
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  return [
+    '## Orchestration overhead (no-op stages)',
+    '',
+    `The real orchestrator process, BullMQ workers in the bench process that answer at once, Redis (${o.redis}); ${o.pipeline}:`,
+    `${o.pipelines} pipelines, ${o.concurrency} in flight (after ${o.warmup} warm-up). Job timestamps, 1 ms resolution.`,
+    '',
+    table(
+      ['hop', 'count', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'mean ms'],
+      [
+        row('stage finished → next stage created (per hop)', o.hopCreated),
+        row('stage finished → next stage started (per hop)', o.hopStarted),
+        row('pipeline created → first stage created', o.firstStage),
+        row('last stage finished → pipeline finished', o.lastStage),
+        row('pipeline created → finished (3 stages)', o.endToEnd),
+        row(`one pipeline at a time (${o.unloaded.pipelines}): stage finished → next created`, o.unloaded.hopCreated),
+        row('one pipeline at a time: stage finished → next started', o.unloaded.hopStarted),
+        row('one pipeline at a time: pipeline created → finished', o.unloaded.endToEnd),
+      ],
+    ),
+    '',
+    table(
+      ['throughput', 'value', 'target', ''],
+      [
+        [
+          'pipelines / s',
+          o.pipelinesPerSecond,
+          `≥ ${o.targets.pipelinesPerSecond}`,
+          verdict(o.pipelinesPerSecond >= o.targets.pipelinesPerSecond),
+        ],
+        ['stage jobs / s', o.stagesPerSecond, '', ''],
+        ['orchestrator CPU ms per pipeline', o.cpuMsPerPipeline.orchestrator, '', ''],
+        ['bench process (no-op workers, submits) CPU ms per pipeline', o.cpuMsPerPipeline.benchWorkers, '', ''],
+        [
+          `p50 per hop at ${o.concurrency} in flight (finished → next created), ms`,
+          o.hopCreated.p50Ms,
+          `≤ ${o.targets.hopP50Ms}`,
+          verdict(o.hopCreated.p50Ms <= o.targets.hopP50Ms),
+        ],
+        [
+          'p50 per hop, one at a time (finished → next created), ms',
+          o.unloaded.hopCreated.p50Ms,
+          `≤ ${o.targets.hopP50Ms}`,
+          verdict(o.unloaded.hopCreated.p50Ms <= o.targets.hopP50Ms),
+        ],
+      ],
+    ),
+    '',
+  ];
 }
 
 function round(value: number): number {

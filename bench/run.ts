@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: tensor throughput (gRPC vs TCP), joint-exchange round trips and split vs
- * single-process text-to-image on the fixture model, between real processes on loopback.
+ * single-process text-to-image on the fixture model, between real processes on loopback, and the
+ * orchestrator's overhead per stage hop with no-op stages.
  * Writes bench/results.json and bench/results.md and prints the table.
  */
 import { writeFile } from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { defaultTransport, killAllChildren, round, startChild, type Child } from
 import { measureThroughput } from './throughput.js';
 import { measureTasks } from './tasks.js';
 import { measureWorkerMemory } from './workers.js';
+import { measureOrchestration } from './orchestration.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BENCH_DIR = resolve(HERE, '..');
@@ -99,6 +101,9 @@ async function main(): Promise<void> {
   console.error('bench: worker memory under a mix of every task …');
   const memory = await measureWorkerMemory(MINI_DIR);
 
+  console.error('bench: orchestration overhead per stage hop, no-op stages …');
+  const orchestration = await measureOrchestration({ pipelines: 200, concurrency: 50, warmup: 20, unloaded: 50 });
+
   const grpcOverTcp: Record<string, number> = {};
   for (const grpc of throughput.filter((t) => t.transport === 'grpc')) {
     const tcp = throughput.find((t) => t.transport === 'tcp' && t.tensorBytes === grpc.tensorBytes)!;
@@ -118,6 +123,7 @@ async function main(): Promise<void> {
     split,
     mini,
     memory,
+    orchestration,
   };
   const table = markdown(results);
   await writeFile(join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
