@@ -35,6 +35,10 @@ export class ErrorFilter implements ExceptionFilter {
             : typeof detail === 'string'
               ? detail
               : exception.message;
+      // Nest wraps body-parser's parse failure (type entity.parse.failed) in a 400 of its own.
+      const cause = exception.cause as { type?: string } | undefined;
+      if (status === 400 && (cause?.type === 'entity.parse.failed' || /\bJSON\b/.test(message)))
+        return { status, code: 'invalid_json', message };
       return { status, code: HttpStatus[status]?.toLowerCase() ?? 'error', message };
     }
     // body-parser errors (malformed JSON, body too large) carry their own 4xx status.
