@@ -12,12 +12,16 @@ COPY libs/contracts/package.json libs/contracts/
 COPY libs/proto/package.json libs/proto/
 COPY libs/wire/package.json libs/wire/
 COPY libs/model/package.json libs/model/
+COPY libs/world/package.json libs/world/
+COPY libs/client/package.json libs/client/
+COPY apps/cli/package.json apps/cli/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.base.json tsconfig.json ./
 COPY apps apps
 COPY libs libs
 COPY test test
 COPY bench bench
+COPY eval eval
 RUN npx tsc -b && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
