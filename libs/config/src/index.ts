@@ -190,3 +190,4 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
 }
 export { ArtifactStore } from './artifacts.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
+export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';

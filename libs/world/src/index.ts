@@ -15,3 +15,4 @@ export * from './edits.js';
 export * from './plans.js';
 export * from './reflection.js';
 export * from './shards.js';
+export * from './scoring.js';

@@ -19,77 +19,12 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { checkEdit, parseEdit } from '../edits.js';
-import { scoreGrounding } from '../grounding.js';
-import { checkPlan, type Layout } from '../plans.js';
-import { CATEGORIES, checkLuminance, parseMicroConditioning, parsePrompt, promptBlindBaseline, scorePrompt } from '../prompts.js';
-import { scoreAnswer } from '../questions.js';
-import { readImage, type ReadResult } from '../read.js';
-import { parseVerdict, reasonAgreement, reflect, reflectionAgreement } from '../reflection.js';
-import { Rng } from '../rng.js';
-import { CANVAS, sameScene, type Box, type Scene } from '../scene.js';
+import { CANVAS } from '../scene.js';
+import { Scorer, type ResultLine } from '../scoring.js';
 
 const usage =
   'usage: node libs/world/dist/cli/score.js --results FILE.jsonl --images FILE.u8 [--baseline-samples N] [--baseline-seed S] [--per-line OUT.jsonl]';
 const IMAGE_BYTES = CANVAS * CANVAS * 3;
-
-/** Running means keyed by group. */
-class Means {
-  private readonly sums = new Map<string, [number, number]>();
-  add(key: string, value: number | boolean): void {
-    const v = typeof value === 'boolean' ? (value ? 1 : 0) : value;
-    const s = this.sums.get(key) ?? [0, 0];
-    this.sums.set(key, [s[0] + v, s[1] + 1]);
-  }
-  mean(key: string): number | null {
-    const s = this.sums.get(key);
-    return s === undefined || s[1] === 0 ? null : round(s[0] / s[1]);
-  }
-  count(key: string): number {
-    return this.sums.get(key)?.[1] ?? 0;
-  }
-  keys(prefix: string): string[] {
-    return [...this.sums.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
-  }
-}
-
-/** One results line (see the header); fields by task. */
-interface ResultLine {
-  task: string;
-  mode?: string;
-  category?: string;
-  prompt?: string;
-  image?: number;
-  rounds?: number;
-  layout?: Layout | null;
-  steps?: number;
-  ref?: string;
-  box?: Box | null;
-  truth?: Box;
-  kind?: string;
-  question?: string;
-  predicted?: string | null;
-  expected?: string;
-  instruction?: string;
-  before?: Scene;
-  set?: string;
-  scene?: Scene;
-}
-
-function need<T>(value: T | undefined, name: string, line: number): T {
-  if (value === undefined) throw new Error(`line ${line}: missing ${name}`);
-  return value;
-}
-
-function round(x: number): number {
-  return Math.round(x * 10000) / 10000;
-}
-
-/** Mean of the defined per-group means (categories / kinds count equally). */
-function meanOf(values: (number | null)[]): number | null {
-  const v = values.filter((x): x is number => x !== null);
-  return v.length === 0 ? null : round(v.reduce((a, b) => a + b, 0) / v.length);
-}
 
 function main(): void {
   const { values } = parseArgs({
@@ -111,180 +46,20 @@ function main(): void {
   const images = readFileSync(values.images);
   if (images.length % IMAGE_BYTES !== 0) throw new Error(`${values.images}: size is not a multiple of ${IMAGE_BYTES}`);
   const imageCount = images.length / IMAGE_BYTES;
-  const cache = new Map<number, ReadResult>();
-  const read = (i: unknown): ReadResult => {
-    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= imageCount)
-      throw new Error(`image ${String(i)} not in [0, ${imageCount})`);
-    let r = cache.get(i);
-    if (r === undefined) {
-      r = readImage(new Uint8Array(images.buffer, images.byteOffset + i * IMAGE_BYTES, IMAGE_BYTES));
-      cache.set(i, r);
-    }
-    return r;
-  };
-
-  const m = new Means();
-  const counts: Record<string, number> = {};
+  const scorer = new Scorer(
+    Array.from({ length: imageCount }, (_, i) => new Uint8Array(images.buffer, images.byteOffset + i * IMAGE_BYTES, IMAGE_BYTES)),
+  );
   const perLine: unknown[] = [];
   const lines = readFileSync(values.results, 'utf8')
     .split('\n')
     .filter((l) => l.trim() !== '');
   for (const [n, line] of lines.entries()) {
     const r = JSON.parse(line) as ResultLine;
-    const task = r.task;
-    counts[task] = (counts[task] ?? 0) + 1;
-    let score: Record<string, unknown>;
-    switch (task) {
-      case 't2i': {
-        const spec = parsePrompt(need(r.prompt, 'prompt', n + 1));
-        if (spec === undefined) throw new Error(`line ${n + 1}: not a prompt: ${r.prompt ?? ''}`);
-        const got = read(r.image);
-        const pass = scorePrompt(spec, got);
-        const mode = r.mode ?? 'plain';
-        const category = r.category ?? spec.category;
-        m.add(`t2i/${mode}/cat/${category}`, pass);
-        m.add(`t2i/${mode}/clean`, got.clean);
-        m.add(`t2i/${mode}/objects`, got.scene.objects.length);
-        if (typeof r.rounds === 'number') m.add(`t2i/${mode}/rounds`, r.rounds);
-        const { luminance } = parseMicroConditioning(need(r.prompt, 'prompt', n + 1));
-        let lum: boolean | undefined;
-        if (luminance !== undefined) {
-          lum = checkLuminance(luminance, got.background);
-          m.add(`t2i/${mode}/luminance`, lum);
-          m.add(`t2i/luminance`, lum);
-        }
-        score = { pass, clean: got.clean, objects: got.scene.objects.length, background: got.background, luminance: lum };
-        break;
-      }
-      case 'plan': {
-        const spec = parsePrompt(need(r.prompt, 'prompt', n + 1));
-        if (spec === undefined) throw new Error(`line ${n + 1}: not a prompt: ${r.prompt ?? ''}`);
-        const layout = r.layout ?? null;
-        const pass = Array.isArray(layout) && layout.length > 0 && checkPlan(spec, layout);
-        m.add(`plan/cat/${r.category ?? spec.category}`, pass);
-        m.add(`plan/parsed`, Array.isArray(layout) && layout.length > 0);
-        score = { pass };
-        break;
-      }
-      case 'ground': {
-        const box = r.box ?? null;
-        const pass =
-          Array.isArray(box) && box.length === 4 && box.every(Number.isFinite) && scoreGrounding(box, need(r.truth, 'truth', n + 1));
-        m.add(`ground/steps/${need(r.steps, 'steps', n + 1)}`, pass);
-        score = { pass };
-        break;
-      }
-      case 'answer': {
-        const pass = scoreAnswer(r.predicted ?? '', need(r.expected, 'expected', n + 1));
-        m.add(`answer/kind/${need(r.kind, 'kind', n + 1)}`, pass);
-        score = { pass };
-        break;
-      }
-      case 'edit': {
-        const spec = parseEdit(need(r.instruction, 'instruction', n + 1));
-        if (spec === undefined) throw new Error(`line ${n + 1}: not an edit: ${r.instruction ?? ''}`);
-        const got = read(r.image);
-        const pass = checkEdit(need(r.before, 'before', n + 1), spec, got);
-        m.add(`edit/kind/${r.kind ?? spec.kind}`, pass);
-        m.add(`edit/clean`, got.clean);
-        score = { pass, clean: got.clean };
-        break;
-      }
-      case 'reflect': {
-        const spec = parsePrompt(need(r.prompt, 'prompt', n + 1));
-        if (spec === undefined) throw new Error(`line ${n + 1}: not a prompt: ${r.prompt ?? ''}`);
-        const truth = reflect(spec, read(r.image));
-        const predicted = parseVerdict(r.predicted ?? '');
-        const set = r.set ?? 'eval';
-        const agree = predicted !== undefined && reflectionAgreement(predicted, truth);
-        m.add(`reflect/${set}/agreement`, agree);
-        m.add(`reflect/${set}/reason`, predicted !== undefined && reasonAgreement(predicted, truth));
-        m.add(`reflect/${set}/parsed`, predicted !== undefined);
-        m.add(`reflect/${set}/truth_matches`, truth.matches);
-        score = { agree, truth: truth.matches ? 'correct' : `incorrect because ${truth.reason}` };
-        break;
-      }
-      case 'readback': {
-        const got = read(r.image);
-        const exact = got.clean && sameScene(got.scene, need(r.scene, 'scene', n + 1));
-        m.add(`readback/exact`, exact);
-        m.add(`readback/clean`, got.clean);
-        score = { exact, clean: got.clean };
-        break;
-      }
-      default:
-        throw new Error(`line ${n + 1}: unknown task ${task}`);
-    }
-    if (values['per-line'] !== undefined) perLine.push({ line: n, task, ...score });
+    const score = scorer.add(r, n);
+    if (values['per-line'] !== undefined) perLine.push({ line: n, task: r.task, ...score });
   }
 
-  const out: Record<string, unknown> = { counts, images: imageCount };
-  const t2i: Record<string, unknown> = {};
-  const modes = new Set(
-    m
-      .keys('t2i/')
-      .map((k) => k.split('/')[0])
-      .filter((k) => k !== 'luminance'),
-  );
-  for (const mode of modes) {
-    const perCategory: Record<string, number | null> = {};
-    for (const c of CATEGORIES) if (m.count(`t2i/${mode}/cat/${c}`) > 0) perCategory[c] = m.mean(`t2i/${mode}/cat/${c}`);
-    t2i[mode] = {
-      perCategory,
-      overall: meanOf(Object.values(perCategory)),
-      images: m.count(`t2i/${mode}/clean`),
-      clean: m.mean(`t2i/${mode}/clean`),
-      objectsPerImage: m.mean(`t2i/${mode}/objects`),
-      luminance: { n: m.count(`t2i/${mode}/luminance`), adherence: m.mean(`t2i/${mode}/luminance`) },
-      ...(m.count(`t2i/${mode}/rounds`) > 0 ? { meanRounds: m.mean(`t2i/${mode}/rounds`) } : {}),
-    };
-  }
-  out.t2i = t2i;
-  out.luminance = { n: m.count('t2i/luminance'), adherence: m.mean('t2i/luminance') };
-  if (counts.plan) {
-    const perCategory: Record<string, number | null> = {};
-    for (const c of CATEGORIES) if (m.count(`plan/cat/${c}`) > 0) perCategory[c] = m.mean(`plan/cat/${c}`);
-    out.plan = { perCategory, overall: meanOf(Object.values(perCategory)), parsed: m.mean('plan/parsed'), n: counts.plan };
-  }
-  if (counts.ground) {
-    const steps: Record<string, unknown> = {};
-    for (const s of m.keys('ground/steps/')) steps[s] = { acc: m.mean(`ground/steps/${s}`), n: m.count(`ground/steps/${s}`) };
-    out.ground = steps;
-  }
-  for (const [task, key] of [
-    ['answer', 'answer'],
-    ['edit', 'edit'],
-  ] as const) {
-    if (!counts[task]) continue;
-    const perKind: Record<string, number | null> = {};
-    const n: Record<string, number> = {};
-    for (const k of m.keys(`${key}/kind/`).sort()) {
-      perKind[k] = m.mean(`${key}/kind/${k}`);
-      n[k] = m.count(`${key}/kind/${k}`);
-    }
-    out[task] = { perKind, n, overall: meanOf(Object.values(perKind)), ...(task === 'edit' ? { clean: m.mean('edit/clean') } : {}) };
-  }
-  if (counts.reflect) {
-    const sets: Record<string, unknown> = {};
-    for (const s of new Set(m.keys('reflect/').map((k) => k.split('/')[0]))) {
-      sets[s] = {
-        agreement: m.mean(`reflect/${s}/agreement`),
-        reasonAgreement: m.mean(`reflect/${s}/reason`),
-        parsed: m.mean(`reflect/${s}/parsed`),
-        truthMatches: m.mean(`reflect/${s}/truth_matches`),
-        n: m.count(`reflect/${s}/agreement`),
-      };
-    }
-    out.reflect = sets;
-  }
-  if (counts.readback) out.readback = { exact: m.mean('readback/exact'), clean: m.mean('readback/clean'), n: counts.readback };
-  const baselineSamples = Number(values['baseline-samples'] ?? 2000);
-  if (baselineSamples > 0) {
-    const b = promptBlindBaseline(new Rng(Number(values['baseline-seed'] ?? 0)), baselineSamples);
-    const perCategory: Record<string, number> = {};
-    for (const c of CATEGORIES) perCategory[c] = round(b.perCategory[c]);
-    out.baseline = { perCategory, overall: round(b.overall), samples: baselineSamples };
-  }
+  const out = scorer.scores(Number(values['baseline-samples'] ?? 2000), Number(values['baseline-seed'] ?? 0));
   if (values['per-line'] !== undefined) writeFileSync(values['per-line'], perLine.map((p) => JSON.stringify(p)).join('\n') + '\n');
   console.log(JSON.stringify(out));
 }

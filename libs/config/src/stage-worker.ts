@@ -1,0 +1,129 @@
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { CanceledError, DeadlineExceededError, errorCode, isRetryable, type QueueName } from '@lavida/contracts';
+import { CancelSubscriber, isCanceled } from './cancel.js';
+import type { Config } from './index.js';
+import type { JsonLogger } from './logger.js';
+
+/** What every stage job carries: its pipeline job id and the pipeline's deadline. */
+export interface StageJobData {
+  jobId?: unknown;
+  deadline?: unknown;
+}
+
+export interface StageWorkerOptions<D extends StageJobData, R> {
+  queue: QueueName;
+  concurrency: number;
+  logger: JsonLogger;
+  /** Runs one stage job (the worker's own dispatch); `signal` aborts on cancellation or at the deadline. */
+  run: (job: Job<D, R>, signal?: AbortSignal) => Promise<R>;
+}
+
+/**
+ * A worker's BullMQ consumer of one stage queue, around its own dispatch: cancellations abort the
+ * running stage, a stage never starts past the pipeline's deadline or once the pipeline is canceled,
+ * and a running one is aborted at the deadline. Retryable failures are thrown for BullMQ to retry;
+ * others are unrecoverable.
+ */
+export class StageWorker<D extends StageJobData, R> {
+  private worker?: Worker<D, R>;
+  private cancels?: CancelSubscriber;
+  private redis?: Redis;
+
+  constructor(
+    private readonly config: Config,
+    private readonly options: StageWorkerOptions<D, R>,
+  ) {}
+
+  start(): void {
+    const { queue, concurrency, logger } = this.options;
+    this.worker = new Worker<D, R>(queue, (job, _token, signal) => this.process(job, signal), {
+      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+      prefix: this.config.QUEUE_PREFIX,
+      concurrency,
+    });
+    this.worker.on('error', (error) => logger.error('worker error', error));
+    // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
+    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.cancels = new CancelSubscriber(this.config, (stageJobId) => {
+      if (this.worker?.cancelJob(stageJobId, 'canceled by request')) logger.log('stage canceled', { stageJobId });
+    });
+    logger.log('consuming', { queue, concurrency });
+  }
+
+  /** Lets the running job finish (or hands it back on a second signal): a graceful drain. */
+  async close(): Promise<void> {
+    await this.worker?.close();
+    await this.cancels?.close();
+    await this.redis?.quit().catch(() => undefined);
+  }
+
+  private async process(job: Job<D, R>, signal?: AbortSignal): Promise<R> {
+    const { logger } = this.options;
+    // The pipeline's deadline: a stage never starts past it, and a running one is aborted at it
+    // through the same AbortSignal a cancellation uses.
+    const deadline = typeof job.data?.deadline === 'number' ? job.data.deadline : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let expired = false;
+    try {
+      if (deadline !== undefined) {
+        if (Date.now() >= deadline) throw deadlineExceeded(deadline, 'before the stage started');
+        timer = setTimeout(() => {
+          expired = true;
+          if (job.id && this.worker?.cancelJob(job.id, 'deadline exceeded')) logger.log('stage past its deadline', { stageJobId: job.id });
+        }, deadline - Date.now());
+      }
+      // A stage of a canceled pipeline that was already queued never runs.
+      if (typeof job.data?.jobId === 'string' && this.redis && (await isCanceled(this.redis, this.config, job.data.jobId))) {
+        throw new CanceledError('canceled by request');
+      }
+      return await this.options.run(job, signal);
+    } catch (caught) {
+      // Aborted by the deadline timer: whatever the engine threw (CanceledError, a broken exchange) is the deadline.
+      const error = expired && deadline !== undefined ? deadlineExceeded(deadline, 'while the stage ran') : caught;
+      const message = `${errorCode(error)}: ${(error as Error).message}`;
+      const retryable = isRetryable(error);
+      await job.log(`attempt ${job.attemptsMade + 1} failed (${retryable ? 'retryable' : 'not retryable'}): ${message}`);
+      logger.warn('attempt failed', { jobId: job.data?.jobId, attempt: job.attemptsMade + 1, retryable, error: message });
+      if (!retryable) throw new UnrecoverableError(message);
+      throw new Error(message, { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function deadlineExceeded(deadline: number, when: string): DeadlineExceededError {
+  return new DeadlineExceededError(`the job's deadline ${new Date(deadline).toISOString()} passed ${when}`);
+}
+
+/**
+ * Base of a worker app's queue processor (a NestJS provider): starts the stage worker once the app is
+ * up, and drains it before the model and the gRPC server go (onApplicationShutdown), so the running
+ * job finishes first. Subclasses keep only their dispatch.
+ */
+export abstract class StageProcessor<D extends StageJobData, R> {
+  private readonly worker: StageWorker<D, R>;
+
+  constructor(
+    config: Config,
+    protected readonly logger: JsonLogger,
+    queue: QueueName,
+    concurrency: number,
+  ) {
+    this.worker = new StageWorker(config, { queue, concurrency, logger, run: (job, signal) => this.dispatch(job, signal) });
+  }
+
+  onApplicationBootstrap(): void {
+    this.worker.start();
+  }
+
+  // Before the model and the gRPC server go (onApplicationShutdown): the running job finishes first.
+  async beforeApplicationShutdown(): Promise<void> {
+    // Let the running job finish (or hand it back on a second signal): a graceful drain.
+    await this.worker.close();
+  }
+
+  /** Runs one job of the queue; `signal` aborts on cancellation or at the deadline. */
+  protected abstract dispatch(job: Job<D, R>, signal?: AbortSignal): Promise<R>;
+}
