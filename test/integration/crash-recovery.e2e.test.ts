@@ -17,11 +17,11 @@ import { waitFor } from '../support/wait.js';
 const SECRET = 'whsec_Y3Jhc2gtcmVjb3Zlcnktd2ViaG9vay10ZXN0LXNlY3JldA==';
 
 /**
- * BullMQ's stalled-job recovery with the workers' defaults (lockDuration 30 s, stalledInterval 30 s):
- * a stage whose worker was killed goes back to its queue once its lock expired and a stalled check
- * saw it twice, so up to about 60 s after the kill (on a loaded machine, a little more).
+ * BullMQ's stalled-job recovery, with a short lock (LOCK_DURATION_MS 4 s, renewed every 2 s) and a
+ * stalled check every second (STALLED_INTERVAL_MS): a stage whose worker was killed goes back to its
+ * queue once its lock expired and a stalled check saw it, a few seconds after the kill.
  */
-const STALLED_RECOVERY_MS = 80_000;
+const STALLED_RECOVERY_MS = 30_000;
 
 interface Payload {
   type: string;
@@ -104,6 +104,8 @@ describe('crash recovery: kill -9 mid-pipeline and mid-stage', () => {
     WEBHOOK_RETRY_SCHEDULE_MS: '200,500,1000,2000,4000',
     WEBHOOK_TIMEOUT_MS: 2000,
     JOB_BACKOFF_MS: 200,
+    LOCK_DURATION_MS: 4000,
+    STALLED_INTERVAL_MS: 1000,
   };
 
   /** Starts an app again with the environment TestSystem gave it (same Redis, prefix, ports). */

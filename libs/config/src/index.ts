@@ -70,6 +70,14 @@ const schema = z.object({
   GEN_CONCURRENCY: int(1, 64).default(1),
   /** Understanding jobs (answers, plans, grounding, reflection) one worker runs at once. @defaultValue 1 */
   UND_CONCURRENCY: int(1, 64).default(1),
+  /**
+   * How long a worker's lock on a running job lasts (renewed at half of it while the job runs); a
+   * worker that dies (kill -9) loses its jobs to the stalled-job check once the lock lapses.
+   * @defaultValue 30000
+   */
+  LOCK_DURATION_MS: int(1000, 3_600_000).default(30_000),
+  /** How often workers look for stalled jobs (whose worker died) to hand them back. @defaultValue 30000 */
+  STALLED_INTERVAL_MS: int(500, 3_600_000).default(30_000),
   /** Attempts of a stage job for retryable failures. @defaultValue 3 */
   JOB_ATTEMPTS: int(1, 100).default(3),
   /** First retry delay (exponential backoff). @defaultValue 1000 */
@@ -189,5 +197,6 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
   }
 }
 export { ArtifactStore } from './artifacts.js';
+export { workerLockOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';

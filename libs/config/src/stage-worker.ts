@@ -4,6 +4,7 @@ import { CanceledError, DeadlineExceededError, errorCode, isRetryable, type Queu
 import { CancelSubscriber, isCanceled } from './cancel.js';
 import type { Config } from './index.js';
 import type { JsonLogger } from './logger.js';
+import { workerLockOptions } from './worker-options.js';
 
 /** What every stage job carries: its pipeline job id and the pipeline's deadline. */
 export interface StageJobData {
@@ -41,6 +42,7 @@ export class StageWorker<D extends StageJobData, R> {
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency,
+      ...workerLockOptions(this.config),
     });
     this.worker.on('error', (error) => logger.error('worker error', error));
     // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).

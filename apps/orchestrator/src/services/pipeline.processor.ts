@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, isCanceled, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, isCanceled, workerLockOptions, JsonLogger, type Config } from '@lavida/config';
 import { DeadlineExceededError, JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
@@ -30,6 +30,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency: 64,
+      ...workerLockOptions(this.config),
     });
     this.worker.on('error', (error) => this.logger.error('worker error', error));
     this.worker.on('failed', (job, error) => {

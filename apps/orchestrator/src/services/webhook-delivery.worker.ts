@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, type Config } from '@lavida/config';
 import { JobName, QueueName, type WebhookAttempt, type WebhookDeliveryJobData, type WebhookDeliveryStatus } from '@lavida/contracts';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
 import { postWebhook, resolveWebhookHost, WebhookRefusedError, webhookSignature } from './webhook-client.js';
@@ -31,6 +31,7 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, OnApplicat
       connection: this.connection,
       prefix: this.config.QUEUE_PREFIX,
       concurrency: this.config.WEBHOOK_CONCURRENCY,
+      ...workerLockOptions(this.config),
       // Retry n waits the schedule's n-th delay.
       settings: { backoffStrategy: (attemptsMade: number) => schedule[Math.min(attemptsMade, schedule.length) - 1] ?? 0 },
     });
