@@ -82,9 +82,11 @@ export class JobService {
   }
 
   async get(id: string, baseUrl: string): Promise<JobDto> {
-    const job = await this.jobs.getPipeline(id);
+    let job = await this.jobs.getPipeline(id);
     if (!job) throw new NotFoundException(`job ${id} not found`);
     const state = await job.getState();
+    // The job was read before its state: if it finished in between, read it again for its result.
+    if ((state === 'completed' || state === 'failed') && !job.finishedOn) job = (await this.jobs.getPipeline(id)) ?? job;
     const canceled = await this.jobs.isCanceled(id);
     const url = `${baseUrl}/v1/jobs/${id}`;
     const timeline = await Promise.all((job.data.stages ?? []).map((ref) => this.stage(ref, url, canceled)));
@@ -224,8 +226,10 @@ export class JobService {
   }
 
   private async stage(ref: StageRef, url: string, canceled: boolean): Promise<StageDto> {
-    const job = await this.jobs.getStage(ref);
+    let job = await this.jobs.getStage(ref);
     const state = job ? await job.getState() : 'unknown';
+    // Finished between the two reads: read it again for its result.
+    if (job && (state === 'completed' || state === 'failed') && !job.finishedOn) job = (await this.jobs.getStage(ref)) ?? job;
     const value = job?.returnvalue as (GenerateResult & UnderstandingResult) | null | undefined;
     const produced: Partial<StageDto> = {};
     if (value) {
