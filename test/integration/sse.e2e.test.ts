@@ -87,9 +87,13 @@ describe('job events (SSE)', () => {
     assert.equal(seen.filter((e) => e.event === 'done').length, 1);
 
     const stages = seen.filter((e) => e.event === 'stage');
+    // The stage was seen running: in a stage event, or already in the first event's timeline (the
+    // stream may open after the stage started).
+    const initial = (seen[0].data.timeline as { stage: string; status: string }[] | undefined) ?? [];
     assert.ok(
-      stages.some((e) => e.data.stage === 'generate' && e.data.status === 'processing'),
-      JSON.stringify(stages),
+      stages.some((e) => e.data.stage === 'generate' && e.data.status === 'processing') ||
+        initial.some((s) => s.stage === 'generate' && s.status === 'processing'),
+      JSON.stringify({ initial, stages }),
     );
     assert.ok(
       stages.some((e) => e.data.stage === 'generate' && e.data.status === 'succeeded'),
