@@ -1,5 +1,5 @@
 import { InvalidInputError, type TextToImageRequest } from '@lavida/contracts';
-import { diffuse } from './diffusion.js';
+import { diffuse, type DiffusionResult } from './diffusion.js';
 import { int64Tensor, type JointPeer } from './joint.js';
 import { Tensor, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
@@ -89,7 +89,7 @@ function checkLayoutItem(pkg: ModelPackage, item: Pick<LayoutItem, 'label' | 'bi
  */
 export async function textToImage(pkg: ModelPackage, peer: JointPeer, request: ImageRequest, options: RunOptions): Promise<TextToImageResult> {
   const { manifest } = pkg;
-  const { image, sampling } = manifest;
+  const { sampling } = manifest;
   const tokenizer = new WordTokenizer(manifest.text);
   const text = conditioningText(request);
   const ids = imageRequestIds(pkg, request, tokenizer);
@@ -110,17 +110,7 @@ export async function textToImage(pkg: ModelPackage, peer: JointPeer, request: I
     },
     options,
   );
-  const pixels = await decodeTokens(pkg, result.tokens);
-  return {
-    tokens: result.tokens,
-    pixels,
-    width: image.width,
-    height: image.height,
-    png: encodePng(pixels, image.width, image.height),
-    steps: result.steps,
-    text,
-    peer: result.peer,
-  };
+  return imageResult(pkg, result, text);
 }
 
 /** An editing request: the instruction, the source image, and the sampler settings. */
@@ -181,17 +171,14 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
     { ...spec, seed: request.seed, steps: request.steps ?? sampling.steps, temperature: request.temperature ?? sampling.temperature },
     options,
   );
+  return imageResult(pkg, result, request.instruction);
+}
+
+/** The sampled tokens as an image: VQ-decoded pixels and PNG. */
+async function imageResult(pkg: ModelPackage, result: DiffusionResult, text: string): Promise<TextToImageResult> {
+  const { width, height } = pkg.manifest.image;
   const pixels = await decodeTokens(pkg, result.tokens);
-  return {
-    tokens: result.tokens,
-    pixels,
-    width: image.width,
-    height: image.height,
-    png: encodePng(pixels, image.width, image.height),
-    steps: result.steps,
-    text: request.instruction,
-    peer: result.peer,
-  };
+  return { tokens: result.tokens, pixels, width, height, png: encodePng(pixels, width, height), steps: result.steps, text, peer: result.peer };
 }
 
 function checkPixels(pkg: ModelPackage, pixels: Uint8Array, what: string): void {
