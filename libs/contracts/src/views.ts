@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { TASKS } from './jobs.js';
+import { TASKS, type PipelineResult } from './jobs.js';
 import { WEBHOOK_EVENTS } from './webhooks.js';
 
 /*
@@ -89,3 +89,27 @@ export const JobListViewSchema = z.object({ results: z.array(JobViewSchema), nex
 export const ErrorViewSchema = z.object({
   error: z.object({ status: z.number().int(), code: z.string(), message: z.string(), field: z.string().optional() }),
 });
+
+export type OutputView = z.infer<typeof OutputViewSchema>;
+
+/** A pipeline result as the api (and the webhooks) show it; `url` is the job's URL. */
+export function outputView(result: PipelineResult, url: string): OutputView {
+  const file = (name: string) => `${url}/files/${name}`;
+  return {
+    ...(result.image ? { image: file(result.image.artifact.name), tokens: result.image.tokens } : {}),
+    ...(result.attempts
+      ? {
+          attempts: result.attempts.map((a) => ({
+            round: a.round,
+            image: file(a.artifact.name),
+            ...(a.verdict === undefined ? {} : { verdict: a.verdict }),
+          })),
+        }
+      : {}),
+    ...(result.accepted === undefined ? {} : { accepted: result.accepted }),
+    ...(result.plan ? { plan: result.plan } : {}),
+    ...(result.text === undefined ? {} : { text: result.text }),
+    ...(result.boxes ? { boxes: result.boxes } : {}),
+    model: `${result.model.name}@${result.model.version}`,
+  };
+}

@@ -4,18 +4,18 @@ import type { JobState } from 'bullmq';
 import { CONFIG, type Config } from '@lavida/config';
 import {
   DEFAULT_PRIORITY,
+  outputView,
   type CreateJob,
   type GenerateResult,
   type JobStatus,
   type PipelineInput,
-  type PipelineResult,
   type PipelineWebhook,
   type StageRef,
   type UnderstandingResult,
 } from '@lavida/contracts';
 import { JobQueueRepository } from '../repositories/job-queue.repository.js';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
-import type { JobDto, OutputDto, StageDto, WebhookDto } from '../dtos/job.dto.js';
+import type { JobDto, StageDto, WebhookDto } from '../dtos/job.dto.js';
 import { modelImageSize, parseImageInput } from './image-input.js';
 import { webhookInput } from './webhook-input.js';
 
@@ -99,7 +99,7 @@ export class JobService {
       // A canceled pipeline fails (its stage was aborted, or it stopped before the next one): show it as canceled.
       status: canceled && state === 'failed' ? 'canceled' : publicStatus(state, job.failedReason),
       input: 'image' in input ? { ...input, image: `${url}/files/${INPUT_IMAGE}` } : input,
-      output: job.returnvalue ? this.output(job.returnvalue, url) : null,
+      output: job.returnvalue ? outputView(job.returnvalue, url) : null,
       error:
         state === 'failed'
           ? canceled
@@ -202,27 +202,6 @@ export class JobService {
     const bytes = await this.jobs.getArtifact(id, name);
     if (!bytes) throw new NotFoundException(`file ${name} of job ${id} not found (or expired)`);
     return bytes;
-  }
-
-  private output(result: PipelineResult, url: string): OutputDto {
-    const file = (name: string) => `${url}/files/${name}`;
-    return {
-      ...(result.image ? { image: file(result.image.artifact.name), tokens: result.image.tokens } : {}),
-      ...(result.attempts
-        ? {
-            attempts: result.attempts.map((a) => ({
-              round: a.round,
-              image: file(a.artifact.name),
-              ...(a.verdict === undefined ? {} : { verdict: a.verdict }),
-            })),
-          }
-        : {}),
-      ...(result.accepted === undefined ? {} : { accepted: result.accepted }),
-      ...(result.plan ? { plan: result.plan } : {}),
-      ...(result.text === undefined ? {} : { text: result.text }),
-      ...(result.boxes ? { boxes: result.boxes } : {}),
-      model: `${result.model.name}@${result.model.version}`,
-    };
   }
 
   private async stage(ref: StageRef, url: string, canceled: boolean): Promise<StageDto> {

@@ -1,4 +1,5 @@
 import {
+  outputView,
   webhookId,
   type GenerateResult,
   type JobStatus,
@@ -73,29 +74,7 @@ export function completedMessage(data: PipelineJobData, outcome: PipelineOutcome
   return message(
     data,
     'completed',
-    outcome.status === 'succeeded' ? { status, output: output(outcome.result, url) } : { status, error: outcome.error },
+    outcome.status === 'succeeded' ? { status, output: outputView(outcome.result, url) } : { status, error: outcome.error },
     now,
   );
-}
-
-/** The api's OutputDto of a result. */
-function output(result: PipelineResult, url: string): Record<string, unknown> {
-  const file = (name: string) => `${url}/files/${name}`;
-  return {
-    ...(result.image ? { image: file(result.image.artifact.name), tokens: result.image.tokens } : {}),
-    ...(result.attempts
-      ? {
-          attempts: result.attempts.map((a) => ({
-            round: a.round,
-            image: file(a.artifact.name),
-            ...(a.verdict === undefined ? {} : { verdict: a.verdict }),
-          })),
-        }
-      : {}),
-    ...(result.accepted === undefined ? {} : { accepted: result.accepted }),
-    ...(result.plan ? { plan: result.plan } : {}),
-    ...(result.text === undefined ? {} : { text: result.text }),
-    ...(result.boxes ? { boxes: result.boxes } : {}),
-    model: `${result.model.name}@${result.model.version}`,
-  };
 }
