@@ -124,6 +124,17 @@ const CASES: BadRequest[] = [
   { name: 'luminance 1.5', body: t2i({ luminance: 1.5 }), status: 400, field: 'input.luminance', message: /1/ },
   { name: 'rounds 0', body: t2i({ reflect: true, rounds: 0 }), status: 400, field: 'input.rounds', message: /1/ },
   { name: 'rounds 9', body: t2i({ reflect: true, rounds: 9 }), status: 400, field: 'input.rounds', message: /8/ },
+  { name: 'priority 0', body: t2i({ priority: 0 }), status: 400, field: 'input.priority', message: /1/ },
+  { name: 'priority 11', body: t2i({ priority: 11 }), status: 400, field: 'input.priority', message: /10/ },
+  { name: 'priority not an integer', body: t2i({ priority: 2.5 }), status: 400, field: 'input.priority', message: /int/i },
+  { name: 'deadline_seconds 0', body: t2i({ deadline_seconds: 0 }), status: 400, field: 'input.deadline_seconds', message: /1/ },
+  {
+    name: 'deadline_seconds over an hour',
+    body: t2i({ deadline_seconds: 3601 }),
+    status: 400,
+    field: 'input.deadline_seconds',
+    message: /3600/,
+  },
   { name: 'plan is a string', body: t2i({ plan: 'yes' }), status: 400, field: 'input.plan', message: /boolean/i },
   { name: 'guidance is NaN-ish (null)', body: t2i({ guidance: null }), status: 400, field: 'input.guidance', message: /number/i },
   // edit, ground, understand options.
