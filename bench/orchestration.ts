@@ -1,14 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { REPO_ROOT } from '@lavida/config';
+import { hasRedisServer, REPO_ROOT, startLocalRedis } from '@lavida/config';
 import {
   JobName,
   QueueName,
@@ -79,27 +78,6 @@ function stats(samples: number[]): HopStats {
   };
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function ping(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
-
 /** User + system CPU time of a process, ms (Linux /proc; NaN elsewhere). */
 function cpuMs(pid: number | undefined): number {
   try {
@@ -153,11 +131,10 @@ export async function measureOrchestration(options: {
   let redisUrl = process.env.REDIS_URL;
   const source = redisUrl ? 'REDIS_URL' : 'redis-server';
   if (!redisUrl) {
-    if (spawnSync('redis-server', ['--version']).status !== 0) return undefined;
-    const port = await freePort();
-    children.push(spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
-    redisUrl = `redis://${HOST}:${port}`;
-    for (let i = 0; i < 100 && !(await ping(redisUrl)); i++) await sleep(50);
+    if (!hasRedisServer()) return undefined;
+    const local = await startLocalRedis(HOST);
+    children.push(local.child);
+    redisUrl = local.url;
   }
   const prefix = `bench-orch-${process.pid}`;
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });

@@ -1,12 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { REPO_ROOT } from '@lavida/config';
+import { freePort, hasRedisServer, REPO_ROOT, startLocalRedis } from '@lavida/config';
 import { JobName, QueueName } from '@lavida/contracts';
 import { HOST } from './support.js';
 
@@ -15,14 +13,6 @@ export interface WorkerMemory {
   /** Peak resident set (VmHWM) after the jobs, MiB. */
   peakRssMiB: Record<'und-worker' | 'gen-worker', number>;
   seconds: number;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function vmHwmMiB(pid: number): number {
@@ -62,14 +52,13 @@ export async function measureWorkerMemory(modelDir: string): Promise<WorkerMemor
   const children: ChildProcess[] = [];
   let redisUrl = process.env.REDIS_URL;
   if (!redisUrl) {
-    if (spawnSync('redis-server', ['--version']).status !== 0) return undefined;
-    const port = await freePort();
-    children.push(spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
-    redisUrl = `redis://${HOST}:${port}`;
-    await sleep(300);
+    if (!hasRedisServer()) return undefined;
+    const local = await startLocalRedis(HOST);
+    children.push(local.child);
+    redisUrl = local.url;
   }
   const prefix = `bench-${process.pid}`;
-  const undPort = await freePort();
+  const undPort = await freePort(HOST);
   const env = {
     REDIS_URL: redisUrl,
     QUEUE_PREFIX: prefix,

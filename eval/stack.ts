@@ -4,15 +4,14 @@
  * stage jobs and moves images through the artefact store. Every child process is killed on exit,
  * error or signal.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { artifactKey, REPO_ROOT } from '@lavida/config';
+import { artifactKey, freePort as freePortOn, hasRedisServer, REPO_ROOT, startLocalRedis } from '@lavida/config';
 import {
   JobName,
   QueueName,
@@ -49,29 +48,8 @@ function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, HOST, resolve);
-  });
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function ping(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
+/** A free port on the stack's host. */
+export const freePort = (): Promise<number> => freePortOn(HOST);
 
 export interface RedisHandle {
   url: string;
@@ -82,20 +60,11 @@ export interface RedisHandle {
 /** REDIS_URL when set, else a redis-server on a free port without persistence. */
 export async function startRedis(): Promise<RedisHandle> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, source: 'REDIS_URL', stop: async () => undefined };
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
+  if (!hasRedisServer()) {
     throw new Error('the evaluation needs Redis: set REDIS_URL or install redis-server (apt-get install -y redis-server)');
   }
-  const port = await freePort();
-  const child = track(
-    spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }),
-  );
-  const url = `redis://${HOST}:${port}`;
-  const deadline = Date.now() + 15_000;
-  while (!(await ping(url))) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
-    if (Date.now() > deadline) throw new Error('redis-server did not answer PING within 15 s');
-    await sleep(100);
-  }
+  const { url, child } = await startLocalRedis(HOST);
+  track(child);
   return {
     url,
     source: 'redis-server',

@@ -200,3 +200,4 @@ export { ArtifactStore } from './artifacts.js';
 export { workerLockOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';
+export { freePort, hasRedisServer, redisAnswers, startLocalRedis } from './local-redis.js';
