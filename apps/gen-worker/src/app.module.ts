@@ -5,6 +5,7 @@ import { PeerRepository } from './repositories/peer.repository.js';
 import { GenerationProcessor } from './services/generation.processor.js';
 import { GenerationService } from './services/generation.service.js';
 import { GrpcServerService } from './services/grpc-server.service.js';
+import { workerRegistryProvider } from './services/worker-registry.provider.js';
 
 @Module({
   providers: [
@@ -12,6 +13,7 @@ import { GrpcServerService } from './services/grpc-server.service.js';
     { provide: ModelPackage, useFactory: (config: Config) => loadModelFromConfig(config, 'gen'), inject: [CONFIG] },
     { provide: ArtifactStore, useFactory: (config: Config) => new ArtifactStore(config), inject: [CONFIG] },
     PeerRepository,
+    workerRegistryProvider,
     GenerationService,
     GenerationProcessor,
     GrpcServerService,

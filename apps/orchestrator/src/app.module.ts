@@ -5,6 +5,7 @@ import { PipelineProcessor } from './services/pipeline.processor.js';
 import { WebhookRepository } from './repositories/webhook.repository.js';
 import { WebhookEmitter } from './services/webhook-emitter.js';
 import { WebhookDeliveryWorker } from './services/webhook-delivery.worker.js';
+import { workerRegistryProvider } from './services/worker-registry.provider.js';
 
 @Module({
   providers: [
@@ -14,6 +15,7 @@ import { WebhookDeliveryWorker } from './services/webhook-delivery.worker.js';
     WebhookRepository,
     WebhookEmitter,
     WebhookDeliveryWorker,
+    workerRegistryProvider,
   ],
 })
 export class AppModule {}

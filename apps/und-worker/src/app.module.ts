@@ -4,12 +4,14 @@ import { loadModelFromConfig, ModelPackage } from '@lavida/model';
 import { PeerServerService } from './services/peer-server.service.js';
 import { UnderstandingProcessor } from './services/understanding.processor.js';
 import { UnderstandingService } from './services/understanding.service.js';
+import { workerRegistryProvider } from './services/worker-registry.provider.js';
 
 @Module({
   providers: [
     { provide: CONFIG, useFactory: () => loadConfigOrExit() },
     { provide: ModelPackage, useFactory: (config: Config) => loadModelFromConfig(config, 'und'), inject: [CONFIG] },
     { provide: ArtifactStore, useFactory: (config: Config) => new ArtifactStore(config), inject: [CONFIG] },
+    workerRegistryProvider,
     PeerServerService,
     UnderstandingService,
     UnderstandingProcessor,

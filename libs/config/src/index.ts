@@ -197,7 +197,19 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
   }
 }
 export { ArtifactStore } from './artifacts.js';
-export { workerLockOptions } from './worker-options.js';
+export { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';
 export { freePort, hasRedisServer, redisAnswers, startLocalRedis } from './local-redis.js';
+export {
+  deviceOf,
+  listWorkers,
+  WorkerRegistry,
+  workerRegistryKeys,
+  type PeerLinkStats,
+  type WorkerCurrentJob,
+  type WorkerHealth,
+  type WorkerHeartbeat,
+  type WorkerKind,
+  type WorkerRegistryOptions,
+} from './worker-registry.js';

@@ -4,7 +4,8 @@ import { CanceledError, DeadlineExceededError, errorCode, isRetryable, type Queu
 import { CancelSubscriber, isCanceled } from './cancel.js';
 import type { Config } from './index.js';
 import type { JsonLogger } from './logger.js';
-import { workerLockOptions } from './worker-options.js';
+import { workerLockOptions, workerMetricsOptions } from './worker-options.js';
+import type { WorkerRegistry } from './worker-registry.js';
 
 /** What every stage job carries: its pipeline job id and the pipeline's deadline. */
 export interface StageJobData {
@@ -18,6 +19,8 @@ export interface StageWorkerOptions<D extends StageJobData, R> {
   logger: JsonLogger;
   /** Runs one stage job (the worker's own dispatch); `signal` aborts on cancellation or at the deadline. */
   run: (job: Job<D, R>, signal?: AbortSignal) => Promise<R>;
+  /** Told when a stage job starts and ends: the worker's heartbeat shows its current job. */
+  registry?: WorkerRegistry;
 }
 
 /**
@@ -43,6 +46,7 @@ export class StageWorker<D extends StageJobData, R> {
       prefix: this.config.QUEUE_PREFIX,
       concurrency,
       ...workerLockOptions(this.config),
+      ...workerMetricsOptions(),
     });
     this.worker.on('error', (error) => logger.error('worker error', error));
     // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
@@ -67,6 +71,8 @@ export class StageWorker<D extends StageJobData, R> {
     const deadline = typeof job.data?.deadline === 'number' ? job.data.deadline : undefined;
     let timer: NodeJS.Timeout | undefined;
     let expired = false;
+    let failed = false;
+    this.options.registry?.begin(job);
     try {
       if (deadline !== undefined) {
         if (Date.now() >= deadline) throw deadlineExceeded(deadline, 'before the stage started');
@@ -81,6 +87,7 @@ export class StageWorker<D extends StageJobData, R> {
       }
       return await this.options.run(job, signal);
     } catch (caught) {
+      failed = true;
       // Aborted by the deadline timer: whatever the engine threw (CanceledError, a broken exchange) is the deadline.
       const error = expired && deadline !== undefined ? deadlineExceeded(deadline, 'while the stage ran') : caught;
       const message = `${errorCode(error)}: ${(error as Error).message}`;
@@ -91,6 +98,7 @@ export class StageWorker<D extends StageJobData, R> {
       throw new Error(message, { cause: error });
     } finally {
       clearTimeout(timer);
+      this.options.registry?.end(job.id, !failed);
     }
   }
 }
@@ -112,8 +120,9 @@ export abstract class StageProcessor<D extends StageJobData, R> {
     protected readonly logger: JsonLogger,
     queue: QueueName,
     concurrency: number,
+    registry?: WorkerRegistry,
   ) {
-    this.worker = new StageWorker(config, { queue, concurrency, logger, run: (job, signal) => this.dispatch(job, signal) });
+    this.worker = new StageWorker(config, { queue, concurrency, logger, registry, run: (job, signal) => this.dispatch(job, signal) });
   }
 
   onApplicationBootstrap(): void {

@@ -125,7 +125,25 @@ export const webhookKeys = {
   disabled: (prefix: string) => `${prefix}:webhook-disabled`,
   /** Last pipeline event handled by the orchestrator's failure listener. */
   cursor: (prefix: string) => `${prefix}:webhook-events-cursor`,
+  /** Capped list (newest first, WEBHOOK_LOG_LENGTH) of every delivery attempt: WebhookLogEntry (JSON). */
+  log: (prefix: string) => `${prefix}:webhook-log`,
 };
+
+/** How many delivery attempts the log of every delivery keeps. */
+export const WEBHOOK_LOG_LENGTH = 1000;
+
+/** One delivery attempt in the log of every delivery (newest first), shown by the admin dashboard. */
+export interface WebhookLogEntry extends WebhookAttempt {
+  /** The pipeline job. */
+  job_id: string;
+  webhook_id: string;
+  url: string;
+  event: WebhookEvent;
+  /** job.stage: the stage job's id. */
+  stage?: string;
+  /** The delivery's status after this attempt. */
+  status: WebhookDeliveryStatus;
+}
 
 /** What kind of address an IP is, for the SSRF rules. */
 export type AddressKind = 'public' | 'loopback' | 'private' | 'link-local' | 'unspecified' | 'multicast' | 'reserved';

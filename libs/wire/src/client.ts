@@ -55,6 +55,10 @@ class PeerState {
   openFailures = 0;
   openError?: { message: string; at: number };
   openMs?: number;
+  exchanges = 0;
+  exchangeMs?: number;
+  lastExchangeMs?: number;
+  lastExchangeAt?: number;
 
   constructor(
     readonly address: string,
@@ -63,6 +67,14 @@ class PeerState {
 
   get health(): PeerHealth {
     return this.watch?.health ?? 'UNKNOWN';
+  }
+
+  /** A joint-layer exchange answered: its round trip into the moving average. */
+  recordExchange(ms: number): void {
+    this.exchanges++;
+    this.exchangeMs = this.exchangeMs === undefined ? ms : 0.9 * this.exchangeMs + 0.1 * ms;
+    this.lastExchangeMs = ms;
+    this.lastExchangeAt = Date.now();
   }
 
   snapshot(): PeerSnapshot {
@@ -77,6 +89,10 @@ class PeerState {
       ...(lastError !== undefined ? { lastError } : {}),
       openFailures: this.openFailures,
       ...(this.openMs !== undefined ? { openMs: Math.round(this.openMs * 10) / 10 } : {}),
+      exchanges: this.exchanges,
+      ...(this.exchangeMs !== undefined ? { exchangeMs: Math.round(this.exchangeMs * 100) / 100 } : {}),
+      ...(this.lastExchangeMs !== undefined ? { lastExchangeMs: Math.round(this.lastExchangeMs * 100) / 100 } : {}),
+      ...(this.lastExchangeAt !== undefined ? { lastExchangeAt: this.lastExchangeAt } : {}),
     };
   }
 }
@@ -131,7 +147,12 @@ export class GrpcJointPeer implements JointPeer {
       };
       const started = performance.now();
       try {
-        const link = await GrpcLink.open(this.client(peer), peer.address, request, this.options, release, signal);
+        // Per-peer exchange latency (the admin dashboard's peer links), then the caller's own hook.
+        const onExchange: GrpcJointPeerOptions['onExchange'] = (kind, ms, bytes) => {
+          if (kind === 'step' || kind === 'partial') peer.recordExchange(ms);
+          this.options.onExchange?.(kind, ms, bytes);
+        };
+        const link = await GrpcLink.open(this.client(peer), peer.address, request, { ...this.options, onExchange }, release, signal);
         const ms = performance.now() - started;
         peer.openMs = peer.openMs === undefined ? ms : 0.7 * peer.openMs + 0.3 * ms;
         peer.failedAt = undefined;

@@ -19,6 +19,13 @@ export interface PeerSnapshot {
   readonly openFailures: number;
   /** Moving average of the open round trip, once one succeeded. */
   readonly openMs?: number;
+  /** Joint-layer exchanges (a step's first layer, each partial) this peer answered, since start. */
+  readonly exchanges: number;
+  /** Moving average (EWMA, 0.1) of an exchange's round trip, once one was answered. */
+  readonly exchangeMs?: number;
+  /** The latest exchange's round trip and when it ended (ms since the epoch). */
+  readonly lastExchangeMs?: number;
+  readonly lastExchangeAt?: number;
 }
 
 export interface HealthWatchOptions {

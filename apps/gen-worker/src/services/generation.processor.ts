@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { CONFIG, JsonLogger, StageProcessor, type Config } from '@lavida/config';
+import { CONFIG, JsonLogger, StageProcessor, WorkerRegistry, type Config } from '@lavida/config';
 import { InvalidInputError, JobName, QueueName, type EditJobData, type GenerateJobData, type GenerateResult } from '@lavida/contracts';
 import { GenerationService } from './generation.service.js';
 
@@ -13,8 +13,9 @@ export class GenerationProcessor
   constructor(
     @Inject(CONFIG) config: Config,
     private readonly generation: GenerationService,
+    registry: WorkerRegistry,
   ) {
-    super(config, new JsonLogger('gen-worker', GenerationProcessor.name), QueueName.Generation, config.GEN_CONCURRENCY);
+    super(config, new JsonLogger('gen-worker', GenerationProcessor.name), QueueName.Generation, config.GEN_CONCURRENCY, registry);
   }
 
   protected async dispatch(job: Job<GenerateJobData | EditJobData, GenerateResult>, signal?: AbortSignal): Promise<GenerateResult> {

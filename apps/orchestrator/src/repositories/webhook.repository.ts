@@ -14,6 +14,8 @@ import {
   type WebhookDeliveryRecord,
   type WebhookDeliveryStatus,
   type WebhookEvent,
+  type WebhookLogEntry,
+  WEBHOOK_LOG_LENGTH,
 } from '@lavida/contracts';
 import type { WebhookMessage } from '../services/webhook-events.js';
 
@@ -66,8 +68,18 @@ export class WebhookRepository implements OnModuleDestroy {
     });
   }
 
-  /** Records an attempt and the delivery's status. Only the worker holding the delivery job writes its record. */
-  async record(jobId: string, id: string, event: WebhookEvent, status: WebhookDeliveryStatus, attempt: WebhookAttempt): Promise<void> {
+  /**
+   * Records an attempt and the delivery's status (only the worker holding the delivery job writes
+   * its record), and logs the attempt in the capped log of every delivery (the admin dashboard's).
+   */
+  async record(
+    jobId: string,
+    id: string,
+    event: WebhookEvent,
+    status: WebhookDeliveryStatus,
+    attempt: WebhookAttempt,
+    url: string,
+  ): Promise<void> {
     const key = webhookKeys.deliveries(this.config.QUEUE_PREFIX, jobId);
     const raw = await this.redis.hget(key, id);
     const record: WebhookDeliveryRecord = raw
@@ -75,7 +87,23 @@ export class WebhookRepository implements OnModuleDestroy {
       : { id, event, status, created_at: attempt.at, attempts: [] };
     record.status = status;
     record.attempts.push(attempt);
-    await this.redis.multi().hset(key, id, JSON.stringify(record)).expire(key, this.config.RESULT_TTL_SECONDS).exec();
+    const entry: WebhookLogEntry = {
+      job_id: jobId,
+      webhook_id: id,
+      url,
+      event,
+      ...(record.stage ? { stage: record.stage } : {}),
+      status,
+      ...attempt,
+    };
+    const log = webhookKeys.log(this.config.QUEUE_PREFIX);
+    await this.redis
+      .multi()
+      .hset(key, id, JSON.stringify(record))
+      .expire(key, this.config.RESULT_TTL_SECONDS)
+      .lpush(log, JSON.stringify(entry))
+      .ltrim(log, 0, WEBHOOK_LOG_LENGTH - 1)
+      .exec();
   }
 
   async isDisabled(url: string): Promise<boolean> {

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, isCanceled, workerLockOptions, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, isCanceled, workerLockOptions, workerMetricsOptions, JsonLogger, type Config } from '@lavida/config';
 import { DeadlineExceededError, JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
@@ -31,6 +31,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
       prefix: this.config.QUEUE_PREFIX,
       concurrency: 64,
       ...workerLockOptions(this.config),
+      ...workerMetricsOptions(),
     });
     this.worker.on('error', (error) => this.logger.error('worker error', error));
     this.worker.on('failed', (job, error) => {

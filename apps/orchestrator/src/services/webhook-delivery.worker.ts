@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, type Config } from '@lavida/config';
+import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, workerMetricsOptions, type Config } from '@lavida/config';
 import { JobName, QueueName, type WebhookAttempt, type WebhookDeliveryJobData, type WebhookDeliveryStatus } from '@lavida/contracts';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
 import { postWebhook, resolveWebhookHost, WebhookRefusedError, webhookSignature } from './webhook-client.js';
@@ -32,6 +32,7 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, OnApplicat
       prefix: this.config.QUEUE_PREFIX,
       concurrency: this.config.WEBHOOK_CONCURRENCY,
       ...workerLockOptions(this.config),
+      ...workerMetricsOptions(),
       // Retry n waits the schedule's n-th delay.
       settings: { backoffStrategy: (attemptsMade: number) => schedule[Math.min(attemptsMade, schedule.length) - 1] ?? 0 },
     });
@@ -56,12 +57,19 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, OnApplicat
     const started = Date.now();
     const log = this.logger.child({ jobId, webhookId: id, attempt });
     const record = (status: WebhookDeliveryStatus, outcome: Omit<WebhookAttempt, 'attempt' | 'at' | 'ms'>) =>
-      this.webhooks.record(jobId, id, event, status, {
-        attempt,
-        at: new Date(started).toISOString(),
-        ...outcome,
-        ms: Date.now() - started,
-      });
+      this.webhooks.record(
+        jobId,
+        id,
+        event,
+        status,
+        {
+          attempt,
+          at: new Date(started).toISOString(),
+          ...outcome,
+          ms: Date.now() - started,
+        },
+        url,
+      );
 
     if (await this.webhooks.isDisabled(url)) {
       await record('skipped', { error: 'endpoint disabled (it answered 410 Gone)' });

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type BeforeApplicationShutdown } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { CONFIG, JsonLogger, StageProcessor, type Config } from '@lavida/config';
+import { CONFIG, JsonLogger, StageProcessor, WorkerRegistry, type Config } from '@lavida/config';
 import { InvalidInputError, JobName, QueueName, type UnderstandingJobData, type UnderstandingResult } from '@lavida/contracts';
 import { UnderstandingService } from './understanding.service.js';
 
@@ -15,8 +15,9 @@ export class UnderstandingProcessor
   constructor(
     @Inject(CONFIG) config: Config,
     private readonly understanding: UnderstandingService,
+    registry: WorkerRegistry,
   ) {
-    super(config, new JsonLogger('und-worker', UnderstandingProcessor.name), QueueName.Understanding, config.UND_CONCURRENCY);
+    super(config, new JsonLogger('und-worker', UnderstandingProcessor.name), QueueName.Understanding, config.UND_CONCURRENCY, registry);
   }
 
   protected async dispatch(job: Job<UnderstandingJobData, UnderstandingResult>, signal?: AbortSignal): Promise<UnderstandingResult> {
