@@ -16,8 +16,10 @@ import { IdempotencyRepository } from './repositories/idempotency.repository.js'
 import { ApiKeyService } from './services/api-key.service.js';
 import { IdempotencyService } from './services/idempotency.service.js';
 import { JobEventsService } from './services/job-events.service.js';
+import { AdminModule } from './admin/admin.module.js';
 
 @Module({
+  imports: [AdminModule],
   controllers: [JobController, KeyController, HealthController],
   providers: [
     { provide: CONFIG, useFactory: () => loadConfigOrExit() },
