@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
+import { startApp, type AppProcess } from '../support/processes.js';
 import { MINI_MODEL, ROOT } from '../support/paths.js';
 import { waitFor } from '../support/wait.js';
 
@@ -301,5 +302,38 @@ describe('admin dashboard in a headless browser (lavida-o-mini)', { skip }, () =
     const status = await page.evaluate(async () => (await fetch('/admin/api/queues')).status);
     assert.equal(status, 401);
     console.log(`admin dashboard test: ${Date.now() - started} ms in all`);
+  });
+});
+
+/** Without ADMIN_API_KEY the api runs open, and the dashboard is off, as key management is. */
+describe('admin dashboard without ADMIN_API_KEY', () => {
+  let redis: TestRedis;
+  let api: AppProcess;
+  let url = '';
+
+  before(async () => {
+    redis = await startRedis();
+    api = startApp('api', { REDIS_URL: redis.url, QUEUE_PREFIX: freshPrefix(), API_HOST: '127.0.0.1', API_PORT: 0 });
+    url = String((await api.waitForLog('listening')).url);
+  });
+  after(async () => {
+    await api?.stop('SIGKILL');
+    await redis?.stop();
+  });
+
+  it('answers 403 auth_disabled to the admin api and Bull Board, and the login page says why', async () => {
+    for (const path of ['/admin/api/queues', '/admin/api/workers', '/admin/queues/api/queues']) {
+      const response = await fetch(`${url}${path}`);
+      assert.equal(response.status, 403, path);
+      assert.equal(((await response.json()) as { error: { code: string } }).error.code, 'auth_disabled');
+    }
+    const login = await fetch(`${url}/admin/login`);
+    assert.equal(login.status, 403);
+    assert.match(await login.text(), /set ADMIN_API_KEY/);
+    const submit = await fetch(`${url}/admin/login`, { method: 'POST', body: 'key=anything-at-all-here', redirect: 'manual' });
+    assert.equal(submit.status, 403);
+    assert.equal(submit.headers.get('set-cookie'), null);
+    // The jobs api stays open.
+    assert.equal((await fetch(`${url}/v1/jobs`)).status, 200);
   });
 });
