@@ -5,5 +5,6 @@ import { AppModule } from './app.module.js';
 
 await runApp('gen-worker', async (logger) => {
   const app = await NestFactory.createApplicationContext(AppModule, { logger, abortOnError: false });
-  app.enableShutdownHooks();
+  // SIGTERM drains (running jobs finish or are handed back), then the process exits 0.
+  app.enableShutdownHooks([], { useProcessExit: true });
 });

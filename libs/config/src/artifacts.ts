@@ -19,7 +19,8 @@ export class ArtifactStore {
     return (await this.redis.getBuffer(artifactKey(this.config, jobId, name))) ?? undefined;
   }
 
-  async onModuleDestroy(): Promise<void> {
+  // After the workers drained (beforeApplicationShutdown): a stage finishing in the drain still stores its image.
+  async onApplicationShutdown(): Promise<void> {
     await this.redis.quit().catch(() => undefined);
   }
 }

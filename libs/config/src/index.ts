@@ -8,6 +8,8 @@ export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const hostPort = z.string().regex(/^[^\s:,]+:\d{1,5}$/, 'expected host:port');
+/** A value, or nothing (an empty value counts as unset). */
+const optionalString = z.preprocess((value) => (value === '' ? undefined : value), z.string().min(1).optional());
 
 /** Development default of WEBHOOK_SECRET: public, so set your own anywhere receivers rely on the signature. */
 export const DEV_WEBHOOK_SECRET = 'whsec_bGF2aWRhLXNlcnZlLWRldmVsb3BtZW50LXNlY3JldCE=';
@@ -25,8 +27,15 @@ const webhookSecret = z.string().refine((value) => {
 const schema = z.object({
   /** Redis for queues, job state and artefacts. @defaultValue redis://127.0.0.1:6379 */
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  /** Prefix of every BullMQ key; wrap in {braces} for Redis Cluster. @defaultValue lavida */
-  QUEUE_PREFIX: z.string().min(1).default('lavida'),
+  /**
+   * Prefix of every Redis key (queues, job state, artefacts, keys, rate limits); a Redis Cluster
+   * needs a hash tag, `{lavida}`, so that every key hashes to one slot. @defaultValue lavida
+   */
+  QUEUE_PREFIX: z
+    .string()
+    .min(1)
+    .regex(/^[^{}]*(\{[^{}]+\}[^{}]*)?$/, 'expected at most one non-empty {hash tag}, like {lavida}')
+    .default('lavida'),
   /** Address the HTTP api binds. @defaultValue 0.0.0.0 */
   API_HOST: z.string().min(1).default('0.0.0.0'),
   /** Port of the HTTP api. @defaultValue 8080 */
@@ -66,6 +75,33 @@ const schema = z.object({
   TENSOR_CHUNK_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   /** Largest gRPC message accepted; must exceed the chunk size. @defaultValue 16777216 */
   GRPC_MAX_MESSAGE_BYTES: int(64 * 1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /**
+   * PEM file of the CA that every peer's certificate must chain to. With GRPC_TLS_CERT and
+   * GRPC_TLS_KEY (all three or none), the workers' gRPC links use mutual TLS: servers ask for and
+   * verify a client certificate, clients verify the server's. Unset: plaintext.
+   */
+  GRPC_TLS_CA: optionalString,
+  /** PEM file of this worker's certificate (chain), presented as server and as client. */
+  GRPC_TLS_CERT: optionalString,
+  /** PEM file of this worker's private key. */
+  GRPC_TLS_KEY: optionalString,
+  /** Name the peers' server certificates are checked against, instead of the host in UND_PEERS. */
+  GRPC_TLS_SERVER_NAME: optionalString,
+  /**
+   * A second, plaintext gRPC port serving only grpc.health.v1 (for probes that cannot present a
+   * client certificate, like the kubelet's); unset: health is served on the worker's port only.
+   */
+  GRPC_HEALTH_PORT: z.preprocess((value) => (value === '' ? undefined : value), int(0, 65535).optional()),
+  /**
+   * How the generation worker spreads sessions over the addresses one UND_PEERS entry resolves to:
+   * round_robin for a headless Service name that resolves to every understanding pod. @defaultValue pick_first
+   */
+  GRPC_LB_POLICY: z.enum(['pick_first', 'round_robin']).default('pick_first'),
+  /**
+   * On SIGTERM a worker takes no new job and lets its running ones finish for this long; then (or
+   * on a second SIGTERM) it hands them back to their queue for another worker. @defaultValue 25000
+   */
+  DRAIN_TIMEOUT_MS: int(0, 86_400_000).default(25_000),
   /** Generation jobs one worker runs at once. @defaultValue 1 */
   GEN_CONCURRENCY: int(1, 64).default(1),
   /** Understanding jobs (answers, plans, grounding, reflection) one worker runs at once. @defaultValue 1 */
@@ -135,6 +171,9 @@ const schema = z.object({
 /** Validated configuration of every app. */
 export type Config = z.infer<typeof schema>;
 
+/** Every variable the configuration reads (deploy:check refuses manifests that set others). */
+export const CONFIG_KEYS: readonly string[] = Object.keys(schema.shape);
+
 /** Thrown when the environment does not validate; its message names every bad variable. */
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -197,6 +236,7 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
   }
 }
 export { ArtifactStore } from './artifacts.js';
+export { peerTlsFiles, type PeerTlsFiles } from './peer-tls.js';
 export { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';

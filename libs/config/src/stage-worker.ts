@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CanceledError, DeadlineExceededError, errorCode, isRetryable, type QueueName } from '@lavida/contracts';
 import { CancelSubscriber, isCanceled } from './cancel.js';
@@ -33,6 +33,10 @@ export class StageWorker<D extends StageJobData, R> {
   private worker?: Worker<D, R>;
   private cancels?: CancelSubscriber;
   private redis?: Redis;
+  /** Stage jobs running now. */
+  private running = 0;
+  /** Why running jobs are being handed back (set once, while draining). */
+  private handBackReason?: string;
 
   constructor(
     private readonly config: Config,
@@ -41,7 +45,7 @@ export class StageWorker<D extends StageJobData, R> {
 
   start(): void {
     const { queue, concurrency, logger } = this.options;
-    this.worker = new Worker<D, R>(queue, (job, _token, signal) => this.process(job, signal), {
+    this.worker = new Worker<D, R>(queue, (job, token, signal) => this.process(job, token, signal), {
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency,
@@ -57,14 +61,50 @@ export class StageWorker<D extends StageJobData, R> {
     logger.log('consuming', { queue, concurrency });
   }
 
-  /** Lets the running job finish (or hands it back on a second signal): a graceful drain. */
+  /**
+   * A graceful drain: takes no new job and lets the running ones finish. Jobs still running after
+   * DRAIN_TIMEOUT_MS, or when a second SIGTERM (or SIGINT) arrives, are handed back: aborted and moved
+   * back to their queue (not counted as a failed attempt), where another worker takes them at once.
+   * Either way no job is lost; a worker killed outright loses its jobs to BullMQ's stalled check instead.
+   */
   async close(): Promise<void> {
-    await this.worker?.close();
+    const { logger } = this.options;
+    const timeoutMs = this.config.DRAIN_TIMEOUT_MS;
+    logger.log('draining', { running: this.running, timeoutMs });
+    const timer = setTimeout(() => this.handBack(`still running after DRAIN_TIMEOUT_MS (${timeoutMs} ms)`), timeoutMs);
+    const onSignal = (signal: NodeJS.Signals) => this.handBack(`second ${signal} while draining`);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    try {
+      await this.worker?.close();
+    } finally {
+      clearTimeout(timer);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    }
+    logger.log('drained', { handedBack: this.handBackReason !== undefined });
     await this.cancels?.close();
     await this.redis?.quit().catch(() => undefined);
   }
 
-  private async process(job: Job<D, R>, signal?: AbortSignal): Promise<R> {
+  /** Aborts the running jobs; each moves back to its queue (see process). */
+  private handBack(reason: string): void {
+    if (this.handBackReason !== undefined) return;
+    this.handBackReason = reason;
+    this.options.logger.warn('handing back running jobs', { running: this.running, reason });
+    this.worker?.cancelAllJobs(`handed back: ${reason}`);
+  }
+
+  private async process(job: Job<D, R>, token?: string, signal?: AbortSignal): Promise<R> {
+    this.running++;
+    try {
+      return await this.attempt(job, token, signal);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private async attempt(job: Job<D, R>, token?: string, signal?: AbortSignal): Promise<R> {
     const { logger } = this.options;
     // The pipeline's deadline: a stage never starts past it, and a running one is aborted at it
     // through the same AbortSignal a cancellation uses.
@@ -88,6 +128,13 @@ export class StageWorker<D extends StageJobData, R> {
       return await this.options.run(job, signal);
     } catch (caught) {
       failed = true;
+      // Handed back by a draining worker: back to the queue for another worker, not a failed attempt.
+      if (this.handBackReason !== undefined && !expired && token) {
+        await job.log(`attempt ${job.attemptsMade + 1} handed back: ${this.handBackReason}`);
+        await job.moveToWait(token);
+        this.options.logger.warn('stage handed back', { jobId: job.data?.jobId, stageJobId: job.id, reason: this.handBackReason });
+        throw new WaitingError();
+      }
       // Aborted by the deadline timer: whatever the engine threw (CanceledError, a broken exchange) is the deadline.
       const error = expired && deadline !== undefined ? deadlineExceeded(deadline, 'while the stage ran') : caught;
       const message = `${errorCode(error)}: ${(error as Error).message}`;

@@ -2,6 +2,7 @@ import {
   credentials as grpcCredentials,
   makeGenericClientConstructor,
   type ChannelCredentials,
+  type ChannelOptions,
   type Client,
   type ClientDuplexStream,
   type ServiceError,
@@ -31,6 +32,8 @@ export interface GrpcJointPeerOptions extends TransportOptions {
   /** Deadline of each exchange (open, one layer, close). */
   timeoutMs: number;
   credentials?: ChannelCredentials;
+  /** More channel options (TLS target name, load-balancing policy), over the transport's. */
+  channelOptions?: ChannelOptions;
   /** Called after every exchange with its round trip, for metrics and benchmarks. */
   onExchange?: (kind: 'open' | 'step' | 'partial' | 'close', ms: number, bytes: number) => void;
   /** Follow each peer's standard health service (grpc.health.v1.Health/Watch). @defaultValue true */
@@ -201,7 +204,10 @@ export class GrpcJointPeer implements JointPeer {
   }
 
   private client(peer: PeerState): Client {
-    peer.client ??= new ExchangeClient(peer.address, this.credentials(), channelOptions(this.options));
+    peer.client ??= new ExchangeClient(peer.address, this.credentials(), {
+      ...channelOptions(this.options),
+      ...this.options.channelOptions,
+    });
     return peer.client;
   }
 

@@ -6,3 +6,4 @@ export * from './server.js';
 export * from './client.js';
 export * from './worker-server.js';
 export * from './peer-health.js';
+export * from './tls.js';

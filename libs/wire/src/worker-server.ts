@@ -52,14 +52,26 @@ export interface WorkerServerOptions extends TransportOptions {
   pkg: ModelPackage;
   /** The joint-attention peer service, when this worker serves one. */
   jointAttention?: UntypedServiceImplementation;
+  /** The port's credentials (see peerServerCredentials); plaintext when unset. */
   credentials?: ServerCredentials;
+  /**
+   * A second, plaintext port that serves only grpc.health.v1 (the kubelet's gRPC probes cannot
+   * present a client certificate); 0 picks a free one. Unset: no second port.
+   */
+  healthPort?: number;
 }
+
+/** The health service name that stays SERVING while the worker drains: liveness, not readiness (service ''). */
+export const LIVENESS_SERVICE = 'liveness';
 
 /** A worker's gRPC server: model metadata, the standard health service, and the peer service. */
 export class WorkerServer {
   readonly health = new HealthImplementation({ '': 'NOT_SERVING' });
   private readonly server: Server;
+  private readonly healthServer?: Server;
   port = 0;
+  /** The plaintext health-only port, once started (0 without one). */
+  healthPort = 0;
 
   constructor(private readonly options: WorkerServerOptions) {
     this.server = new Server(channelOptions(options));
@@ -77,7 +89,12 @@ export class WorkerServer {
     }
     this.health.setStatus(jointName, options.jointAttention ? 'SERVING' : 'NOT_SERVING');
     this.health.setStatus(ModelService.typeName, 'SERVING');
+    this.health.setStatus(LIVENESS_SERVICE, 'NOT_SERVING');
     this.health.addToServer(this.server);
+    if (options.healthPort !== undefined) {
+      this.healthServer = new Server();
+      this.health.addToServer(this.healthServer);
+    }
   }
 
   async start(): Promise<number> {
@@ -88,22 +105,43 @@ export class WorkerServer {
         (error, port) => (error ? reject(error) : resolve(port)),
       );
     });
+    if (this.healthServer) {
+      this.healthPort = await new Promise<number>((resolve, reject) => {
+        this.healthServer!.bindAsync(
+          `${this.options.host}:${this.options.healthPort}`,
+          ServerCredentials.createInsecure(),
+          (error, port) => (error ? reject(error) : resolve(port)),
+        );
+      });
+    }
+    this.health.setStatus(LIVENESS_SERVICE, 'SERVING');
     this.health.setStatus('', 'SERVING');
     return this.port;
+  }
+
+  /** Not ready any more (service '' NOT_SERVING: peers and readiness probes look elsewhere), still alive; calls go on. */
+  drain(): void {
+    this.health.setStatus('', 'NOT_SERVING');
   }
 
   /** Stops taking calls, lets running ones finish for up to `graceMs`, then forces. */
   async stop(graceMs = 5000): Promise<void> {
     this.health.setStatus('', 'NOT_SERVING');
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    const servers = this.healthServer ? [this.server, this.healthServer] : [this.server];
+    await Promise.all(
+      servers.map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => {
+              server.forceShutdown();
+              resolve();
+            }, graceMs);
+            server.tryShutdown(() => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
   }
 }

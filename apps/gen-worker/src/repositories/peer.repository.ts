@@ -1,15 +1,16 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { CONFIG, JsonLogger, peerTlsFiles, type Config } from '@lavida/config';
 import { ModelPackage, type JointLink, type JointPeer, type OpenRequest } from '@lavida/model';
-import { GrpcJointPeer, type PeerSnapshot } from '@lavida/wire';
+import { GrpcJointPeer, peerChannelCredentials, peerTlsChannelOptions, type PeerSnapshot } from '@lavida/wire';
 
 /** The understanding workers this generation worker drives, chosen by health, with failover across them. */
 @Injectable()
-export class PeerRepository implements JointPeer, OnModuleDestroy {
+export class PeerRepository implements JointPeer, OnApplicationShutdown {
   private readonly logger = new JsonLogger('gen-worker', PeerRepository.name);
   private readonly peer: GrpcJointPeer;
 
   constructor(@Inject(CONFIG) config: Config, pkg: ModelPackage) {
+    const tls = peerTlsFiles(config);
     this.peer = new GrpcJointPeer({
       addresses: config.UND_PEERS,
       modelName: pkg.manifest.name,
@@ -17,6 +18,13 @@ export class PeerRepository implements JointPeer, OnModuleDestroy {
       timeoutMs: config.EXCHANGE_TIMEOUT_MS,
       chunkBytes: config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
+      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked, ours presented.
+      credentials: peerChannelCredentials(tls),
+      channelOptions: {
+        ...peerTlsChannelOptions(tls),
+        // round_robin spreads sessions over every address a name resolves to (a headless Service).
+        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [config.GRPC_LB_POLICY]: {} }] }),
+      },
       onHealthChange: (peer, previous) => {
         const fields = { peer: peer.address, health: peer.health, previous, inFlight: peer.inFlight };
         if (peer.health === 'SERVING') this.logger.log('peer health', fields);
@@ -34,7 +42,8 @@ export class PeerRepository implements JointPeer, OnModuleDestroy {
     return this.peer.peers();
   }
 
-  onModuleDestroy(): void {
+  // After the drain (beforeApplicationShutdown): the running job still exchanges with its peer until it ends.
+  onApplicationShutdown(): void {
     this.peer.close();
   }
 }

@@ -1,11 +1,17 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import {
+  Inject,
+  Injectable,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { CONFIG, JsonLogger, peerTlsFiles, type Config } from '@lavida/config';
 import { ModelPackage } from '@lavida/model';
-import { WorkerServer } from '@lavida/wire';
+import { peerServerCredentials, WorkerServer } from '@lavida/wire';
 
 /** Model metadata and health over gRPC for the generation worker. */
 @Injectable()
-export class GrpcServerService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class GrpcServerService implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new JsonLogger('gen-worker', GrpcServerService.name);
   private server?: WorkerServer;
 
@@ -15,9 +21,12 @@ export class GrpcServerService implements OnApplicationBootstrap, OnApplicationS
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
+    const tls = peerTlsFiles(this.config);
     this.server = new WorkerServer({
       host: this.config.GRPC_HOST,
       port: this.config.GEN_GRPC_PORT,
+      healthPort: this.config.GRPC_HEALTH_PORT,
+      credentials: peerServerCredentials(tls),
       pkg: this.pkg,
       chunkBytes: this.config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: this.config.GRPC_MAX_MESSAGE_BYTES,
@@ -28,9 +37,16 @@ export class GrpcServerService implements OnApplicationBootstrap, OnApplicationS
       segments: this.pkg.segmentNames.length,
       loadMs: Math.round(this.pkg.loadMs),
       grpcPort: port,
+      ...(this.server.healthPort ? { healthPort: this.server.healthPort } : {}),
+      tls: tls !== undefined,
       provider: this.pkg.executionProvider,
       peers: this.config.UND_PEERS,
     });
+  }
+
+  // Draining (the running job goes on): not ready any more, still alive.
+  beforeApplicationShutdown(): void {
+    this.server?.drain();
   }
 
   async onApplicationShutdown(): Promise<void> {

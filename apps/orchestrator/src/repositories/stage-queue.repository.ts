@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, type Config } from '@lavida/config';
@@ -6,7 +6,7 @@ import { QueueName, type PipelineJobData, type StageRef } from '@lavida/contract
 
 /** Queues stage jobs as children of a pipeline job; the one place stage job ids and options are set. */
 @Injectable()
-export class StageQueueRepository implements OnModuleDestroy {
+export class StageQueueRepository implements OnApplicationShutdown {
   private readonly connection: Redis;
   private readonly queues: Record<QueueName.Generation | QueueName.Understanding, Queue>;
 
@@ -41,7 +41,8 @@ export class StageQueueRepository implements OnModuleDestroy {
     });
   }
 
-  async onModuleDestroy(): Promise<void> {
+  // After the workers drained (beforeApplicationShutdown).
+  async onApplicationShutdown(): Promise<void> {
     await Promise.all(Object.values(this.queues).map((q) => q.close()));
     await this.connection.quit().catch(() => undefined);
   }

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, type Config } from '@lavida/config';
@@ -25,7 +25,7 @@ import type { WebhookMessage } from '../services/webhook-events.js';
  * 410 Gone disabled, and lookups of pipeline and stage jobs for failure events.
  */
 @Injectable()
-export class WebhookRepository implements OnModuleDestroy {
+export class WebhookRepository implements OnApplicationShutdown {
   private readonly redis: Redis;
   private readonly deliveries: Queue<WebhookDeliveryJobData>;
   private readonly pipelines: Queue<PipelineJobData, PipelineResult>;
@@ -137,7 +137,8 @@ export class WebhookRepository implements OnModuleDestroy {
     await this.redis.set(webhookKeys.cursor(this.config.QUEUE_PREFIX), eventId);
   }
 
-  async onModuleDestroy(): Promise<void> {
+  // After the workers drained (beforeApplicationShutdown).
+  async onApplicationShutdown(): Promise<void> {
     await Promise.all([this.deliveries, this.pipelines, ...Object.values(this.stageQueues)].map((q) => q.close()));
     await this.redis.quit().catch(() => undefined);
   }

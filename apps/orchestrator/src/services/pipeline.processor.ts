@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, isCanceled, workerLockOptions, workerMetricsOptions, JsonLogger, type Config } from '@lavida/config';
@@ -13,7 +13,7 @@ import { WebhookEmitter } from './webhook-emitter.js';
  * fails the parent on failure, so no pipeline waits forever.
  */
 @Injectable()
-export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', PipelineProcessor.name);
   private worker?: Worker<PipelineJobData, PipelineResult>;
   private redis?: Redis;
@@ -43,7 +43,8 @@ export class PipelineProcessor implements OnApplicationBootstrap, OnApplicationS
     this.logger.log('consuming', { queue: QueueName.Pipeline });
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  // A drain: running jobs finish before the queues and connections they use close (onApplicationShutdown).
+  async beforeApplicationShutdown(): Promise<void> {
     await this.worker?.close();
     await this.redis?.quit().catch(() => undefined);
   }

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, workerMetricsOptions, type Config } from '@lavida/config';
@@ -14,7 +14,7 @@ import { postWebhook, resolveWebhookHost, WebhookRefusedError, webhookSignature 
  * attempt is recorded with the pipeline job.
  */
 @Injectable()
-export class WebhookDeliveryWorker implements OnApplicationBootstrap, OnApplicationShutdown {
+export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', WebhookDeliveryWorker.name);
   private worker?: Worker<WebhookDeliveryJobData, WebhookDeliveryStatus>;
   private connection?: Redis;
@@ -43,7 +43,8 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, OnApplicat
     this.logger.log('consuming', { queue: QueueName.Webhooks });
   }
 
-  async onApplicationShutdown(): Promise<void> {
+  // A drain: running jobs finish before the queues and connections they use close (onApplicationShutdown).
+  async beforeApplicationShutdown(): Promise<void> {
     await this.worker?.close();
     await this.connection?.quit().catch(() => undefined);
   }
