@@ -54,6 +54,15 @@ describe('lavida command line', () => {
     const zero = parseCommandLine(['submit', 'text-to-image', '--prompt', 'x', '--steps', '0']).command;
     assert.ok(zero.kind === 'submit');
     assert.equal(zero.input.steps, 0);
+    // Scheduling options on every task: --priority and --deadline (seconds) as the api's fields.
+    const scheduled = parseCommandLine(['submit', 'understand', '--image', 'x.png', '--priority', '1', '--deadline', '30']).command;
+    assert.ok(scheduled.kind === 'submit');
+    assert.deepEqual(scheduled.input, { question: 'describe the image.', priority: 1, deadline_seconds: 30 });
+    assert.throws(
+      () => parseCommandLine(['submit', 'text-to-image', '--prompt', 'x', '--priority', 'high']),
+      /--priority must be a number/,
+    );
+    assert.throws(() => parseCommandLine(['get', 'abc', '--priority', '1']), /get does not take --priority/);
   });
 
   it('parses get, wait, cancel, list and --url', () => {

@@ -22,6 +22,7 @@ Input options:
                  [--image-guidance x] [--temperature x]
   ground         --image file.png --ref text (required, repeatable) [--steps n]
   understand     --image file.png [--question text (default "describe the image.")] [--prompt-cache]
+  every task     [--priority n (1 highest .. 10, default 5)] [--deadline s (fail after s seconds)]
 
 Options:
   --wait          wait for the job (submit), with a progress bar on stderr
@@ -76,13 +77,23 @@ const OPTIONS = {
   status: { type: 'string' },
   task: { type: 'string' },
   limit: { type: 'string' },
+  priority: { type: 'string' },
+  deadline: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 type Option = keyof typeof OPTIONS;
 
+type Field = [Option, string, 'string' | 'number' | 'boolean' | 'list'];
+
+/** Scheduling options every task takes. */
+const SCHEDULING: Field[] = [
+  ['priority', 'priority', 'number'],
+  ['deadline', 'deadline_seconds', 'number'],
+];
+
 /** Input options of each task: [option, api field, kind]. */
-const TASKS: Record<Task, [Option, string, 'string' | 'number' | 'boolean' | 'list'][]> = {
+const TASKS: Record<Task, Field[]> = {
   'text-to-image': [
     ['prompt', 'prompt', 'string'],
     ['seed', 'seed', 'number'],
@@ -149,7 +160,7 @@ export function parseCommandLine(argv: string[]): Parsed {
       const task = rest[0] as Task | undefined;
       if (!task) throw new UsageError('submit: missing the task (text-to-image, edit, ground, understand)');
       if (!(task in TASKS)) throw new UsageError(`submit: unknown task ${JSON.stringify(task)} (text-to-image, edit, ground, understand)`);
-      const fields = TASKS[task];
+      const fields = [...TASKS[task], ...SCHEDULING];
       const image: Option[] = task === 'text-to-image' ? [] : ['image'];
       allow([...fields.map(([option]) => option), ...image, 'wait', 'out', 'timeout'], 1, `submit ${task}`);
       for (const option of REQUIRED[task]) if (values[option] === undefined) throw new UsageError(`submit ${task} needs --${option}`);
