@@ -4,6 +4,7 @@ import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 import { getJob, postJob, waitForJob } from '../support/http.js';
 import { waitFor } from '../support/wait.js';
+import { LavidaApiError, LavidaClient, type JobEvent } from '@lavida/client';
 
 interface SseEvent {
   event: string;
@@ -110,6 +111,24 @@ describe('job events (SSE)', () => {
 
     // Only changes are sent: no two equal progress events, and far fewer events than polls.
     assert.equal(new Set(steps).size, steps.length);
+  });
+
+  it('the typed client streams the same events (LavidaClient.events), ending with done', async () => {
+    const client = new LavidaClient({ baseUrl: system.apiUrl });
+    const created = await client.createJob({ task: 'text-to-image', input: { prompt: 'a blue square', seed: 4, steps: 30 } });
+    const seen: JobEvent[] = [];
+    for await (const event of client.events(created.id)) seen.push(event);
+    assert.equal(seen[0].event, 'status');
+    assert.equal(seen.at(-1)!.event, 'done');
+    assert.equal((seen.at(-1)!.data as { status: string }).status, 'succeeded');
+    const steps = seen.flatMap((e) => (e.event === 'progress' && typeof e.data.progress === 'object' ? [e.data.progress.step ?? 0] : []));
+    assert.ok(steps.length >= 2 && steps.at(-1) === 30, JSON.stringify(steps));
+    await assert.rejects(
+      async () => {
+        for await (const event of client.events('no-such-job')) assert.fail(`no event expected: ${event.event}`);
+      },
+      (error: unknown) => error instanceof LavidaApiError && error.status === 404,
+    );
   });
 
   it('a finished job: its status, then done at once', async () => {

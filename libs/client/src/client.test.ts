@@ -181,3 +181,94 @@ describe('LavidaClient', () => {
     assert.throws(() => client.fileUrl('image.png'), /needs the job's id/);
   });
 });
+
+/** A text/event-stream response of these chunks; `fail` errors the stream after them (a broken connection). */
+function eventStream(chunks: string[], fail = false): Response {
+  const encoder = new TextEncoder();
+  let next = 0;
+  // Pulled one chunk at a time, so that the error comes after the chunks were read (error() drops queued ones).
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (next < chunks.length) controller.enqueue(encoder.encode(chunks[next++]));
+      else if (fail) controller.error(new TypeError('terminated'));
+      else controller.close();
+    },
+  });
+  return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+}
+
+describe('server-sent events', () => {
+  it('parses events split anywhere across chunks: CRLF, multi-line data, comments, id and retry', async () => {
+    const { parseServerSentEvents } = await import('./events.js');
+    const text =
+      'retry: 1000\r\n\r\n: heartbeat\n\nevent: stage\ndata: {"a":\ndata: 1}\nid: 7\n\ndata:plain\r\revent: done\ndata: {}\n\nevent: cut\ndata: x';
+    for (const size of [1, 2, 3, 5, 1000]) {
+      const chunks: string[] = [];
+      for (let i = 0; i < text.length; i += size) chunks.push(text.slice(i, i + size));
+      const events = [];
+      for await (const e of parseServerSentEvents(
+        (async function* () {
+          yield* chunks;
+        })(),
+      ))
+        events.push(e);
+      assert.deepEqual(
+        events,
+        [
+          { event: 'stage', data: '{"a":\n1}', id: '7', retry: 1000 },
+          { event: 'message', data: 'plain', id: '7', retry: 1000 },
+          { event: 'done', data: '{}', id: '7', retry: 1000 },
+        ],
+        `chunks of ${size}`,
+      );
+    }
+  });
+
+  it("streams a job's events until done, reopening a broken stream, with the key and accept header", async () => {
+    const running = job({ status: 'processing' });
+    const { fetch, calls } = fakeFetch((_call, index) =>
+      index === 0
+        ? eventStream(
+            [`retry: 1000\n\nevent: status\ndata: ${JSON.stringify(running)}\n\nevent: progress\ndata: {"id":"j1","stage":"gen`],
+            true,
+          )
+        : eventStream([
+            `event: status\ndata: ${JSON.stringify(running)}\n\n: heartbeat\n\nevent: unknown\ndata: 1\n\n`,
+            'event: progress\ndata: {"id":"j1","stage":"generate","progress":{"step":3,"steps":16}}\n\n',
+            `event: done\ndata: ${JSON.stringify(job({ status: 'succeeded' }))}\n\nevent: status\ndata: {}\n\n`,
+          ]),
+    );
+    const client = new LavidaClient({ baseUrl: 'http://api.test', apiKey: 'k', fetch });
+    const seen = [];
+    for await (const e of client.events('j1')) seen.push(e);
+    assert.deepEqual(
+      seen.map((e) => e.event),
+      ['status', 'status', 'progress', 'done'],
+    );
+    assert.deepEqual(seen[2].data, { id: 'j1', stage: 'generate', progress: { step: 3, steps: 16 } });
+    assert.equal((seen[3].data as JobView).status, 'succeeded');
+    assert.equal(calls.length, 2);
+    assert.equal(calls[0].url, 'http://api.test/v1/jobs/j1/events');
+    assert.equal(calls[0].headers.accept, 'text/event-stream');
+    assert.equal(calls[0].headers.authorization, 'Bearer k');
+  });
+
+  it('gives up after `retries` broken streams in a row; an unknown job is a 404 before any event', async () => {
+    const broken = fakeFetch(() => eventStream([': heartbeat\n\n'], true));
+    const client = new LavidaClient({ baseUrl: 'http://api.test', fetch: broken.fetch });
+    await assert.rejects(async () => {
+      for await (const event of client.events('j1', { retries: 1 })) assert.fail(`no event expected: ${event.event}`);
+    }, LavidaNetworkError);
+    assert.equal(broken.calls.length, 2);
+    const missing = new LavidaClient({
+      baseUrl: 'http://api.test',
+      fetch: fakeFetch(() => json({ error: { code: 'not_found', message: 'no job j9' } }, 404)).fetch,
+    });
+    await assert.rejects(
+      async () => {
+        for await (const event of missing.events('j9')) assert.fail(`no event expected: ${event.event}`);
+      },
+      (error: unknown) => error instanceof LavidaApiError && error.status === 404,
+    );
+  });
+});

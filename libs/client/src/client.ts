@@ -1,4 +1,5 @@
 import { LavidaApiError, LavidaError, LavidaNetworkError, LavidaTimeoutError } from './errors.js';
+import { parseServerSentEvents, type JobEvent } from './events.js';
 import { isFinal, type CreateJob, type JobPage, type JobView, type ListJobsOptions } from './types.js';
 
 export interface LavidaClientOptions {
@@ -36,6 +37,13 @@ export interface WaitOptions extends RequestOptions {
   /** Failed polls (network errors, 502/503/504) in a row that are retried; default 3. A 429 waits its `Retry-After` and is always retried. */
   retries?: number;
 }
+
+export interface EventsOptions extends RequestOptions {
+  /** Reconnects after a stream that breaks before `done` (a network error), this many times in a row; default 3. */
+  retries?: number;
+}
+
+const JOB_EVENTS = new Set(['status', 'stage', 'progress', 'done', 'error']);
 
 const FILE_PATH = /\/v1\/jobs\/([^/?#]+)\/files\/([^/?#]+)$/;
 
@@ -149,6 +157,47 @@ export class LavidaClient {
       const left = deadline - Date.now();
       if (left <= 0) throw new LavidaTimeoutError(last, options.timeoutMs ?? 0);
       await sleep(Math.min(interval, left), options.signal);
+    }
+  }
+
+  /**
+   * `GET /v1/jobs/{id}/events`: the job's server-sent events as they come (`for await (const e of
+   * client.events(id))`), ending after `done` (or `error`). A stream that breaks before then is
+   * reopened up to `retries` times in a row, and starts again with a `status` event holding the whole
+   * job. An unknown job throws LavidaApiError 404 before any event.
+   */
+  async *events(id: string, options: EventsOptions = {}): AsyncGenerator<JobEvent, void, undefined> {
+    const url = this.url(`/v1/jobs/${segment(id, 'id')}/events`);
+    const retries = options.retries ?? 3;
+    let failures = 0;
+    for (;;) {
+      const response = await this.request('GET', url, { headers: { accept: 'text/event-stream' }, signal: options.signal });
+      if (!response.body) throw new LavidaApiError(response.status, 'invalid_response', 'the event stream has no body', url, 'GET');
+      const body = response.body as unknown as AsyncIterable<Uint8Array>;
+      try {
+        for await (const raw of parseServerSentEvents(body)) {
+          if (!JOB_EVENTS.has(raw.event)) continue;
+          let data: unknown;
+          try {
+            data = JSON.parse(raw.data);
+          } catch {
+            throw new LavidaApiError(response.status, 'invalid_response', `an event is not JSON: ${raw.data.slice(0, 200)}`, url, 'GET');
+          }
+          failures = 0;
+          yield { event: raw.event, data } as JobEvent;
+          if (raw.event === 'done' || raw.event === 'error') return;
+        }
+      } catch (error) {
+        if (error instanceof LavidaError || options.signal?.aborted) throw error;
+        if ((failures += 1) > retries) throw new LavidaNetworkError(url, 'GET', error);
+        await sleep(Math.min(250 * 2 ** failures, 5000), options.signal);
+        continue;
+      } finally {
+        await response.body.cancel().catch(() => undefined);
+      }
+      // The stream ended without `done` (the server went away): reopen it.
+      if ((failures += 1) > retries) throw new LavidaNetworkError(url, 'GET', new Error('the event stream ended before the job finished'));
+      await sleep(Math.min(250 * 2 ** failures, 5000), options.signal);
     }
   }
 
