@@ -84,6 +84,8 @@ export function startApp(name: AppName, env: Record<string, string | number>): A
       ...process.env,
       LOG_LEVEL: 'log',
       MODEL_DIR: FIXTURE_MODEL,
+      // No metrics port unless a test asks for one (the defaults would collide between test processes).
+      METRICS_PORT: '0',
       ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
     },
     stdio: ['ignore', 'pipe', 'pipe'],

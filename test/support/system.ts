@@ -9,6 +9,8 @@ export interface SystemOptions {
   env?: Record<string, string | number>;
   /** Extra environment for the understanding worker only. */
   undEnv?: Record<string, string | number>;
+  /** Serve /metrics on a free port from the orchestrator and the workers (see `metricsPorts`). */
+  metrics?: boolean;
 }
 
 /** The four apps as real processes on free ports, one Redis, one queue prefix. */
@@ -19,6 +21,8 @@ export class TestSystem {
   api!: AppProcess;
   apiUrl = '';
   undPort = 0;
+  /** METRICS_PORT of each app with `metrics` (the api serves /metrics on its own port). */
+  metricsPorts: Partial<Record<'orchestrator' | 'und-worker' | 'gen-worker', number>> = {};
   private env: Record<string, string | number> = {};
 
   constructor(private readonly options: SystemOptions) {}
@@ -38,9 +42,12 @@ export class TestSystem {
       MODEL_DIR: FIXTURE_MODEL,
       ...this.options.env,
     };
+    if (this.options.metrics) {
+      for (const app of ['orchestrator', 'und-worker', 'gen-worker'] as const) this.metricsPorts[app] = await freePort();
+    }
     this.und = await this.startUnd();
-    this.gen = startApp('gen-worker', this.env);
-    this.orchestrator = startApp('orchestrator', this.env);
+    this.gen = startApp('gen-worker', { ...this.env, ...this.metricsEnv('gen-worker') });
+    this.orchestrator = startApp('orchestrator', { ...this.env, ...this.metricsEnv('orchestrator') });
     this.api = startApp('api', this.env);
     await Promise.all([this.gen.waitForLog('consuming'), this.orchestrator.waitForLog('consuming')]);
     const listening = await this.api.waitForLog('listening');
@@ -50,9 +57,14 @@ export class TestSystem {
 
   /** (Re)starts the understanding worker on its fixed port. */
   async startUnd(): Promise<AppProcess> {
-    this.und = startApp('und-worker', { ...this.env, ...this.options.undEnv });
+    this.und = startApp('und-worker', { ...this.env, ...this.metricsEnv('und-worker'), ...this.options.undEnv });
     await this.und.waitForLog('serving');
     return this.und;
+  }
+
+  private metricsEnv(app: keyof TestSystem['metricsPorts']): Record<string, number> {
+    const port = this.metricsPorts[app];
+    return port === undefined ? {} : { METRICS_PORT: port };
   }
 
   async stop(): Promise<void> {

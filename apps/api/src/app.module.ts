@@ -1,6 +1,6 @@
 import { Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
-import { CONFIG, loadConfigOrExit } from '@lavida/config';
+import { CONFIG, loadConfigOrExit, TelemetryShutdown } from '@lavida/config';
 import { HealthController } from './controllers/health.controller.js';
 import { JobController } from './controllers/job.controller.js';
 import { JobQueueRepository } from './repositories/job-queue.repository.js';
@@ -16,11 +16,12 @@ import { IdempotencyRepository } from './repositories/idempotency.repository.js'
 import { ApiKeyService } from './services/api-key.service.js';
 import { IdempotencyService } from './services/idempotency.service.js';
 import { JobEventsService } from './services/job-events.service.js';
+import { MetricsController } from './controllers/metrics.controller.js';
 import { AdminModule } from './admin/admin.module.js';
 
 @Module({
   imports: [AdminModule],
-  controllers: [JobController, KeyController, HealthController],
+  controllers: [JobController, KeyController, HealthController, MetricsController],
   providers: [
     { provide: CONFIG, useFactory: () => loadConfigOrExit() },
     JobQueueRepository,
@@ -33,6 +34,7 @@ import { AdminModule } from './admin/admin.module.js';
     ApiKeyService,
     IdempotencyService,
     JobEventsService,
+    TelemetryShutdown,
     // Global guards run in this order: who is asking (401/403), then their rate limit (429).
     { provide: APP_GUARD, useClass: ApiKeyGuard },
     { provide: APP_GUARD, useClass: RateLimitGuard },

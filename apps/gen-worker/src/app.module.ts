@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { ArtifactStore, CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
+import { ArtifactStore, CONFIG, loadConfigOrExit, TelemetryShutdown, type Config } from '@lavida/config';
 import { loadModelFromConfig, ModelPackage } from '@lavida/model';
 import { PeerRepository } from './repositories/peer.repository.js';
 import { GenerationProcessor } from './services/generation.processor.js';
@@ -17,6 +17,7 @@ import { workerRegistryProvider } from './services/worker-registry.provider.js';
     GenerationService,
     GenerationProcessor,
     GrpcServerService,
+    TelemetryShutdown,
   ],
 })
 export class AppModule {}

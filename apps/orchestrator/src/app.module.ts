@@ -1,10 +1,11 @@
 import { Module } from '@nestjs/common';
-import { CONFIG, loadConfigOrExit } from '@lavida/config';
+import { CONFIG, loadConfigOrExit, TelemetryShutdown } from '@lavida/config';
 import { StageQueueRepository } from './repositories/stage-queue.repository.js';
 import { PipelineProcessor } from './services/pipeline.processor.js';
 import { WebhookRepository } from './repositories/webhook.repository.js';
 import { WebhookEmitter } from './services/webhook-emitter.js';
 import { WebhookDeliveryWorker } from './services/webhook-delivery.worker.js';
+import { QueueMetrics } from './services/queue-metrics.js';
 import { workerRegistryProvider } from './services/worker-registry.provider.js';
 
 @Module({
@@ -15,6 +16,8 @@ import { workerRegistryProvider } from './services/worker-registry.provider.js';
     WebhookRepository,
     WebhookEmitter,
     WebhookDeliveryWorker,
+    QueueMetrics,
+    TelemetryShutdown,
     workerRegistryProvider,
   ],
 })

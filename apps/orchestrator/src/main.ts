@@ -1,10 +1,13 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { runApp } from '@lavida/config';
+import { CONFIG, runApp, serveMetrics, startTelemetry, type Config } from '@lavida/config';
 import { AppModule } from './app.module.js';
 
 await runApp('orchestrator', async (logger) => {
+  // Metrics and (when configured) tracing before anything else starts.
+  await startTelemetry('orchestrator');
   const app = await NestFactory.createApplicationContext(AppModule, { logger, abortOnError: false });
   // SIGTERM drains (running jobs finish or are handed back), then the process exits 0.
   app.enableShutdownHooks([], { useProcessExit: true });
+  await serveMetrics(app.get<Config>(CONFIG), 'orchestrator', logger);
 });

@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { ArtifactStore, CONFIG, loadConfigOrExit, type Config } from '@lavida/config';
+import { ArtifactStore, CONFIG, loadConfigOrExit, TelemetryShutdown, type Config } from '@lavida/config';
 import { loadModelFromConfig, ModelPackage } from '@lavida/model';
 import { PeerServerService } from './services/peer-server.service.js';
 import { UnderstandingProcessor } from './services/understanding.processor.js';
@@ -15,6 +15,7 @@ import { workerRegistryProvider } from './services/worker-registry.provider.js';
     PeerServerService,
     UnderstandingService,
     UnderstandingProcessor,
+    TelemetryShutdown,
   ],
 })
 export class AppModule {}

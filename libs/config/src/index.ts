@@ -166,6 +166,18 @@ const schema = z.object({
    * limit; 0 = no limit. Room for a client polling a job every 100 ms. @defaultValue 1200
    */
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000).default(1200),
+  /**
+   * Port of the orchestrator's and the workers' Prometheus endpoint (`/metrics`, `/healthz`); 0 = off.
+   * The api serves `/metrics` on API_PORT instead. @defaultValue 9464 orchestrator, 9465 und-worker, 9466 gen-worker
+   */
+  METRICS_PORT: z.preprocess((value) => (value === '' ? undefined : value), int(0, 65535).optional()),
+  /** Address the metrics endpoint binds. @defaultValue 0.0.0.0 */
+  METRICS_HOST: z.string().min(1).default('0.0.0.0'),
+  /** When set, `/metrics` (every app) needs `Authorization: Bearer <token>`; unset, it is open (an internal port). */
+  METRICS_TOKEN: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.string().min(16, 'expected at least 16 characters').optional(),
+  ),
 });
 
 /** Validated configuration of every app. */
@@ -241,6 +253,7 @@ export { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';
 export { freePort, hasRedisServer, redisAnswers, startLocalRedis } from './local-redis.js';
+export { DEFAULT_METRICS_PORTS, serveMetrics, startTelemetry, TelemetryShutdown, type AppName } from './telemetry.js';
 export {
   deviceOf,
   listWorkers,

@@ -1,10 +1,14 @@
+import { logFields, traceFields } from '@lavida/telemetry';
+
 /** Log levels, most severe first. */
 const LEVELS = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'] as const;
 type Level = (typeof LEVELS)[number];
 
 /**
  * Structured JSON logs, one object a line, usable as a NestJS LoggerService. Fields passed as the
- * last argument object (for example `{ jobId }`) are merged into the line.
+ * last argument object (for example `{ jobId }`) are merged into the line, and so are the fields of
+ * the job being processed (`withLogFields`: every line written while a job runs carries its jobId)
+ * and, with tracing on, `trace_id` and `span_id`.
  */
 export class JsonLogger {
   constructor(
@@ -51,6 +55,9 @@ export class JsonLogger {
       level,
       app: this.app,
       ...(context ? { context } : {}),
+      // The running job's fields (its jobId: see withLogFields) and, with tracing on, its trace.
+      ...logFields(),
+      ...traceFields(),
       ...this.base,
       ...fields,
       msg: message instanceof Error ? message.message : message,

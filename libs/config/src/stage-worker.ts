@@ -6,6 +6,7 @@ import type { Config } from './index.js';
 import type { JsonLogger } from './logger.js';
 import { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 import type { WorkerRegistry } from './worker-registry.js';
+import { bullmqTelemetry, stageDuration, stageWait, withLogFields } from '@lavida/telemetry';
 
 /** What every stage job carries: its pipeline job id and the pipeline's deadline. */
 export interface StageJobData {
@@ -51,6 +52,8 @@ export class StageWorker<D extends StageJobData, R> {
       concurrency,
       ...workerLockOptions(this.config),
       ...workerMetricsOptions(),
+      // With tracing on, each attempt is a span in the trace of the pipeline that queued it.
+      ...bullmqTelemetry(),
     });
     this.worker.on('error', (error) => logger.error('worker error', error));
     // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
@@ -97,10 +100,21 @@ export class StageWorker<D extends StageJobData, R> {
 
   private async process(job: Job<D, R>, token?: string, signal?: AbortSignal): Promise<R> {
     this.running++;
+    const { queue } = this.options;
+    const started = performance.now();
+    const labels = { queue, stage: job.name };
+    if (job.attemptsMade === 0 && job.processedOn) stageWait.observe(labels, Math.max(0, job.processedOn - job.timestamp) / 1000);
+    let outcome = 'succeeded';
     try {
-      return await this.attempt(job, token, signal);
+      // Every log line of the attempt (the engine's, the exchange's) carries the pipeline's job id.
+      const jobId = typeof job.data?.jobId === 'string' ? job.data.jobId : undefined;
+      return await withLogFields({ jobId, stageJobId: job.id, queue }, () => this.attempt(job, token, signal));
+    } catch (error) {
+      outcome = stageOutcome(job, error);
+      throw error;
     } finally {
       this.running--;
+      stageDuration.observe({ ...labels, outcome }, (performance.now() - started) / 1000);
     }
   }
 
@@ -148,6 +162,16 @@ export class StageWorker<D extends StageJobData, R> {
       this.options.registry?.end(job.id, !failed);
     }
   }
+}
+
+/** How an attempt ended, for lavida_stage_duration_seconds: from what `attempt` threw. */
+function stageOutcome(job: Job, error: unknown): string {
+  if (error instanceof WaitingError) return 'handed_back';
+  const message = error instanceof Error ? error.message : '';
+  if (message.startsWith('CANCELED')) return 'canceled';
+  if (message.startsWith('DEADLINE_EXCEEDED')) return 'deadline_exceeded';
+  if (error instanceof UnrecoverableError) return 'failed';
+  return job.attemptsMade + 1 < (job.opts.attempts ?? 1) ? 'retrying' : 'failed';
 }
 
 function deadlineExceeded(deadline: number, when: string): DeadlineExceededError {

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { InvalidInputError, ModelPackageError } from '@lavida/contracts';
+import { modelLoad } from '@lavida/telemetry';
 import {
   ManifestSchema,
   manifestProblems,
@@ -215,15 +216,17 @@ function sessionProblems(name: string, spec: SegmentSpec, session: ort.Inference
   return problems;
 }
 
-/** Loads the configured model package for a branch, with the configured execution provider. */
-export function loadModelFromConfig(
+/** Loads the configured model package for a branch, with the configured execution provider (its load time: lavida_model_load_seconds). */
+export async function loadModelFromConfig(
   config: Pick<import('@lavida/config').Config, 'MODEL_DIR' | 'ORT_EXECUTION_PROVIDER' | 'ORT_DEVICE_ID' | 'ORT_INTRA_OP_THREADS'>,
   branch: Branch,
 ): Promise<ModelPackage> {
-  return ModelPackage.load(config.MODEL_DIR, {
+  const pkg = await ModelPackage.load(config.MODEL_DIR, {
     branch,
     executionProvider: config.ORT_EXECUTION_PROVIDER,
     deviceId: config.ORT_DEVICE_ID,
     intraOpThreads: config.ORT_INTRA_OP_THREADS,
   });
+  modelLoad.set({ model: pkg.manifest.name, version: pkg.manifest.version, branch }, pkg.loadMs / 1000);
+  return pkg;
 }

@@ -1,6 +1,7 @@
 import {
   credentials as grpcCredentials,
   makeGenericClientConstructor,
+  Metadata,
   type ChannelCredentials,
   type ChannelOptions,
   type Client,
@@ -22,6 +23,8 @@ import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js
 import { chunkOf, responseTensors, writeAll } from './frames.js';
 import { fromServiceError } from './status.js';
 import { channelOptions, type TransportOptions } from './channel.js';
+import { exchangeSessions, SpanStatusCode } from '@lavida/telemetry';
+import { clientSession, recordExchange } from './telemetry.js';
 import { HealthClient, HealthWatch, type HealthWatchOptions, type PeerHealth, type PeerSnapshot } from './peer-health.js';
 
 export interface GrpcJointPeerOptions extends TransportOptions {
@@ -226,6 +229,10 @@ class GrpcLink implements JointLink {
   private readonly inbox: ExchangeResponse[] = [];
   private waiter?: { resolve: (frame: ExchangeResponse) => void; reject: (error: Error) => void };
   private failure?: LavidaError;
+  /** Exchanges answered and their payload bytes, for the session's span. */
+  private exchanges = 0;
+  private bytesSent = 0;
+  private bytesReceived = 0;
   private ended = false;
   /** Layer 0's projections, from the first step. */
   private first?: Projections;
@@ -272,7 +279,24 @@ class GrpcLink implements JointLink {
     release: () => void,
     signal?: AbortSignal,
   ): Promise<GrpcLink> {
-    const call = (client as unknown as { exchange: () => Exchange }).exchange();
+    // A client span per session (a child of the running stage's span); its trace context and the
+    // job id travel in the call's metadata to the serving side.
+    const metadata = new Metadata();
+    const span = clientSession(metadata, address, request.sessionId);
+    const call = (client as unknown as { exchange: (metadata: Metadata) => Exchange }).exchange(metadata);
+    call.on('status', (status: { code: number; details: string }) => {
+      span.setAttributes({
+        'rpc.grpc.status_code': status.code,
+        'lavida.exchanges': link.exchanges,
+        'lavida.bytes_sent': link.bytesSent,
+        'lavida.bytes_received': link.bytesReceived,
+      });
+      // CANCELLED (1) is how a session that failed or was aborted on this side ends.
+      if (status.code !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message: link.failure?.message ?? status.details });
+      span.end();
+      const outcome = status.code === 0 ? 'closed' : link.failure instanceof CanceledError ? 'canceled' : 'failed';
+      exchangeSessions.inc({ side: 'client', outcome });
+    });
     const onAbort = () => {
       link.fail(new CanceledError('canceled'));
       call.cancel();
@@ -382,8 +406,14 @@ class GrpcLink implements JointLink {
     });
     try {
       const answer = await Promise.race([writeAll(this.call, frames).then(() => this.next()), deadline]);
-      const bytes = frames.reduce((sum, f) => sum + frameBytes(f), 0) + frameBytes(answer);
-      this.options.onExchange?.(kind, performance.now() - started, bytes);
+      const ms = performance.now() - started;
+      const sent = frames.reduce((sum, f) => sum + frameBytes(f), 0);
+      const received = frameBytes(answer);
+      this.exchanges++;
+      this.bytesSent += sent;
+      this.bytesReceived += received;
+      recordExchange('client', kind, ms, sent, received);
+      this.options.onExchange?.(kind, ms, sent + received);
       return answer;
     } finally {
       clearTimeout(timer);

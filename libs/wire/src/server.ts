@@ -8,6 +8,8 @@ import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js
 import { chunkOf, requestTensors, writeAll } from './frames.js';
 import { toStatus } from './status.js';
 import type { TransportOptions } from './channel.js';
+import { exchangeSessions, SpanStatusCode, withContext, withLogFields } from '@lavida/telemetry';
+import { recordExchange, serverSession, type ExchangeKind } from './telemetry.js';
 
 /** What the serving side reports per session, for logs and metrics. */
 export interface SessionReport {
@@ -39,10 +41,28 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
       let sessionId = '';
       let done = false;
       let queue: Promise<void> = Promise.resolve();
+      // A server span continuing the driver's trace (traceparent in the metadata); every log line
+      // of the session carries the job id the driver sent.
+      const trace = serverSession(call.metadata);
+      let exchanges = 0;
+      let bytesSent = 0;
+      let bytesReceived = 0;
 
       const finish = (outcome: SessionReport['outcome'], error?: unknown) => {
         if (done) return;
         done = true;
+        trace.span.setAttributes({
+          'lavida.session_id': sessionId,
+          'lavida.steps': session?.stepsRun ?? 0,
+          'lavida.exchanges': exchanges,
+          'lavida.bytes_sent': bytesSent,
+          'lavida.bytes_received': bytesReceived,
+          'lavida.outcome': outcome,
+        });
+        if (outcome === 'failed')
+          trace.span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+        trace.span.end();
+        exchangeSessions.inc({ side: 'server', outcome });
         options.onSession?.({
           sessionId,
           steps: session?.stepsRun ?? 0,
@@ -61,6 +81,7 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
           return;
         }
         const encoded = [tensors.q, tensors.k, tensors.v].map((t) => encodeTensor(t, options.chunkBytes));
+        for (const e of encoded) bytesSent += e.tensor.data.length + e.rest.reduce((sum, piece) => sum + piece.length, 0);
         if (frame.case === 'projections') {
           frame.value.q = encoded[0].tensor;
           frame.value.k = encoded[1].tensor;
@@ -144,7 +165,24 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
         }
         if (complete) {
           const frame = complete;
-          queue = queue.then(() => handle(frame)).catch((error: unknown) => finish('failed', error));
+          const received = payloadBytes(frame);
+          bytesReceived += received;
+          queue = queue
+            .then(() =>
+              withContext(trace.context, () =>
+                withLogFields(trace.jobId ? { jobId: trace.jobId } : {}, async () => {
+                  const sentBefore = bytesSent;
+                  const started = performance.now();
+                  await handle(frame);
+                  const kind = EXCHANGE_KINDS[frame.frame.case ?? ''];
+                  if (kind) {
+                    exchanges++;
+                    recordExchange('server', kind, performance.now() - started, bytesSent - sentBefore, received);
+                  }
+                }),
+              ),
+            )
+            .catch((error: unknown) => finish('failed', error));
         }
       });
       call.on('end', () => {
@@ -154,4 +192,18 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
       call.on('cancelled', () => finish('canceled'));
     },
   };
+}
+
+/** The exchange a request frame starts, by its case. */
+const EXCHANGE_KINDS: Partial<Record<string, ExchangeKind>> = { open: 'open', beginStep: 'step', partial: 'partial', close: 'close' };
+
+/** Tensor payload bytes of a request frame (as the driver counts them). */
+function payloadBytes(request: ExchangeRequest): number {
+  const value = request.frame.value as Record<string, unknown> | undefined;
+  if (!value) return 0;
+  let bytes = 0;
+  for (const field of Object.values(value)) {
+    if (field && typeof field === 'object' && 'data' in field && field.data instanceof Uint8Array) bytes += field.data.length;
+  }
+  return bytes;
 }

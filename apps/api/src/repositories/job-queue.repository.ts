@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { artifactKey, CONFIG, isCanceled, requestCancel, type Config } from '@lavida/config';
+import { bullmqTelemetry } from '@lavida/telemetry';
 import { JobName, QueueName, type PipelineJobData, type PipelineResult, type StageRef } from '@lavida/contracts';
 
 /** The API's view of Redis: pipeline jobs, their stage jobs, and artefacts. */
@@ -14,7 +15,8 @@ export class JobQueueRepository implements OnModuleDestroy {
   constructor(@Inject(CONFIG) private readonly config: Config) {
     this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     const options = { connection: this.redis, prefix: config.QUEUE_PREFIX };
-    this.pipeline = new Queue(QueueName.Pipeline, options);
+    // With tracing on, a pipeline job carries the trace context of its submission.
+    this.pipeline = new Queue(QueueName.Pipeline, { ...options, ...bullmqTelemetry() });
     this.stageQueues = {
       [QueueName.Generation]: new Queue(QueueName.Generation, options),
       [QueueName.Understanding]: new Queue(QueueName.Understanding, options),

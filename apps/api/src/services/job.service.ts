@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BadRequestException, Inject, Injectable, NotFoundException } from '@nestjs/common';
 import type { JobState } from 'bullmq';
 import { CONFIG, type Config } from '@lavida/config';
+import { inSpan, jobsSubmitted } from '@lavida/telemetry';
 import {
   DEFAULT_PRIORITY,
   outputView,
@@ -69,7 +70,8 @@ export class JobService {
     }
     const created = Date.now();
     const seconds = body.input.deadline_seconds;
-    await this.jobs.addPipeline({
+    // With tracing on, the job's trace starts here: its context travels in the pipeline job to every stage.
+    const pipeline = {
       id,
       task: body.task,
       input,
@@ -77,7 +79,9 @@ export class JobService {
       ...(webhook ? { webhook } : {}),
       priority: body.input.priority ?? DEFAULT_PRIORITY,
       ...(seconds === undefined ? {} : { deadline: created + seconds * 1000 }),
-    });
+    };
+    await inSpan('job.submit', { attributes: { 'lavida.job_id': id, 'lavida.task': body.task } }, () => this.jobs.addPipeline(pipeline));
+    jobsSubmitted.inc({ task: body.task });
     return this.get(id, baseUrl);
   }
 

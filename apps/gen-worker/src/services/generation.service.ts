@@ -3,6 +3,7 @@ import type { Job } from 'bullmq';
 import { ArtifactStore, CONFIG, JsonLogger, type Config } from '@lavida/config';
 import { InvalidInputError, type EditJobData, type GenerateJobData, type GenerateResult, type ImageRef } from '@lavida/contracts';
 import { decodeImageInput, editImage, ModelPackage, textToImage, type TextToImageResult } from '@lavida/model';
+import { diffusionStepDuration, diffusionSteps, diffusionStepsPerSecond } from '@lavida/telemetry';
 import { PeerRepository } from '../repositories/peer.repository.js';
 
 /** Runs the generation branch's stages (text-to-image, editing) with the understanding peer, and stores the PNG. */
@@ -50,10 +51,17 @@ export class GenerationService {
     const attempt = job.attemptsMade + 1;
     const started = performance.now();
     let lastProgress = 0;
+    // Diffusion metrics: each step's wall time (the first one includes opening the session).
+    const task = { task: stage };
+    let lastStep = started;
     const result = await work({
       sessionId: `${jobId}/${attempt}`,
       signal,
       onStep: async (step, steps) => {
+        const at = performance.now();
+        diffusionSteps.inc(task);
+        diffusionStepDuration.observe(task, (at - lastStep) / 1000);
+        lastStep = at;
         // Progress is a Redis write: at most every 100 ms, and always the last step.
         const now = performance.now();
         if (step === steps || now - lastProgress >= 100) {
@@ -65,6 +73,7 @@ export class GenerationService {
     const name = output ?? 'image.png';
     await this.artifacts.put(jobId, name, result.png);
     const totalMs = performance.now() - started;
+    if (lastStep > started) diffusionStepsPerSecond.set(task, result.steps / ((lastStep - started) / 1000));
     this.logger.log(stage === 'edit' ? 'edited' : 'generated', {
       jobId,
       attempt,

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, type Config } from '@lavida/config';
+import { bullmqTelemetry } from '@lavida/telemetry';
 import { QueueName, type PipelineJobData, type StageRef } from '@lavida/contracts';
 
 /** Queues stage jobs as children of a pipeline job; the one place stage job ids and options are set. */
@@ -12,7 +13,8 @@ export class StageQueueRepository implements OnApplicationShutdown {
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
     this.connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
-    const options = { connection: this.connection, prefix: config.QUEUE_PREFIX };
+    // With tracing on, a stage job carries the trace context of the pipeline run that queued it.
+    const options = { connection: this.connection, prefix: config.QUEUE_PREFIX, ...bullmqTelemetry() };
     this.queues = {
       [QueueName.Generation]: new Queue(QueueName.Generation, options),
       [QueueName.Understanding]: new Queue(QueueName.Understanding, options),

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, type Config } from '@lavida/config';
+import { bullmqTelemetry } from '@lavida/telemetry';
 import {
   JobName,
   QueueName,
@@ -34,7 +35,8 @@ export class WebhookRepository implements OnApplicationShutdown {
   constructor(@Inject(CONFIG) private readonly config: Config) {
     this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
     const options = { connection: this.redis, prefix: config.QUEUE_PREFIX };
-    this.deliveries = new Queue(QueueName.Webhooks, options);
+    // With tracing on, a delivery is a span in the trace of the pipeline that emitted the event.
+    this.deliveries = new Queue(QueueName.Webhooks, { ...options, ...bullmqTelemetry() });
     this.pipelines = new Queue(QueueName.Pipeline, options);
     this.stageQueues = {
       [QueueName.Generation]: new Queue(QueueName.Generation, options),

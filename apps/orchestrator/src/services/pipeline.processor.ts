@@ -3,6 +3,7 @@ import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bull
 import { Redis } from 'ioredis';
 import { CONFIG, isCanceled, workerLockOptions, workerMetricsOptions, JsonLogger, type Config } from '@lavida/config';
 import { DeadlineExceededError, JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
+import { bullmqTelemetry, pipelineDuration, withLogFields } from '@lavida/telemetry';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
 import { nextStep } from './pipeline-plan.js';
 import { WebhookEmitter } from './webhook-emitter.js';
@@ -26,16 +27,22 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
 
   onApplicationBootstrap(): void {
     this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
-    this.worker = new Worker<PipelineJobData, PipelineResult>(QueueName.Pipeline, (job, token) => this.process(job, token), {
+    // Every log line of a pipeline's processing carries its job id.
+    const processor = (job: Job<PipelineJobData, PipelineResult>, token?: string) =>
+      withLogFields({ jobId: job.id }, () => this.process(job, token));
+    this.worker = new Worker<PipelineJobData, PipelineResult>(QueueName.Pipeline, processor, {
       connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency: 64,
       ...workerLockOptions(this.config),
       ...workerMetricsOptions(),
+      // With tracing on, each time the pipeline runs is a span in the trace its submission started.
+      ...bullmqTelemetry(),
     });
     this.worker.on('error', (error) => this.logger.error('worker error', error));
     this.worker.on('failed', (job, error) => {
       this.logger.warn('pipeline failed', { jobId: job?.id, error: error.message });
+      if (job) observePipeline(job.data, error.message.startsWith('CANCELED') ? 'canceled' : 'failed');
       // job.completed with the error (a stage that failed the pipeline fails it here too).
       if (job?.id)
         this.webhooks.failed(job.id).catch((e: Error) => this.logger.error('webhook not queued', { jobId: job.id, error: e.message }));
@@ -69,6 +76,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
         await job.updateData({ ...job.data, done: true });
         await this.webhooks.succeeded(job, step.result);
         log.log('pipeline succeeded', { stages: job.data.stages?.length ?? 0 });
+        observePipeline(job.data, 'succeeded');
         return step.result;
       }
       // Past the deadline no further stage is queued (a result already made is still returned above).
@@ -94,4 +102,10 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
     // Keys are `<prefix>:<queue>:<job id>`.
     return new Map(Object.entries(values).map(([key, value]) => [key.split(':').at(-1)!, value]));
   }
+}
+
+/** lavida_pipeline_duration_seconds: from the submission to now. */
+function observePipeline(data: PipelineJobData, outcome: 'succeeded' | 'failed' | 'canceled'): void {
+  const created = Date.parse(data.createdAt);
+  if (Number.isFinite(created)) pipelineDuration.observe({ task: data.task, outcome }, Math.max(0, Date.now() - created) / 1000);
 }

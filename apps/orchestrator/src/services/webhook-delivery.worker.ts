@@ -3,6 +3,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, workerMetricsOptions, type Config } from '@lavida/config';
 import { JobName, QueueName, type WebhookAttempt, type WebhookDeliveryJobData, type WebhookDeliveryStatus } from '@lavida/contracts';
+import { bullmqTelemetry, statusClass, traceHeaders, webhookDeliveries, webhookDuration, withLogFields } from '@lavida/telemetry';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
 import { postWebhook, resolveWebhookHost, WebhookRefusedError, webhookSignature } from './webhook-client.js';
 
@@ -27,12 +28,16 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
   onApplicationBootstrap(): void {
     const schedule = this.config.WEBHOOK_RETRY_SCHEDULE_MS;
     this.connection = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
-    this.worker = new Worker<WebhookDeliveryJobData, WebhookDeliveryStatus>(QueueName.Webhooks, (job) => this.deliver(job), {
+    // Every log line of a delivery carries the job id; with tracing on, it is a span of the job's trace.
+    const processor = (job: Job<WebhookDeliveryJobData, WebhookDeliveryStatus>) =>
+      withLogFields({ jobId: job.data?.jobId, webhookId: job.id }, () => this.deliver(job));
+    this.worker = new Worker<WebhookDeliveryJobData, WebhookDeliveryStatus>(QueueName.Webhooks, processor, {
       connection: this.connection,
       prefix: this.config.QUEUE_PREFIX,
       concurrency: this.config.WEBHOOK_CONCURRENCY,
       ...workerLockOptions(this.config),
       ...workerMetricsOptions(),
+      ...bullmqTelemetry(),
       // Retry n waits the schedule's n-th delay.
       settings: { backoffStrategy: (attemptsMade: number) => schedule[Math.min(attemptsMade, schedule.length) - 1] ?? 0 },
     });
@@ -57,8 +62,12 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
     const last = attempt >= (job.opts.attempts ?? 1);
     const started = Date.now();
     const log = this.logger.child({ jobId, webhookId: id, attempt });
-    const record = (status: WebhookDeliveryStatus, outcome: Omit<WebhookAttempt, 'attempt' | 'at' | 'ms'>) =>
-      this.webhooks.record(
+    const record = (status: WebhookDeliveryStatus, outcome: Omit<WebhookAttempt, 'attempt' | 'at' | 'ms'>) => {
+      // Every attempt is recorded once: lavida_webhook_deliveries_total and its duration.
+      const label = outcome.error?.startsWith('refused:') ? 'refused' : status;
+      webhookDeliveries.inc({ outcome: label, status_class: statusClass(outcome.status_code) });
+      webhookDuration.observe({ outcome: label }, (Date.now() - started) / 1000);
+      return this.webhooks.record(
         jobId,
         id,
         event,
@@ -71,6 +80,7 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
         },
         url,
       );
+    };
 
     if (await this.webhooks.isDisabled(url)) {
       await record('skipped', { error: 'endpoint disabled (it answered 410 Gone)' });
@@ -88,6 +98,8 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
         'webhook-id': id,
         'webhook-timestamp': String(timestamp),
         'webhook-signature': webhookSignature(this.config.WEBHOOK_SECRET, id, timestamp, body),
+        // With tracing on, the receiver can continue the job's trace.
+        ...traceHeaders(),
       };
       status = await postWebhook(target, addresses, headers, body, this.config.WEBHOOK_TIMEOUT_MS);
     } catch (error) {

@@ -1,0 +1,3 @@
+export * from './metrics.js';
+export * from './tracing.js';
+export * from './server.js';
