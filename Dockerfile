@@ -42,7 +42,11 @@ ARG ONNXRUNTIME_NODE_INSTALL=skip
 ENV ONNXRUNTIME_NODE_INSTALL=${ONNXRUNTIME_NODE_INSTALL}
 COPY package.json package-lock.json .npmrc ./
 COPY --from=manifests /manifests/ ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# onnxruntime-node ships its runtime for every platform (about 290 MB): keep this one's (about 45 MB).
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
+  && arch="$(node -p process.arch)" \
+  && find node_modules/onnxruntime-node/bin -mindepth 3 -maxdepth 3 -type d ! -path "*/linux/$arch" -exec rm -rf {} + \
+  && find node_modules/onnxruntime-node/bin -mindepth 1 -type d -empty -delete
 
 FROM ${NODE_IMAGE} AS node
 

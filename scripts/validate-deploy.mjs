@@ -123,6 +123,74 @@ function durationSeconds(value) {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Dockerfile (no engine here: what can be checked without building)
+
+/** A glob of .dockerignore as a RegExp over a path relative to the context (`**`, `*`, `?`). */
+function ignoreRegExp(pattern) {
+  const body = pattern
+    .replace(/^\/+|\/+$/g, '')
+    .split(/(\*\*\/?|\*|\?)/)
+    .map((part) =>
+      part.startsWith('**') ? '(?:.*/)?' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&'),
+    )
+    .join('');
+  return new RegExp(`^${body}(?:/.*)?$`);
+}
+
+/**
+ * The Dockerfile's stages refer to stages that exist, the image ends as a non-root user, and what it
+ * copies from the build context exists and is not excluded by .dockerignore.
+ */
+export function dockerfileProblems(dockerfile, dockerignore, exists) {
+  const problems = [];
+  const lines = dockerfile
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
+  const ignored = dockerignore
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#') && !l.startsWith('!'))
+    .map(ignoreRegExp);
+  const stages = [];
+  let user;
+  for (const line of lines) {
+    const [instruction, ...rest] = line.split(/\s+/);
+    const args = rest.join(' ');
+    switch (instruction.toUpperCase()) {
+      case 'FROM': {
+        const as = /\sAS\s+(\S+)$/i.exec(args);
+        stages.push(as ? as[1] : String(stages.length));
+        user = undefined;
+        break;
+      }
+      case 'USER':
+        user = args;
+        break;
+      case 'COPY': {
+        const from = /--from=(\S+)/.exec(args)?.[1];
+        const paths = rest.filter((a) => !a.startsWith('--'));
+        if (from) {
+          if (!stages.includes(from) && !from.includes(':') && !from.includes('/'))
+            problems.push(`COPY --from=${from}: no such stage before it`);
+        } else {
+          for (const source of paths.slice(0, -1)) {
+            if (!exists(source)) problems.push(`COPY ${source}: not in the build context`);
+            else if (ignored.some((re) => re.test(source))) problems.push(`COPY ${source}: excluded by .dockerignore`);
+          }
+        }
+        break;
+      }
+      default:
+    }
+  }
+  if (!user || /^(root|0)(:|$)/.test(user)) problems.push(`the final stage runs as ${user ?? 'root (no USER)'}`);
+  else if (!/^\d+(:\d+)?$/.test(user)) problems.push(`USER ${user}: use a numeric uid so that Kubernetes' runAsNonRoot can check it`);
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Kustomize, the features these manifests use
 
 const KUSTOMIZATION_FIELDS = new Set(['apiVersion', 'kind', 'resources', 'components', 'patches', 'images', 'labels', 'namespace']);
@@ -732,6 +800,13 @@ export async function validateAll(root = ROOT) {
     }
   }
   for (const p of composeProblems(compose['docker-compose.yml'], compose['docker-compose.gpu.yml'])) problems.push(`docker-compose: ${p}`);
+  const dockerfile = join(root, 'Dockerfile');
+  if (existsSync(dockerfile)) {
+    const ignore = existsSync(join(root, '.dockerignore')) ? readFileSync(join(root, '.dockerignore'), 'utf8') : '';
+    for (const p of dockerfileProblems(readFileSync(dockerfile, 'utf8'), ignore, (path) => existsSync(join(root, path))))
+      problems.push(`Dockerfile: ${p}`);
+    checked.push('Dockerfile: stages, user, build context');
+  }
 
   for (const dir of kustomizations(root)) {
     const name = relative(root, dir);

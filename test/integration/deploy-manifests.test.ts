@@ -20,6 +20,7 @@ interface DeployCheck {
   readYamlDocuments(text: string, source?: string): any[];
   composeSchemaErrors(doc: unknown): string[];
   composeProblems(main: unknown, gpu?: unknown): string[];
+  dockerfileProblems(dockerfile: string, dockerignore: string, exists: (path: string) => boolean): string[];
   kustomizeBuild(dir: string, files?: Files): K8sObject[];
   objectSchemaErrors(o: unknown): string[];
   crossProblems(objects: K8sObject[], config: unknown, expect?: { gpu?: boolean; tls?: boolean }): string[];
@@ -53,6 +54,7 @@ describe('deployment files: offline validation (npm run deploy:check)', () => {
     const { problems, checked } = await check.validateAll();
     assert.deepEqual(problems, []);
     for (const what of [
+      'Dockerfile',
       'docker-compose.yml',
       'docker-compose.gpu.yml',
       'deploy/k8s/base',
@@ -141,6 +143,23 @@ describe('deployment files: offline validation (npm run deploy:check)', () => {
     delete noGpu.services['gen-worker'].deploy;
     assert.deepEqual(check.composeProblems(compose(), noGpu), [
       'gpu override: gen-worker reserves no nvidia device with capabilities [gpu]',
+    ]);
+  });
+
+  it('fails a Dockerfile that copies what .dockerignore excludes, names no stage, or ends as root', () => {
+    const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
+    const exists = (path: string) => existsSync(join(ROOT, path));
+    assert.deepEqual(check.dockerfileProblems(dockerfile, ignore, exists), []);
+    assert.deepEqual(check.dockerfileProblems(dockerfile, `${ignore}models\n`, exists), ['COPY models: excluded by .dockerignore']);
+    assert.deepEqual(check.dockerfileProblems(dockerfile.replace('--from=build /out/', '--from=builder /out/'), ignore, exists), [
+      'COPY --from=builder: no such stage before it',
+    ]);
+    assert.deepEqual(check.dockerfileProblems(dockerfile.replace(/^USER .*$/m, ''), ignore, exists), [
+      'the final stage runs as root (no USER)',
+    ]);
+    assert.deepEqual(check.dockerfileProblems(dockerfile.replace(/^USER .*$/m, 'USER node'), ignore, exists), [
+      "USER node: use a numeric uid so that Kubernetes' runAsNonRoot can check it",
     ]);
   });
 
