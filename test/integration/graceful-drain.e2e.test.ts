@@ -150,4 +150,19 @@ describe('graceful drain: SIGTERM to a worker mid-job', () => {
     assert.equal(done.status, 'succeeded', `${JSON.stringify(done)}\n${system.dump()}`);
     assert.equal((await stages.getJob(`${id}-generate-1`))?.attemptsMade, 1, 'the hand-back is no attempt');
   });
+
+  it('an und-worker signaled mid-session serves the running session to its end, then exits 0', async () => {
+    const und = system.und;
+    const id = await runningJob(4);
+    und.child.kill('SIGTERM');
+    await und.waitForExit();
+    assert.equal(und.exitCode, 0, und.output());
+    // The session of the running stage ended normally (closed by the driver), before the process exited.
+    const session = und.lines.find((l) => l.msg === 'session ended' && l.jobId === id);
+    assert.equal(session?.outcome, 'closed', `the session was served to its end: ${und.output()}`);
+    assert.equal(session?.steps, 64);
+    const done = await waitForJob(system.apiUrl, id, 20_000);
+    assert.equal(done.status, 'succeeded', `${JSON.stringify(done)}\n${system.dump()}`);
+    assert.equal(done.timeline[0].attempts, 1, 'no retry: the exchange never broke');
+  });
 });
