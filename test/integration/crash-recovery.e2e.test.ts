@@ -1,17 +1,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Webhook } from 'standardwebhooks';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 import { getJob, postJob, waitForJob, type JobView } from '../support/http.js';
 import { startApp, type AppName, type AppProcess } from '../support/processes.js';
 import { FIXTURE_MODEL } from '../support/paths.js';
 import { waitFor } from '../support/wait.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 /** The secret the system signs with; every delivery is verified with the standardwebhooks package. */
 const SECRET = 'whsec_Y3Jhc2gtcmVjb3Zlcnktd2ViaG9vay10ZXN0LXNlY3JldA==';
@@ -23,61 +21,8 @@ const SECRET = 'whsec_Y3Jhc2gtcmVjb3Zlcnktd2ViaG9vay10ZXN0LXNlY3JldA==';
  */
 const STALLED_RECOVERY_MS = 30_000;
 
-interface Payload {
-  type: string;
-  timestamp: string;
-  data: { id: string; status: string; task: string; stage?: { name: string; round?: number; job_id: string }; error?: string };
-}
-
-interface Delivery {
-  id: string;
-  body: string;
-  payload: Payload;
-}
-
 interface WebhookView {
   deliveries: { id: string; event: string; status: string }[];
-}
-
-/** Verifies every request with the standardwebhooks package and answers 200. */
-class Receiver {
-  readonly deliveries: Delivery[] = [];
-  readonly rejected: string[] = [];
-  private readonly verifier = new Webhook(SECRET);
-  private server?: Server;
-  url = '';
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString();
-        try {
-          const payload = this.verifier.verify(body, req.headers as Record<string, string>) as Payload;
-          this.deliveries.push({ id: String(req.headers['webhook-id']), body, payload });
-        } catch (error) {
-          this.rejected.push(`${req.url}: ${(error as Error).message}`);
-        }
-        res.writeHead(200).end();
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this;
-  }
-
-  /** Deliveries of one job, grouped by webhook-id. */
-  byId(jobId: string): Map<string, Delivery[]> {
-    const out = new Map<string, Delivery[]>();
-    for (const d of this.deliveries.filter((x) => x.payload.data.id === jobId)) out.set(d.id, [...(out.get(d.id) ?? []), d]);
-    return out;
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise((resolve) => this.server?.close(resolve));
-  }
 }
 
 const stageOf = (job: JobView, stage: string) => job.timeline.find((s) => s.stage === stage);
@@ -91,7 +36,7 @@ describe('crash recovery: kill -9 mid-pipeline and mid-stage', () => {
   const prefix = freshPrefix();
   let redis: TestRedis;
   let system: TestSystem;
-  let receiver: Receiver;
+  let receiver: WebhookReceiver;
   let client: Redis;
   /** Every orchestrator and gen-worker process this test ran, the killed ones too (their logs count). */
   const orchestrators: AppProcess[] = [];
@@ -151,7 +96,7 @@ describe('crash recovery: kill -9 mid-pipeline and mid-stage', () => {
   before(async () => {
     redis = await startRedis();
     client = new Redis(redis.url);
-    receiver = await new Receiver().start();
+    receiver = await new WebhookReceiver(SECRET).start();
     system = await new TestSystem({
       redisUrl: redis.url,
       prefix,

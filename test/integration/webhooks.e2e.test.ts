@@ -1,36 +1,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { Webhook } from 'standardwebhooks';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 import { getJob, postJob, waitForJob, type JobView } from '../support/http.js';
 import { startApp, type AppProcess } from '../support/processes.js';
 import { waitFor } from '../support/wait.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
 
 /** The secret the system signs with; every delivery is verified with the standardwebhooks package. */
 const SECRET = 'whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXdlYmhvb2tzLXRlc3Q=';
-
-interface Payload {
-  type: string;
-  timestamp: string;
-  data: {
-    id: string;
-    status: string;
-    task: string;
-    stage?: { name: string; round?: number; job_id: string; image?: string };
-    output?: { image?: string; tokens?: number[]; model?: string };
-    error?: string;
-  };
-}
-
-interface Delivery {
-  path: string;
-  id: string;
-  headers: IncomingHttpHeaders;
-  payload: Payload;
-}
 
 interface WebhookView {
   url: string;
@@ -44,55 +22,14 @@ interface WebhookView {
   }[];
 }
 
-/** A webhook receiver: verifies every request, answers per path (a list of statuses, then 200). */
-class Receiver {
-  readonly deliveries: Delivery[] = [];
-  readonly rejected: string[] = [];
-  readonly script = new Map<string, number[]>();
-  private readonly verifier = new Webhook(SECRET);
-  private server?: Server;
-  url = '';
-
-  async start(): Promise<this> {
-    this.server = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (chunk: Buffer) => chunks.push(chunk));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString();
-        try {
-          assert.equal(req.method, 'POST');
-          assert.equal(req.headers['content-type'], 'application/json');
-          const payload = this.verifier.verify(body, req.headers as Record<string, string>) as Payload;
-          this.deliveries.push({ path: req.url!, id: String(req.headers['webhook-id']), headers: req.headers, payload });
-        } catch (error) {
-          this.rejected.push(`${req.url}: ${(error as Error).message}`);
-        }
-        res.writeHead(this.script.get(req.url!)?.shift() ?? 200).end();
-      });
-    });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this;
-  }
-
-  for(jobId: string): Delivery[] {
-    return this.deliveries.filter((d) => d.payload.data.id === jobId);
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise((resolve) => (this.server ? this.server.close(resolve) : resolve(undefined)));
-  }
-}
-
 describe('webhooks (Standard Webhooks), delivered by queued jobs with retries', () => {
   let redis: TestRedis;
   let system: TestSystem;
-  let receiver: Receiver;
+  let receiver: WebhookReceiver;
 
   before(async () => {
     redis = await startRedis();
-    receiver = await new Receiver().start();
+    receiver = await new WebhookReceiver(SECRET).start();
     system = await new TestSystem({
       redisUrl: redis.url,
       prefix: freshPrefix(),
