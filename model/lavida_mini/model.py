@@ -178,7 +178,7 @@ class ElasticMoT(nn.Module):
         idx = torch.arange(num_image_tokens) % self.cfg.num_image_tokens
         cells = torch.stack((idx // cols, idx % cols), dim=-1).to(torch.float32)
         dist = torch.cdist(cells, cells, compute_mode="donot_use_mm_for_euclid_dist")
-        return -self.slopes.view(-1, 1, 1) * dist
+        return -self.slopes.view(-1, 1, 1) * dist.to(self.slopes.device)
 
     def forward(self, text_ids: torch.Tensor, image_ids: torch.Tensor, return_hidden: bool = False):
         """text_ids [B,T], image_ids [B,I] -> text_logits [B,T,V_text], image_logits [B,I,K].

@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
     if os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=args.device)
+        state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
         model.load_state_dict(state["model"])
         if "optimizer" in state:
             opt.load_state_dict(state["optimizer"])
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
             warm_from = state["step"]
         step, elapsed_before = state["step"], state["elapsed"]
         rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         print(json.dumps({"resumed": step, "elapsed_min": round(elapsed_before / 60, 1)}), flush=True)
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
