@@ -5,6 +5,10 @@ import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 import { postJob, waitForJob } from '../support/http.js';
 import { MINI_MODEL } from '../support/paths.js';
+import { waitFor } from '../support/wait.js';
+import { WebhookReceiver } from '../support/webhook-receiver.js';
+
+const SECRET = 'whsec_cGlwZWxpbmVzLW9uLXRoZS10cmFpbmVkLW1vZGVsIQ==';
 
 /**
  * Whole pipelines through the api, the orchestrator and both workers, on the trained model:
@@ -17,10 +21,16 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
   let pkg: ModelPackage;
   let source: Uint8Array;
   let sourceB64: string;
+  let receiver: WebhookReceiver;
 
   before(async () => {
     redis = await startRedis();
-    system = await new TestSystem({ redisUrl: redis.url, prefix: freshPrefix(), env: { MODEL_DIR: MINI_MODEL } }).start();
+    receiver = await new WebhookReceiver(SECRET).start();
+    system = await new TestSystem({
+      redisUrl: redis.url,
+      prefix: freshPrefix(),
+      env: { MODEL_DIR: MINI_MODEL, WEBHOOK_SECRET: SECRET, WEBHOOK_ALLOW_PRIVATE: 'true' },
+    }).start();
     pkg = await ModelPackage.load(MINI_MODEL, { branch: 'all' });
     source = (await textToImage(pkg, new LocalJointPeer(pkg), { prompt: 'a red circle and a blue square', seed: 3 }, { sessionId: 'src' }))
       .pixels;
@@ -29,6 +39,7 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
   after(async () => {
     await system?.stop();
     await pkg?.release();
+    await receiver?.stop();
     await redis?.stop();
   });
 
@@ -78,6 +89,55 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     const downloaded = decodePng(Buffer.from(await (await fetch(job.output!.attempts![0].image)).arrayBuffer()));
     assert.deepEqual(downloaded.rgb, first.pixels);
     assert.equal(verdicts[0], (await engine.reflect(first.pixels, 'a red circle above a blue square')).text);
+  });
+
+  it('a rejected image is regenerated with its critique (plan, generate, reflect, generate, reflect …), every webhook verified', async () => {
+    // A prompt and seed whose first planned image the trained model rejects (found in evaluate.py's
+    // plan+reflect results of package 0.2.0: "incorrect because wrong count of triangles").
+    const input = { prompt: 'four triangles', luminance: 0.192, seed: 4000000374, plan: true, reflect: true, rounds: 3 };
+    const job = await run({ task: 'text-to-image', input, webhook: `${receiver.url}/regenerate` });
+    assert.equal(job.status, 'succeeded', system.dump());
+    const stages = job.timeline.map((s) => `${s.stage}${s.round ?? ''}`);
+    const verdicts = job.timeline.filter((s) => s.stage === 'reflect').map((s) => s.verdict!.trim());
+    assert.notEqual(verdicts[0], 'correct', JSON.stringify(verdicts));
+    const rounds = verdicts.indexOf('correct') + 1 || 3;
+    const expected = ['plan', ...Array.from({ length: rounds }, (_, r) => [`generate${r + 1}`, `reflect${r + 1}`]).flat()];
+    assert.deepEqual(stages, expected, JSON.stringify(verdicts));
+    assert.ok(rounds >= 2, 'at least one regeneration');
+    assert.ok(
+      job.timeline.every((s) => s.status === 'succeeded' && s.started_at && s.completed_at),
+      JSON.stringify(job.timeline),
+    );
+    assert.equal(job.output!.attempts!.length, rounds);
+    assert.deepEqual(
+      job.output!.attempts!.map((a) => a.verdict?.trim()),
+      verdicts,
+    );
+    assert.equal(job.output!.accepted, verdicts.at(-1) === 'correct');
+    // Each regeneration draws another image (seed + r·2^32, the critique and the earlier image in context).
+    const images = await Promise.all(
+      job.output!.attempts!.map(async (a) => Buffer.from(await (await fetch(a.image)).arrayBuffer()).toString('base64')),
+    );
+    assert.equal(new Set(images).size, rounds);
+
+    // Webhooks: start, one per stage, completed; each verified by standardwebhooks, each id once.
+    const deliveries = await waitFor(
+      () => (receiver.for(job.id).length >= stages.length + 2 ? receiver.for(job.id) : undefined),
+      15_000,
+      'every webhook of the regenerated job',
+      100,
+    );
+    assert.deepEqual(receiver.rejected, []);
+    assert.equal(deliveries.length, stages.length + 2);
+    assert.equal(new Set(deliveries.map((d) => d.id)).size, deliveries.length);
+    assert.deepEqual(
+      deliveries
+        .filter((d) => d.payload.data.stage)
+        .map((d) => `${d.payload.data.stage!.name}${d.payload.data.stage!.round ?? ''}`)
+        .sort(),
+      [...stages].sort(),
+    );
+    assert.equal(deliveries.filter((d) => d.payload.data.status === 'succeeded' && !d.payload.data.stage).length, 1);
   });
 
   it('edit, ground and understand from an uploaded image equal the engine in one process', async () => {

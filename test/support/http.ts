@@ -22,6 +22,8 @@ export interface JobView {
     attempts: number;
     logs: string[];
     error: string | null;
+    started_at: string | null;
+    completed_at: string | null;
     image?: string;
     verdict?: string;
     plan?: unknown[];
