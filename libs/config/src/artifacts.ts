@@ -1,13 +1,13 @@
-import { Redis } from 'ioredis';
 import type { Config } from './index.js';
 import { artifactKey } from './index.js';
+import { redisClient, type RedisClient } from './redis.js';
 
 /** Images and other job outputs, kept in Redis until they expire (RESULT_TTL_SECONDS). */
 export class ArtifactStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
 
-  constructor(private readonly config: Pick<Config, 'REDIS_URL' | 'QUEUE_PREFIX' | 'RESULT_TTL_SECONDS'>) {
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3, lazyConnect: true });
+  constructor(private readonly config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER' | 'QUEUE_PREFIX' | 'RESULT_TTL_SECONDS'>) {
+    this.redis = redisClient(config, { maxRetriesPerRequest: 3, lazyConnect: true });
   }
 
   async put(jobId: string, name: string, bytes: Buffer): Promise<void> {

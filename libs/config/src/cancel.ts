@@ -1,7 +1,7 @@
-import { Redis } from 'ioredis';
 import type { Config } from './index.js';
+import { redisClient, type RedisClient } from './redis.js';
 
-type CancelConfig = Pick<Config, 'REDIS_URL' | 'QUEUE_PREFIX' | 'RESULT_TTL_SECONDS'>;
+type CancelConfig = Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER' | 'QUEUE_PREFIX' | 'RESULT_TTL_SECONDS'>;
 
 /** Redis key marking a pipeline job as canceled by request. */
 export function canceledKey(config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string): string {
@@ -20,13 +20,13 @@ export interface CancelMessage {
 }
 
 /** Marks a pipeline canceled and tells every worker to abort its stages. */
-export async function requestCancel(redis: Redis, config: CancelConfig, message: CancelMessage): Promise<void> {
+export async function requestCancel(redis: RedisClient, config: CancelConfig, message: CancelMessage): Promise<void> {
   await redis.set(canceledKey(config, message.jobId), new Date().toISOString(), 'EX', config.RESULT_TTL_SECONDS);
   await redis.publish(cancelChannel(config), JSON.stringify(message));
 }
 
 /** Whether a pipeline was canceled by request. */
-export async function isCanceled(redis: Redis, config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string): Promise<boolean> {
+export async function isCanceled(redis: RedisClient, config: Pick<Config, 'QUEUE_PREFIX'>, jobId: string): Promise<boolean> {
   return (await redis.exists(canceledKey(config, jobId))) === 1;
 }
 
@@ -35,13 +35,13 @@ export async function isCanceled(redis: Redis, config: Pick<Config, 'QUEUE_PREFI
  * BullMQ worker's `cancelJob` aborts the AbortSignal of the one it is running).
  */
 export class CancelSubscriber {
-  private readonly subscriber: Redis;
+  private readonly subscriber: RedisClient;
 
   constructor(
     config: CancelConfig,
     private readonly onCancel: (stageJobId: string, pipelineId: string) => void,
   ) {
-    this.subscriber = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.subscriber = redisClient(config, { maxRetriesPerRequest: null });
     this.subscriber.on('message', (_channel: string, raw: string) => {
       try {
         const message = JSON.parse(raw) as CancelMessage;

@@ -28,6 +28,14 @@ const schema = z.object({
   /** Redis for queues, job state and artefacts. @defaultValue redis://127.0.0.1:6379 */
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   /**
+   * REDIS_URL is one node of a Redis Cluster: the apps follow the cluster's slot map. QUEUE_PREFIX
+   * must then carry a hash tag, `{lavida}`. @defaultValue false
+   */
+  REDIS_CLUSTER: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true'),
+  /**
    * Prefix of every Redis key (queues, job state, artefacts, keys, rate limits); a Redis Cluster
    * needs a hash tag, `{lavida}`, so that every key hashes to one slot. @defaultValue lavida
    */
@@ -200,7 +208,15 @@ export class ConfigError extends Error {
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const result = schema.safeParse(env);
-  if (result.success) return result.data;
+  if (result.success) {
+    // On a Redis Cluster every key must hash to one slot: BullMQ's scripts touch several keys at once.
+    if (result.data.REDIS_CLUSTER && !/\{[^{}]+\}/.test(result.data.QUEUE_PREFIX)) {
+      throw new ConfigError(
+        `Invalid environment variables: QUEUE_PREFIX=${result.data.QUEUE_PREFIX} (REDIS_CLUSTER=true needs a hash tag, like {lavida})`,
+      );
+    }
+    return result.data;
+  }
   const problems = result.error.issues.map((issue) => {
     const key = String(issue.path[0]);
     // Never print a secret: keys and secrets are named, not shown.
@@ -249,6 +265,7 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
 }
 export { ArtifactStore } from './artifacts.js';
 export { peerTlsFiles, type PeerTlsFiles } from './peer-tls.js';
+export { redisClient, type RedisClient } from './redis.js';
 export { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';
 export { StageProcessor, StageWorker, type StageJobData, type StageWorkerOptions } from './stage-worker.js';

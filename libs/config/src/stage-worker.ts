@@ -1,5 +1,4 @@
 import { UnrecoverableError, WaitingError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
 import { CanceledError, DeadlineExceededError, errorCode, isRetryable, type QueueName } from '@lavida/contracts';
 import { CancelSubscriber, isCanceled } from './cancel.js';
 import type { Config } from './index.js';
@@ -7,6 +6,7 @@ import type { JsonLogger } from './logger.js';
 import { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 import type { WorkerRegistry } from './worker-registry.js';
 import { bullmqTelemetry, stageDuration, stageWait, withLogFields } from '@lavida/telemetry';
+import { redisClient, type RedisClient } from './redis.js';
 
 /** What every stage job carries: its pipeline job id and the pipeline's deadline. */
 export interface StageJobData {
@@ -33,7 +33,7 @@ export interface StageWorkerOptions<D extends StageJobData, R> {
 export class StageWorker<D extends StageJobData, R> {
   private worker?: Worker<D, R>;
   private cancels?: CancelSubscriber;
-  private redis?: Redis;
+  private redis?: RedisClient;
   /** Stage jobs running now. */
   private running = 0;
   /** Why running jobs are being handed back (set once, while draining). */
@@ -47,7 +47,7 @@ export class StageWorker<D extends StageJobData, R> {
   start(): void {
     const { queue, concurrency, logger } = this.options;
     this.worker = new Worker<D, R>(queue, (job, token, signal) => this.process(job, token, signal), {
-      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+      connection: redisClient(this.config, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency,
       ...workerLockOptions(this.config),
@@ -57,7 +57,7 @@ export class StageWorker<D extends StageJobData, R> {
     });
     this.worker.on('error', (error) => logger.error('worker error', error));
     // A cancellation aborts the running stage's AbortSignal (the engine checks it every step).
-    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis = redisClient(this.config, { maxRetriesPerRequest: null });
     this.cancels = new CancelSubscriber(this.config, (stageJobId) => {
       if (this.worker?.cancelJob(stageJobId, 'canceled by request')) logger.log('stage canceled', { stageJobId });
     });

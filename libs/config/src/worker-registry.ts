@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
-import { Redis } from 'ioredis';
 import type { Config } from './index.js';
 import { JsonLogger } from './logger.js';
+import { redisClient, type RedisClient } from './redis.js';
 
 /** The kinds of process that publish heartbeats. */
 export type WorkerKind = 'und-worker' | 'gen-worker' | 'orchestrator';
@@ -101,7 +101,7 @@ export function deviceOf(config: Pick<Config, 'ORT_EXECUTION_PROVIDER' | 'ORT_DE
  */
 export class WorkerRegistry {
   private readonly logger: JsonLogger;
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
   private readonly id: string;
   private readonly startedAt = new Date().toISOString();
@@ -114,14 +114,14 @@ export class WorkerRegistry {
   private warned = false;
 
   constructor(
-    config: Pick<Config, 'REDIS_URL' | 'QUEUE_PREFIX' | 'WORKER_ID'>,
+    config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER' | 'QUEUE_PREFIX' | 'WORKER_ID'>,
     private readonly options: WorkerRegistryOptions,
   ) {
     this.logger = new JsonLogger(options.kind, WorkerRegistry.name);
     this.prefix = config.QUEUE_PREFIX;
     this.id = config.WORKER_ID;
     // Heartbeats are best effort: a Redis that is away fails them fast instead of queueing them.
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
+    this.redis = redisClient(config, { maxRetriesPerRequest: 1, lazyConnect: true });
     this.redis.on('error', () => undefined);
   }
 
@@ -233,7 +233,7 @@ export class WorkerRegistry {
  * Every live worker's heartbeat (sorted by kind and id). Entries whose heartbeat expired are
  * dropped from the index.
  */
-export async function listWorkers(redis: Redis, prefix: string): Promise<WorkerHeartbeat[]> {
+export async function listWorkers(redis: RedisClient, prefix: string): Promise<WorkerHeartbeat[]> {
   const members = await redis.zrange(workerRegistryKeys.index(prefix), '0', '-1');
   if (members.length === 0) return [];
   const keys = members.map((member) => {

@@ -1,19 +1,18 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { artifactKey, CONFIG, isCanceled, requestCancel, type Config } from '@lavida/config';
+import { artifactKey, CONFIG, isCanceled, requestCancel, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { bullmqTelemetry } from '@lavida/telemetry';
 import { JobName, QueueName, type PipelineJobData, type PipelineResult, type StageRef } from '@lavida/contracts';
 
 /** The API's view of Redis: pipeline jobs, their stage jobs, and artefacts. */
 @Injectable()
 export class JobQueueRepository implements OnModuleDestroy {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly pipeline: Queue<PipelineJobData, PipelineResult>;
   private readonly stageQueues: Record<string, Queue>;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis = redisClient(config, { maxRetriesPerRequest: null });
     const options = { connection: this.redis, prefix: config.QUEUE_PREFIX };
     // With tracing on, a pipeline job carries the trace context of its submission.
     this.pipeline = new Queue(QueueName.Pipeline, { ...options, ...bullmqTelemetry() });

@@ -1,15 +1,14 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import { Redis } from 'ioredis';
-import { CONFIG, type Config } from '@lavida/config';
+import { CONFIG, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { WEBHOOK_EVENTS, webhookKeys, type WebhookDeliveryRecord } from '@lavida/contracts';
 
 /** The api's view of webhook deliveries: what the orchestrator recorded per pipeline job. */
 @Injectable()
 export class WebhookRepository implements OnModuleDestroy {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 });
+    this.redis = redisClient(config, { maxRetriesPerRequest: 3 });
   }
 
   /** A job's deliveries in the order the events happened (start, stages, completed). */

@@ -1,18 +1,17 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, type Config } from '@lavida/config';
+import { CONFIG, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { bullmqTelemetry } from '@lavida/telemetry';
 import { QueueName, type PipelineJobData, type StageRef } from '@lavida/contracts';
 
 /** Queues stage jobs as children of a pipeline job; the one place stage job ids and options are set. */
 @Injectable()
 export class StageQueueRepository implements OnApplicationShutdown {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues: Record<QueueName.Generation | QueueName.Understanding, Queue>;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
-    this.connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.connection = redisClient(config, { maxRetriesPerRequest: null });
     // With tracing on, a stage job carries the trace context of the pipeline run that queued it.
     const options = { connection: this.connection, prefix: config.QUEUE_PREFIX, ...bullmqTelemetry() };
     this.queues = {

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, type Config } from '@lavida/config';
+import { CONFIG, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { bullmqTelemetry } from '@lavida/telemetry';
 import {
   JobName,
@@ -27,13 +26,13 @@ import type { WebhookMessage } from '../services/webhook-events.js';
  */
 @Injectable()
 export class WebhookRepository implements OnApplicationShutdown {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly deliveries: Queue<WebhookDeliveryJobData>;
   private readonly pipelines: Queue<PipelineJobData, PipelineResult>;
   private readonly stageQueues: Record<string, Queue>;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis = redisClient(config, { maxRetriesPerRequest: null });
     const options = { connection: this.redis, prefix: config.QUEUE_PREFIX };
     // With tracing on, a delivery is a span in the trace of the pipeline that emitted the event.
     this.deliveries = new Queue(QueueName.Webhooks, { ...options, ...bullmqTelemetry() });

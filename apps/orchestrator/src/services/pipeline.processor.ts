@@ -1,7 +1,15 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { UnrecoverableError, WaitingChildrenError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, isCanceled, workerLockOptions, workerMetricsOptions, JsonLogger, type Config } from '@lavida/config';
+import {
+  CONFIG,
+  isCanceled,
+  workerLockOptions,
+  workerMetricsOptions,
+  JsonLogger,
+  type Config,
+  redisClient,
+  type RedisClient,
+} from '@lavida/config';
 import { DeadlineExceededError, JobName, QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { bullmqTelemetry, pipelineDuration, withLogFields } from '@lavida/telemetry';
 import { StageQueueRepository } from '../repositories/stage-queue.repository.js';
@@ -17,7 +25,7 @@ import { WebhookEmitter } from './webhook-emitter.js';
 export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', PipelineProcessor.name);
   private worker?: Worker<PipelineJobData, PipelineResult>;
-  private redis?: Redis;
+  private redis?: RedisClient;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -26,12 +34,12 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
   ) {}
 
   onApplicationBootstrap(): void {
-    this.redis = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.redis = redisClient(this.config, { maxRetriesPerRequest: null });
     // Every log line of a pipeline's processing carries its job id.
     const processor = (job: Job<PipelineJobData, PipelineResult>, token?: string) =>
       withLogFields({ jobId: job.id }, () => this.process(job, token));
     this.worker = new Worker<PipelineJobData, PipelineResult>(QueueName.Pipeline, processor, {
-      connection: new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null }),
+      connection: redisClient(this.config, { maxRetriesPerRequest: null }),
       prefix: this.config.QUEUE_PREFIX,
       concurrency: 64,
       ...workerLockOptions(this.config),

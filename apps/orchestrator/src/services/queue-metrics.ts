@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, type Config } from '@lavida/config';
+import { CONFIG, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { QueueName } from '@lavida/contracts';
 import { JOB_STATES, registerQueueMetrics } from '@lavida/telemetry';
 
@@ -11,11 +10,11 @@ import { JOB_STATES, registerQueueMetrics } from '@lavida/telemetry';
  */
 @Injectable()
 export class QueueMetrics implements OnApplicationShutdown {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues: Map<string, Queue>;
 
   constructor(@Inject(CONFIG) config: Config) {
-    this.connection = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.connection = redisClient(config, { maxRetriesPerRequest: null });
     const names = [QueueName.Pipeline, QueueName.Generation, QueueName.Understanding, QueueName.Webhooks];
     this.queues = new Map(names.map((name) => [name, new Queue(name, { connection: this.connection, prefix: config.QUEUE_PREFIX })]));
     registerQueueMetrics(names, (name) => this.queues.get(name)!.getJobCounts(...JOB_STATES));

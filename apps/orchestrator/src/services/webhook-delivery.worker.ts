@@ -1,7 +1,15 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, DEV_WEBHOOK_SECRET, JsonLogger, workerLockOptions, workerMetricsOptions, type Config } from '@lavida/config';
+import {
+  CONFIG,
+  DEV_WEBHOOK_SECRET,
+  JsonLogger,
+  workerLockOptions,
+  workerMetricsOptions,
+  type Config,
+  redisClient,
+  type RedisClient,
+} from '@lavida/config';
 import { JobName, QueueName, type WebhookAttempt, type WebhookDeliveryJobData, type WebhookDeliveryStatus } from '@lavida/contracts';
 import { bullmqTelemetry, statusClass, traceHeaders, webhookDeliveries, webhookDuration, withLogFields } from '@lavida/telemetry';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
@@ -18,7 +26,7 @@ import { postWebhook, resolveWebhookHost, WebhookRefusedError, webhookSignature 
 export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', WebhookDeliveryWorker.name);
   private worker?: Worker<WebhookDeliveryJobData, WebhookDeliveryStatus>;
-  private connection?: Redis;
+  private connection?: RedisClient;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -27,7 +35,7 @@ export class WebhookDeliveryWorker implements OnApplicationBootstrap, BeforeAppl
 
   onApplicationBootstrap(): void {
     const schedule = this.config.WEBHOOK_RETRY_SCHEDULE_MS;
-    this.connection = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.connection = redisClient(this.config, { maxRetriesPerRequest: null });
     // Every log line of a delivery carries the job id; with tracing on, it is a span of the job's trace.
     const processor = (job: Job<WebhookDeliveryJobData, WebhookDeliveryStatus>) =>
       withLogFields({ jobId: job.data?.jobId, webhookId: job.id }, () => this.deliver(job));

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { QueueEvents, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, JsonLogger, type Config } from '@lavida/config';
+import { CONFIG, JsonLogger, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
 import { completedMessage, jobUrl, stageMessage, startMessage, type WebhookMessage } from './webhook-events.js';
@@ -19,7 +18,7 @@ type PipelineJob = Job<PipelineJobData, PipelineResult>;
 export class WebhookEmitter implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new JsonLogger('orchestrator', WebhookEmitter.name);
   private events?: QueueEvents;
-  private connection?: Redis;
+  private connection?: RedisClient;
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -27,7 +26,7 @@ export class WebhookEmitter implements OnApplicationBootstrap, OnApplicationShut
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    this.connection = new Redis(this.config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.connection = redisClient(this.config, { maxRetriesPerRequest: null });
     this.events = new QueueEvents(QueueName.Pipeline, {
       connection: this.connection,
       prefix: this.config.QUEUE_PREFIX,

@@ -1,7 +1,6 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Queue, type Job, type JobType, type Metrics } from 'bullmq';
-import { Redis } from 'ioredis';
-import { CONFIG, listWorkers, type Config, type WorkerHeartbeat } from '@lavida/config';
+import { CONFIG, listWorkers, type Config, type WorkerHeartbeat, redisClient, type RedisClient } from '@lavida/config';
 import { QueueName, webhookKeys, type PipelineJobData, type StageRef, type WebhookLogEntry } from '@lavida/contracts';
 
 /** Every queue the dashboard shows, in pipeline order. */
@@ -16,12 +15,12 @@ export const JOB_STATES: readonly JobType[] = ['waiting', 'prioritized', 'active
  */
 @Injectable()
 export class AdminQueueRepository implements OnModuleDestroy {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly queues: Map<string, Queue>;
 
   constructor(@Inject(CONFIG) private readonly config: Config) {
     // A few retries, then the request fails (500) instead of hanging while Redis is away.
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: 3 });
+    this.redis = redisClient(config, { maxRetriesPerRequest: 3 });
     this.queues = new Map(ADMIN_QUEUES.map((name) => [name, new Queue(name, { connection: this.redis, prefix: config.QUEUE_PREFIX })]));
   }
 
