@@ -75,10 +75,10 @@ export function markdown(r: BenchResults): string {
     table(
       ['exchange', 'count', 'p50 ms', 'p99 ms', 'payload bytes'],
       [
-        exchangeRow('step (BeginStep → layer-0 q,k,v)', x.step, x.step.bytes),
-        exchangeRow('partial (out,lse → next q,k,v)', x.partial, x.partial.bytes),
+        exchangeRow('step (BeginStep, sent behind open → layer-0 q,k,v)', x.step, x.step.bytes),
+        exchangeRow('partial (out,lse → next layer k,v; q unless it is the last)', x.partial, x.partial.bytes),
         exchangeRow('open', x.open, x.open.bytes),
-        exchangeRow('close', x.close, x.close.bytes),
+        exchangeRow('close (not waited for)', x.close, x.close.bytes),
         exchangeRow('bare gRPC ping (health Check)', s.healthPing, '–'),
       ],
     ),
@@ -99,7 +99,7 @@ export function markdown(r: BenchResults): string {
     table(
       ['what', 'bytes'],
       [
-        [`partial-attention protocol, measured (${s.exchangesPerImage} exchanges)`, s.bytesPerImage],
+        [`partial-attention protocol, measured (${s.exchangesPerImage} exchanges besides close)`, s.bytesPerImage],
         [`image-side K,V instead, per joint layer per step (2·${s.rows}·H·${s.imageTokens}·D·4)`, s.imageKvBytesPerLayerStep],
         [`image-side K,V instead, per image (× ${s.jointLayers} layers × ${s.steps} steps)`, s.imageKvBytesPerImage],
       ],
@@ -140,7 +140,7 @@ function miniSection(r: BenchResults): string[] {
     table(
       ['traffic per image', 'bytes'],
       [
-        [`text-to-image, partial-attention protocol (${m.exchangesPerImage} exchanges, T=${m.textTokens})`, m.bytesPerImage],
+        [`text-to-image, partial-attention protocol (${m.exchangesPerImage} exchanges besides close, T=${m.textTokens})`, m.bytesPerImage],
         ['text-to-image, image-side K,V instead', m.imageKvBytesPerImage],
         ['editing, partial-attention protocol', t.edit.bytesPerImage],
         ['regeneration with feedback, partial-attention protocol (64 image + text tokens on the text side)', t.feedback.bytesPerImage],

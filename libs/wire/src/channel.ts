@@ -13,6 +13,10 @@ export function channelOptions(transport: TransportOptions): ChannelOptions {
   return {
     'grpc.max_receive_message_length': transport.maxMessageBytes,
     'grpc.max_send_message_length': transport.maxMessageBytes,
+    // A client's HTTP/2 receive window as large as the largest message: projections of a long text
+    // side (e.g. a feedback image's 64 tokens on it) arrive without waiting for WINDOW_UPDATEs
+    // after the default 64 KiB. (grpc-js has no such option for servers.)
+    'grpc-node.flow_control_window': transport.maxMessageBytes,
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.keepalive_permit_without_calls': 1,

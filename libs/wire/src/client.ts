@@ -18,7 +18,7 @@ import {
   type ExchangeResponse,
 } from '@lavida/proto';
 import { CanceledError, LavidaError, PeerProtocolError, PeerUnavailableError } from '@lavida/contracts';
-import type { JointLink, JointPeer, OpenRequest, PartialAttention, Projections } from '@lavida/model';
+import { Tensor, type JointLink, type JointPeer, type OpenRequest, type PartialAttention, type Projections } from '@lavida/model';
 import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js';
 import { chunkOf, responseTensors, writeAll } from './frames.js';
 import { fromServiceError } from './status.js';
@@ -224,25 +224,51 @@ function before(a: PeerState, b: PeerState): boolean {
   return (a.inFlight - b.inFlight || (a.failedAt ?? 0) - (b.failedAt ?? 0) || (a.openMs ?? -1) - (b.openMs ?? -1) || a.index - b.index) < 0;
 }
 
-/** One session over one bidirectional stream: request, then wait for the matching answer. */
+type ExchangeKind = 'open' | 'step' | 'partial' | 'close';
+
+/** A request written to the stream whose answer has not arrived yet. */
+interface Pending {
+  kind: ExchangeKind;
+  started: number;
+  sent: number;
+  timer: NodeJS.Timeout;
+  resolve: (frame: ExchangeResponse) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * One session over one bidirectional stream. Requests may be pipelined: each request frame gets
+ * exactly one answer frame and the serving side answers in order, so answers are matched to
+ * requests first in, first out. Open and the first step travel together (one round trip), and
+ * close does not wait for its answer.
+ */
 class GrpcLink implements JointLink {
-  private readonly inbox: ExchangeResponse[] = [];
-  private waiter?: { resolve: (frame: ExchangeResponse) => void; reject: (error: Error) => void };
+  /** Requests written and not answered yet, oldest first. */
+  private readonly pending: Pending[] = [];
   private failure?: LavidaError;
   /** Exchanges answered and their payload bytes, for the session's span. */
   private exchanges = 0;
   private bytesSent = 0;
   private bytesReceived = 0;
   private ended = false;
-  /** Layer 0's projections, from the first step. */
-  private first?: Projections;
+  private closed = false;
+  /** Writes in order: a write that waits for 'drain' holds back the ones after it. */
+  private writing: Promise<void> = Promise.resolve();
+  /** Layer 0's projections, from the first step (asked for with open). */
+  private first?: Promise<Projections>;
+  /** The text side's last layer: its projections come without q (no partial of it is needed). */
+  private readonly stopAfterLayer: number;
+  /** Zeros in place of the last layer's q, float32 [rows, heads, tokens, head_dim] (its shape is k's). */
+  private zeroQ?: Tensor;
 
   private constructor(
     private readonly call: Exchange,
     readonly peer: string,
     private readonly options: GrpcJointPeerOptions,
     private readonly release: () => void,
+    stopAfterLayer: number,
   ) {
+    this.stopAfterLayer = stopAfterLayer;
     const assembler = new FrameAssembler<ExchangeResponse>(responseTensors, chunkOf, options.maxMessageBytes * 64);
     call.on('data', (message: ExchangeResponse) => {
       let frame: ExchangeResponse | undefined;
@@ -253,14 +279,7 @@ class GrpcLink implements JointLink {
         call.cancel();
         return;
       }
-      if (!frame) return;
-      if (this.waiter) {
-        const waiter = this.waiter;
-        this.waiter = undefined;
-        waiter.resolve(frame);
-      } else {
-        this.inbox.push(frame);
-      }
+      if (frame) this.answer(frame);
     });
     call.on('error', (error: ServiceError) => this.fail(fromServiceError(error, peer)));
     call.on('end', () => {
@@ -301,10 +320,16 @@ class GrpcLink implements JointLink {
       link.fail(new CanceledError('canceled'));
       call.cancel();
     };
-    const link = new GrpcLink(call, address, options, () => {
-      signal?.removeEventListener('abort', onAbort);
-      release();
-    });
+    const link = new GrpcLink(
+      call,
+      address,
+      options,
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        release();
+      },
+      request.stopAfterLayer,
+    );
     signal?.addEventListener('abort', onAbort);
     const ids = encodeTensor(request.textIds, options.chunkBytes);
     const positions = encodeTensor(request.textPositions, options.chunkBytes);
@@ -326,7 +351,13 @@ class GrpcLink implements JointLink {
       },
     });
     try {
-      const answer = await link.exchange('open', [open, ...link.chunkFrames(prefix ? [ids, positions, prefix] : [ids, positions])]);
+      const opened = link.request('open', [open, ...link.chunkFrames(prefix ? [ids, positions, prefix] : [ids, positions])]);
+      // Layer 0's projections depend on the session's fixed text only: asked for right behind open,
+      // so that they arrive in the same round trip.
+      const begin = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step: 0 } } });
+      link.first = link.request('step', [begin]).then((frame) => link.projections(frame, 0, 0));
+      link.first.catch(() => undefined); // a failed open reports the failure; beginStep reports it again
+      const answer = await opened;
       if (answer.frame.case !== 'opened') throw new PeerProtocolError(`peer ${address} answered open with ${answer.frame.case}`);
     } catch (error) {
       call.cancel();
@@ -335,16 +366,13 @@ class GrpcLink implements JointLink {
     return link;
   }
 
-  async beginStep(step: number): Promise<Projections> {
-    // Layer 0's projections depend on the session's fixed text only: fetched once, then reused;
-    // the serving side begins a later step when its layer-0 partial arrives (one round trip a step fewer).
-    if (this.first) {
-      if (this.failure) throw this.failure;
-      return this.first;
-    }
-    const frame = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step } } });
-    this.first = this.projections(await this.exchange('step', [frame]), step, 0);
-    return this.first;
+  /**
+   * Layer 0's projections: the same every step (the serving side begins a later step when its
+   * layer-0 partial arrives), fetched once with open.
+   */
+  async beginStep(_step: number): Promise<Projections> {
+    if (this.failure) throw this.failure;
+    return this.first!;
   }
 
   async partial(step: number, layer: number, partial: PartialAttention): Promise<Projections> {
@@ -353,21 +381,24 @@ class GrpcLink implements JointLink {
     const frame = create(ExchangeRequestSchema, {
       frame: { case: 'partial', value: { step, layer, out: out.tensor, lse: lse.tensor } },
     });
-    return this.projections(await this.exchange('partial', [frame, ...this.chunkFrames([out, lse])]), step, layer + 1);
+    return this.projections(await this.request('partial', [frame, ...this.chunkFrames([out, lse])]), step, layer + 1);
   }
 
+  /**
+   * Ends the session without waiting: the close frame and the end of the stream are written, the
+   * serving side's answer is awaited in the background (a late or missing one cancels the call).
+   */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     try {
       if (this.failure || this.ended) {
         this.call.cancel();
         return;
       }
-      try {
-        await this.exchange('close', [create(ExchangeRequestSchema, { frame: { case: 'close', value: { reason: 'done' } } })]);
-        this.call.end();
-      } catch {
-        this.call.cancel();
-      }
+      const closing = this.request('close', [create(ExchangeRequestSchema, { frame: { case: 'close', value: { reason: 'done' } } })]);
+      void this.writing.then(() => this.call.end());
+      closing.catch(() => this.call.cancel());
     } finally {
       // Closed as far as the caller is concerned, even before the call's status arrives.
       this.release();
@@ -387,54 +418,70 @@ class GrpcLink implements JointLink {
         `peer ${this.peer} sent projections for step ${p.step} layer ${p.layer}, expected step ${step} layer ${layer}`,
       );
     }
-    if (!p.q || !p.k || !p.v) throw new PeerProtocolError(`peer ${this.peer} sent projections without q, k and v`);
-    return { q: decodeTensor(p.q, 'q'), k: decodeTensor(p.k, 'k'), v: decodeTensor(p.v, 'v') };
+    // The last layer's q is left out: the driver computes no partial for it.
+    if ((!p.q && layer !== this.stopAfterLayer) || !p.k || !p.v) {
+      throw new PeerProtocolError(`peer ${this.peer} sent projections without q, k and v`);
+    }
+    const k = decodeTensor(p.k, 'k');
+    const v = decodeTensor(p.v, 'v');
+    return { q: p.q ? decodeTensor(p.q, 'q') : this.zeros(k), k, v };
   }
 
-  /** Sends frames and waits for the next complete answer, within the deadline. */
-  private async exchange(kind: 'open' | 'step' | 'partial' | 'close', frames: ExchangeRequest[]): Promise<ExchangeResponse> {
-    if (this.failure) throw this.failure;
-    const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+  private zeros(like: Tensor): Tensor {
+    if (!this.zeroQ || this.zeroQ.dims.some((d, i) => d !== like.dims[i])) {
+      this.zeroQ = new Tensor('float32', new Float32Array(like.dims.reduce((a, b) => a * b, 1)), [...like.dims]);
+    }
+    return this.zeroQ;
+  }
+
+  /** Writes a request's frames (after any earlier request's) and resolves with its answer, within the deadline. */
+  private request(kind: ExchangeKind, frames: ExchangeRequest[]): Promise<ExchangeResponse> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<ExchangeResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
         const error = new PeerUnavailableError(`peer ${this.peer} did not answer ${kind} within ${this.options.timeoutMs} ms`);
         this.fail(error);
         this.call.cancel();
-        reject(error);
       }, this.options.timeoutMs);
+      this.pending.push({
+        kind,
+        started: performance.now(),
+        sent: frames.reduce((sum, f) => sum + frameBytes(f), 0),
+        timer,
+        resolve,
+        reject,
+      });
+      const write = this.writing.then(() => writeAll(this.call, frames));
+      this.writing = write.catch((error: unknown) => {
+        this.fail(new PeerUnavailableError(`peer ${this.peer}: ${(error as Error).message}`));
+      });
     });
-    try {
-      const answer = await Promise.race([writeAll(this.call, frames).then(() => this.next()), deadline]);
-      const ms = performance.now() - started;
-      const sent = frames.reduce((sum, f) => sum + frameBytes(f), 0);
-      const received = frameBytes(answer);
-      this.exchanges++;
-      this.bytesSent += sent;
-      this.bytesReceived += received;
-      recordExchange('client', kind, ms, sent, received);
-      this.options.onExchange?.(kind, ms, sent + received);
-      return answer;
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
-  private next(): Promise<ExchangeResponse> {
-    const frame = this.inbox.shift();
-    if (frame) return Promise.resolve(frame);
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.waiter = { resolve, reject };
-    });
+  /** A complete answer frame: the oldest pending request's. */
+  private answer(frame: ExchangeResponse): void {
+    const request = this.pending.shift();
+    if (!request) {
+      this.fail(new PeerProtocolError(`peer ${this.peer} sent ${frame.frame.case ?? 'an empty frame'} that answers no request`));
+      this.call.cancel();
+      return;
+    }
+    clearTimeout(request.timer);
+    const ms = performance.now() - request.started;
+    const received = frameBytes(frame);
+    this.exchanges++;
+    this.bytesSent += request.sent;
+    this.bytesReceived += received;
+    recordExchange('client', request.kind, ms, request.sent, received);
+    this.options.onExchange?.(request.kind, ms, request.sent + received);
+    request.resolve(frame);
   }
 
   private fail(error: LavidaError): void {
     this.failure ??= error;
-    if (this.waiter) {
-      const waiter = this.waiter;
-      this.waiter = undefined;
-      waiter.reject(this.failure);
+    for (const request of this.pending.splice(0)) {
+      clearTimeout(request.timer);
+      request.reject(this.failure);
     }
   }
 }

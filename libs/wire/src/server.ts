@@ -80,12 +80,17 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
           await writeAll(call, [create(ExchangeResponseSchema, { frame })]);
           return;
         }
-        const encoded = [tensors.q, tensors.k, tensors.v].map((t) => encodeTensor(t, options.chunkBytes));
+        // The text side's last layer goes without q: the driver computes no partial for it.
+        const withQ = frame.case !== 'projections' || frame.value.layer !== session?.stopAfterLayer;
+        const encoded = (withQ ? [tensors.q, tensors.k, tensors.v] : [tensors.k, tensors.v]).map((t) =>
+          encodeTensor(t, options.chunkBytes),
+        );
         for (const e of encoded) bytesSent += e.tensor.data.length + e.rest.reduce((sum, piece) => sum + piece.length, 0);
         if (frame.case === 'projections') {
-          frame.value.q = encoded[0].tensor;
-          frame.value.k = encoded[1].tensor;
-          frame.value.v = encoded[2].tensor;
+          const [k, v] = encoded.slice(-2);
+          frame.value.q = withQ ? encoded[0].tensor : undefined;
+          frame.value.k = k.tensor;
+          frame.value.v = v.tensor;
         }
         const chunks = chunksOf(encoded).map((value) => create(ExchangeResponseSchema, { frame: { case: 'chunk', value } }));
         await writeAll(call, [create(ExchangeResponseSchema, { frame }), ...chunks]);

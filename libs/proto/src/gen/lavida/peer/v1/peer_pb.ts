@@ -314,7 +314,8 @@ export type Projections = Message<'lavida.peer.v1.Projections'> & {
   layer: number;
 
   /**
-   * q is float32 [rows, heads, tokens, head_dim].
+   * q is float32 [rows, heads, tokens, head_dim]. The serving side leaves it unset for its last
+   * layer (stop_after_layer): no partial attention of those queries is needed.
    *
    * @generated from field: lavida.tensor.v1.Tensor q = 3;
    */
@@ -491,6 +492,10 @@ export const SideSchema: GenEnum<Side> = /*@__PURE__*/ enumDesc(file_lavida_peer
  * side answers with the partial attention of the text queries over the image keys
  * (PartialAttention: output and log-sum-exp), which the text side merges exactly. All guidance
  * rows travel in one message. Traffic per layer does not grow with the number of image tokens.
+ *
+ * Every request frame (open, begin_step, partial, close) gets exactly one answer frame, in order,
+ * so a driver may send a request before the previous one is answered (e.g. begin_step right
+ * behind open: the session and its first projections in one round trip).
  *
  * @generated from service lavida.peer.v1.JointAttentionService
  */
