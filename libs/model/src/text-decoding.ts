@@ -3,7 +3,7 @@ import { int64Tensor, positionsTensor } from './joint.js';
 import { createHash } from 'node:crypto';
 import { Tensor, type ModelPackage } from './package.js';
 import { concatTokens, emptyPartial, repeatImage } from './tensor-ops.js';
-import { forwardFillingCache, forwardWithCache, hasLayeredTextTail, textTail, type LayerKV } from './text-layers.js';
+import { forwardFillingCache, forwardWithCache, hasLayeredTextTail, textTail, type PromptCache } from './text-layers.js';
 
 /** Text-side logits of one forward: float32 [rows, length, vocab]. */
 export interface TextLogits {
@@ -107,7 +107,7 @@ export class TextSideRunner {
    * Logits of rows = prompt (the first `keep` tokens after the prefix... counted with it) + active
    * tokens, keeping every layer's keys and values of the first `keep` tokens (prefix included).
    */
-  async logitsFillingCache(rows: readonly (readonly number[])[], keep: number, prefix?: Tensor): Promise<TextLogits & { cache: LayerKV[] }> {
+  async logitsFillingCache(rows: readonly (readonly number[])[], keep: number, prefix?: Tensor): Promise<TextLogits & { cache: PromptCache }> {
     const prefixLen = prefix ? prefix.dims[1] : 0;
     const total = prefixLen + this.checkRows(rows, prefixLen);
     const { logits, cache } = await forwardFillingCache(this.pkg, await this.embed(rows, prefix), positionsTensor(0, total), keep);
@@ -116,7 +116,7 @@ export class TextSideRunner {
   }
 
   /** Logits of active tokens at positions start.., attending over a prompt cache. */
-  async logitsWithCache(rows: readonly (readonly number[])[], start: number, cache: readonly LayerKV[]): Promise<TextLogits> {
+  async logitsWithCache(rows: readonly (readonly number[])[], start: number, cache: PromptCache): Promise<TextLogits> {
     const length = this.checkRows(rows, start);
     const logits = await forwardWithCache(this.pkg, await this.embed(rows), positionsTensor(start, length), cache);
     this.forwards += 1;
@@ -167,7 +167,7 @@ export async function decodeSlots(
   if (decoding.promptCache && !hasLayeredTextTail(runner.pkg)) {
     throw new ModelPackageError(`model ${runner.pkg.manifest.name} has no per-layer text tail (und_layer_* and und_head): no prompt cache`);
   }
-  let cache: LayerKV[] | undefined;
+  let cache: PromptCache | undefined;
   for (let step = 0; slots.some((s) => s.includes(special.mask)); step++) {
     if (decoding.signal?.aborted) throw new CanceledError('canceled');
     // `first`: the sequence index of slot 0 in the logits.

@@ -37,6 +37,57 @@ export async function textTail(pkg: ModelPackage, hidden: Tensor, positions: Ten
   return (await pkg.run('und_head', { hidden })).logits;
 }
 
+/**
+ * Every text layer's keys and values of a prompt, kept between decoding steps. Each layer's buffer
+ * is float32 [B, H, keep + A, D]: the prompt's `keep` tokens, then room for the A active tokens of
+ * a cached forward, whose own keys and values are written there in place every step (no new
+ * buffer, no copy of the prompt's part).
+ */
+export class PromptCache {
+  /** Float32 [B, H] zeros and -inf of the active tokens: the empty remote partial, kept for the next step. */
+  private empty?: { tokens: number; out: Tensor; lse: Tensor };
+
+  /** @param layers each layer's keys and values of a whole forward whose first `keep` tokens are the prompt. */
+  constructor(
+    readonly keep: number,
+    private readonly layers: readonly LayerKV[],
+  ) {}
+
+  get numLayers(): number {
+    return this.layers.length;
+  }
+
+  /**
+   * Layer `l`'s [prompt; own] keys and values, for active tokens' own k and v (float32
+   * [B, H, A, D]). The buffers are reused: valid until the next call for the same layer.
+   */
+  keysAndValues(l: number, own: LayerKV): LayerKV {
+    const { k, v } = this.layers[l];
+    const active = own.k.dims[2];
+    if (k.dims[2] !== this.keep + active || k.dims[0] !== own.k.dims[0]) {
+      return { k: catTokens(firstTokens(k, this.keep), own.k), v: catTokens(firstTokens(v, this.keep), own.v) };
+    }
+    writeTokens(k, own.k, this.keep);
+    writeTokens(v, own.v, this.keep);
+    return { k, v };
+  }
+
+  /** The empty remote partial (out = 0, lse = -inf) of `tokens` active tokens, allocated once. */
+  emptyPartial(rows: number, heads: number, tokens: number, headDim: number): { out: Tensor; lse: Tensor } {
+    if (this.empty?.tokens !== tokens || this.empty.out.dims[0] !== rows) this.empty = { tokens, ...emptyPartial(rows, heads, tokens, headDim) };
+    return this.empty;
+  }
+}
+
+/** Writes float32 [B, H, A, D] `own` over tokens at..at+A-1 of float32 [B, H, S, D] `into`. */
+function writeTokens(into: Tensor, own: Tensor, at: number): void {
+  const [b, h, s, d] = into.dims;
+  const a = own.dims[2];
+  const dst = into.data as Float32Array;
+  const src = own.data as Float32Array;
+  for (let i = 0; i < b * h; i++) dst.set(src.subarray(i * a * d, (i + 1) * a * d), (i * s + at) * d);
+}
+
 /** Tokens 0..count-1 of float32 [B, H, S, D] (or [B, H, S]). */
 function firstTokens(t: Tensor, count: number): Tensor {
   const [b, h, s] = t.dims;
@@ -63,19 +114,21 @@ function catTokens(cached: Tensor, own: Tensor): Tensor {
 
 /**
  * All text layers over a whole sequence (empty remote partial), keeping every layer's keys and
- * values of its first `keep` tokens: the prompt cache. Returns the logits and the cache.
+ * values: the prompt cache of its first `keep` tokens. Returns the logits and the cache.
  */
-export async function forwardFillingCache(pkg: ModelPackage, hidden: Tensor, positions: Tensor, keep: number): Promise<{ logits: Tensor; cache: LayerKV[] }> {
+export async function forwardFillingCache(pkg: ModelPackage, hidden: Tensor, positions: Tensor, keep: number): Promise<{ logits: Tensor; cache: PromptCache }> {
   const { num_layers: n, heads, head_dim: headDim } = pkg.manifest.architecture;
   const empty = emptyPartial(hidden.dims[0], heads, hidden.dims[1], headDim);
-  const cache: LayerKV[] = [];
+  const layers: LayerKV[] = [];
   for (let l = 0; l < n; l++) {
     const [qkvName, outName] = layerSegments(pkg, l);
     const { q, k, v } = await pkg.run(qkvName, { hidden, positions });
-    cache.push({ k: firstTokens(k, keep), v: firstTokens(v, keep) });
+    // The whole k and v are kept: their first `keep` tokens are the prompt's, the rest is the room
+    // where later forwards write the active tokens' own.
+    layers.push({ k, v });
     hidden = (await pkg.run(outName, { hidden, q, k, v, remote_out: empty.out, remote_lse: empty.lse })).hidden_out;
   }
-  return { logits: (await pkg.run('und_head', { hidden })).logits, cache };
+  return { logits: (await pkg.run('und_head', { hidden })).logits, cache: new PromptCache(keep, layers) };
 }
 
 /**
@@ -85,15 +138,15 @@ export async function forwardFillingCache(pkg: ModelPackage, hidden: Tensor, pos
  * prefix cache): exact for the active tokens' view of the prompt only when the prompt does not
  * attend to them, so answers may differ slightly from uncached decoding (measured by the bench).
  */
-export async function forwardWithCache(pkg: ModelPackage, hidden: Tensor, positions: Tensor, cache: readonly LayerKV[]): Promise<Tensor> {
+export async function forwardWithCache(pkg: ModelPackage, hidden: Tensor, positions: Tensor, cache: PromptCache): Promise<Tensor> {
   const { num_layers: n, heads, head_dim: headDim } = pkg.manifest.architecture;
-  const empty = emptyPartial(hidden.dims[0], heads, hidden.dims[1], headDim);
+  const empty = cache.emptyPartial(hidden.dims[0], heads, hidden.dims[1], headDim);
   for (let l = 0; l < n; l++) {
     const [qkvName, outName] = layerSegments(pkg, l);
     const { q, k, v } = await pkg.run(qkvName, { hidden, positions });
     // The local partial of `und_*_out` runs over [cached prompt keys; the active tokens' own keys].
-    hidden = (await pkg.run(outName, { hidden, q, k: catTokens(cache[l].k, k), v: catTokens(cache[l].v, v), remote_out: empty.out, remote_lse: empty.lse }))
-      .hidden_out;
+    const kv = cache.keysAndValues(l, { k, v });
+    hidden = (await pkg.run(outName, { hidden, q, k: kv.k, v: kv.v, remote_out: empty.out, remote_lse: empty.lse })).hidden_out;
   }
   return (await pkg.run('und_head', { hidden })).logits;
 }
