@@ -68,9 +68,12 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
     if (job.name !== (JobName.Pipeline as string)) throw new UnrecoverableError(`unknown job ${job.name} on ${QueueName.Pipeline}`);
     const log = this.logger.child({ jobId: job.id });
     for (;;) {
+      // The finished stages' results are read along with the cancel check (one round trip).
+      const reading = this.childResults(job);
+      reading.catch(() => undefined); // awaited below, unless canceled
       // Canceled by request: no further stage is queued (a running one is aborted by its worker).
       if (await isCanceled(this.redis!, this.config, job.data.id)) throw new UnrecoverableError('CANCELED: canceled by request');
-      const results = await this.childResults(job);
+      const results = await reading;
       // Webhooks: job.start the first time, then job.stage for each stage with a result (each sent once).
       if (!job.data.stages?.length) await this.webhooks.start(job);
       else await this.webhooks.stages(job, results);
@@ -81,8 +84,7 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
         throw new UnrecoverableError(`pipeline cannot go on: ${(error as Error).message}`);
       }
       if (step.kind === 'done') {
-        await job.updateData({ ...job.data, done: true });
-        await this.webhooks.succeeded(job, step.result);
+        await Promise.all([job.updateData({ ...job.data, done: true }), this.webhooks.succeeded(job, step.result)]);
         log.log('pipeline succeeded', { stages: job.data.stages?.length ?? 0 });
         observePipeline(job.data, 'succeeded');
         return step.result;
@@ -95,17 +97,21 @@ export class PipelineProcessor implements OnApplicationBootstrap, BeforeApplicat
         );
         throw new UnrecoverableError(`${error.code}: ${error.message}`);
       }
-      await this.stages.add(job, step.ref, step.name, step.data);
+      // Queue the stage, append it to `stages` (the api's timeline) and wait for it: one transaction.
       const stages = job.data.stages ?? [];
-      if (!stages.some((s) => s.jobId === step.ref.jobId)) await job.updateData({ ...job.data, stages: [...stages, step.ref] });
+      const recorded = stages.some((s) => s.jobId === step.ref.jobId);
+      const data = recorded ? undefined : { ...job.data, stages: [...stages, step.ref] };
+      const waiting = await this.stages.queueAndWait(job, token!, step, data);
       log.log('stage queued', { stage: step.ref.stage, round: step.ref.round, stageJobId: step.ref.jobId });
-      if (await job.moveToWaitingChildren(token!)) throw new WaitingChildrenError();
+      if (waiting) throw new WaitingChildrenError();
       // The stage finished before we got to wait for it: go on at once.
     }
   }
 
   /** Finished stages' results by stage job id. */
   private async childResults(job: Job<PipelineJobData, PipelineResult>): Promise<Map<string, unknown>> {
+    // No stage queued yet (results are only read for the stages in `stages`): nothing to read.
+    if (!job.data.stages?.length) return new Map();
     const values = await job.getChildrenValues<unknown>();
     // Keys are `<prefix>:<queue>:<job id>`.
     return new Map(Object.entries(values).map(([key, value]) => [key.split(':').at(-1)!, value]));

@@ -3,9 +3,17 @@ import { QueueEvents, type Job } from 'bullmq';
 import { CONFIG, JsonLogger, type Config, redisClient, type RedisClient } from '@lavida/config';
 import { QueueName, type PipelineJobData, type PipelineResult } from '@lavida/contracts';
 import { WebhookRepository } from '../repositories/webhook.repository.js';
+import { batchReads } from './batch-reads.js';
 import { completedMessage, jobUrl, stageMessage, startMessage, type WebhookMessage } from './webhook-events.js';
 
 type PipelineJob = Job<PipelineJobData, PipelineResult>;
+
+/**
+ * The pipeline queue's events are read at most once every this many ms: only `failed` matters here,
+ * and a busy queue has a dozen events per pipeline, each of which would otherwise end a blocking
+ * read of its own (a round trip and a wake-up). A failure's webhook is queued at most this much later.
+ */
+export const EVENTS_BATCH_MS = 50;
 
 /**
  * Turns what happens to pipelines into webhook deliveries, for jobs with a webhook that wants the
@@ -19,6 +27,7 @@ export class WebhookEmitter implements OnApplicationBootstrap, OnApplicationShut
   private readonly logger = new JsonLogger('orchestrator', WebhookEmitter.name);
   private events?: QueueEvents;
   private connection?: RedisClient;
+  private readonly closing = new AbortController();
 
   constructor(
     @Inject(CONFIG) private readonly config: Config,
@@ -31,16 +40,20 @@ export class WebhookEmitter implements OnApplicationBootstrap, OnApplicationShut
       connection: this.connection,
       prefix: this.config.QUEUE_PREFIX,
       lastEventId: (await this.webhooks.cursor()) ?? '$',
+      autorun: false,
     });
+    batchReads(this.events, EVENTS_BATCH_MS, this.closing.signal);
     this.events.on('failed', ({ jobId }, eventId) => {
       this.failed(jobId)
         .then(() => this.webhooks.setCursor(eventId))
         .catch((error: Error) => this.logger.error('webhook for a failed pipeline not queued', { jobId, error: error.message }));
     });
     this.events.on('error', (error) => this.logger.error('pipeline events error', error));
+    this.events.run().catch((error: Error) => this.logger.error('pipeline events error', error));
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.closing.abort();
     await this.events?.close();
     await this.connection?.quit().catch(() => undefined);
   }
