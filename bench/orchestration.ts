@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,20 +53,62 @@ export interface OrchestrationBench {
   firstStage: HopStats;
   /** Last stage finished → pipeline finished (result computed and stored). */
   lastStage: HopStats;
+  /**
+   * Last stage finished → the pipeline job taken by the orchestrator's worker (its processedOn): the
+   * part of lastStage spent in the pipeline queue, before the orchestrator's own work.
+   */
+  lastPickUp: HopStats;
   /** Pipeline created → finished, the whole 3-stage pipeline with no-op stages. */
   endToEnd: HopStats;
   /**
    * CPU time per pipeline during the measured run: the orchestrator process (Linux /proc; NaN
-   * elsewhere) and this process (the no-op workers and the submitting queue).
+   * elsewhere), this process (the no-op workers and the submitting queue) and Redis (INFO cpu: the
+   * whole server, other clients of a shared REDIS_URL included).
    */
-  cpuMsPerPipeline: { orchestrator: number; benchWorkers: number };
+  cpuMsPerPipeline: { orchestrator: number; benchWorkers: number; redis: number };
+  /**
+   * Time the main thread of each process spent runnable but waiting for a CPU, per pipeline, during
+   * the measured run (Linux /proc/<pid>/schedstat; NaN elsewhere, and for a REDIS_URL's server): how
+   * much of each hop is the machine's CPUs being busy, with this bench or with anything else.
+   */
+  runQueueMsPerPipeline: { orchestrator: number; benchWorkers: number; redis: number };
+  /**
+   * What that CPU time allows at most, pipelines/s: every core of this machine busy with the three
+   * processes and nothing else (cores × 1000 / their CPU ms per pipeline), and the orchestrator's one
+   * thread busy all the time (1000 / its CPU ms per pipeline).
+   */
+  cpuCeilingPipelinesPerSecond: { cores: number; allCores: number; orchestratorThread: number };
+  /**
+   * Redis requests (round trips; a MULTI…EXEC is one) per pipeline, counted with MONITOR in runs
+   * of their own after the measured ones, at `concurrency` in flight and one at a time: those of the
+   * orchestrator process (per pipeline, and per orchestrator step: a pipeline has stagesPerPipeline
+   * + 1 of them), those of this process's no-op stage workers and submissions (BullMQ commands and
+   * the QueueEvents reads that learn a pipeline ended), and the commands Redis ran inside scripts.
+   */
+  redisRequests: { loaded: RequestCounts; unloaded: RequestCounts };
   /** The same pipelines one at a time: the hop's own latency, without queueing behind others. */
-  unloaded: { pipelines: number; hopCreated: HopStats; hopStarted: HopStats; endToEnd: HopStats };
+  unloaded: { pipelines: number; pipelinesPerSecond: number; hopCreated: HopStats; hopStarted: HopStats; endToEnd: HopStats };
   targets: { hopP50Ms: number; pipelinesPerSecond: number };
   redis: 'REDIS_URL' | 'redis-server';
 }
 
+/** Redis requests of one monitored run (see OrchestrationBench.redisRequests). */
+export interface RequestCounts {
+  pipelines: number;
+  /** Requests of the orchestrator per pipeline, and per orchestrator step. */
+  orchestratorPerPipeline: number;
+  orchestratorPerStep: number;
+  /** Requests of the orchestrator per pipeline by command (EVALSHA by BullMQ script name, MULTI for a transaction). */
+  orchestratorByCommand: Record<string, number>;
+  /** Requests of this process's no-op workers, submissions and QueueEvents per pipeline. */
+  benchPerPipeline: number;
+  /** Commands run inside Lua scripts per pipeline (all clients). */
+  scriptCommandsPerPipeline: number;
+}
+
 const MODEL = { name: 'noop', version: '0' };
+/** Stages of the benchmarked pipeline: plan → generate → reflect. */
+const STAGES = 3;
 
 function stats(samples: number[]): HopStats {
   const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
@@ -87,6 +131,33 @@ function cpuMs(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+
+/** Time the main thread of a process waited for a CPU, ms (Linux /proc/<pid>/schedstat; NaN elsewhere). */
+function runQueueMs(pid: number | undefined): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** CPU time of the Redis server, ms (INFO cpu: user + system, all its threads). */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1]);
+  return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
+}
+
+/** BullMQ's script names by SHA1 of their source (EVALSHA shows only the SHA). */
+function scriptNames(): Map<string, string> {
+  const require = createRequire(import.meta.url);
+  const scripts = require('bullmq/dist/cjs/scripts/index.js') as Record<string, { name?: string; content?: string }>;
+  const names = new Map<string, string>();
+  for (const script of Object.values(scripts)) {
+    if (script?.name && script.content) names.set(createHash('sha1').update(script.content).digest('hex'), script.name);
+  }
+  return names;
 }
 
 /** No-op stages: a minimal valid result at once (shapes of libs/contracts GenerateResult, UnderstandingResult). */
@@ -126,15 +197,19 @@ export async function measureOrchestration(options: {
   warmup: number;
   /** Pipelines run one at a time afterwards, for the hop without queueing. */
   unloaded: number;
+  /** Pipelines of the runs that count Redis requests (MONITOR on), as loaded; one at a time: at most `unloaded`. */
+  requestCount: number;
 }): Promise<OrchestrationBench | undefined> {
   const children: ChildProcess[] = [];
   let redisUrl = process.env.REDIS_URL;
   const source = redisUrl ? 'REDIS_URL' : 'redis-server';
+  let redisPid: number | undefined;
   if (!redisUrl) {
     if (!hasRedisServer()) return undefined;
     const local = await startLocalRedis(HOST);
     children.push(local.child);
     redisUrl = local.url;
+    redisPid = local.child.pid;
   }
   const prefix = `bench-orch-${process.pid}`;
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
@@ -162,11 +237,25 @@ export async function measureOrchestration(options: {
 
   let orchestrator: ChildProcess | undefined;
   try {
-    await Promise.all([events.waitUntilReady(), ...workers.map((w) => w.waitUntilReady())]);
-    orchestrator = spawn(process.execPath, [join(REPO_ROOT, 'apps/orchestrator/dist/main.js')], {
-      env: { ...process.env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'log' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    await Promise.all([
+      events.waitUntilReady(),
+      ...workers.map((w) => w.waitUntilReady()),
+      ...Object.values(queues).map((q) => q.waitUntilReady()),
+    ]);
+    // Every connection of this process is open now: any other (but MONITOR's) is the orchestrator's
+    // (or, on a shared REDIS_URL, another client's).
+    const benchClients = new Set([...((await connection.client('LIST')) as string).matchAll(/\baddr=(\S+)/g)].map((m) => m[1]));
+    // BENCH_ORCHESTRATOR_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): node flags for the orchestrator, to profile it;
+    // BENCH_ORCHESTRATOR_MAIN: another build's main.js to measure instead (an A/B against an earlier commit).
+    const nodeArgs = (process.env.BENCH_ORCHESTRATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    orchestrator = spawn(
+      process.execPath,
+      [...nodeArgs, process.env.BENCH_ORCHESTRATOR_MAIN ?? join(REPO_ROOT, 'apps/orchestrator/dist/main.js')],
+      {
+        env: { ...process.env, REDIS_URL: redisUrl, QUEUE_PREFIX: prefix, LOG_LEVEL: 'log' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     const lines = createInterface({ input: orchestrator.stdout! });
     orchestrator.stderr!.resume();
     await new Promise<void>((resolve, reject) => {
@@ -212,6 +301,7 @@ export async function measureOrchestration(options: {
       const hopStarted: number[] = [];
       const firstStage: number[] = [];
       const lastStage: number[] = [];
+      const lastPickUp: number[] = [];
       const endToEnd: number[] = [];
       for (const id of ids) {
         const pipeline = await queues.pipeline.getJob(id);
@@ -232,6 +322,7 @@ export async function measureOrchestration(options: {
           hopStarted.push(to.processedOn! - from.finishedOn!);
         }
         lastStage.push(pipeline.finishedOn - reflect.finishedOn!);
+        if (pipeline.processedOn) lastPickUp.push(pipeline.processedOn - reflect.finishedOn!);
         endToEnd.push(pipeline.finishedOn - pipeline.timestamp);
       }
       return {
@@ -239,36 +330,111 @@ export async function measureOrchestration(options: {
         hopStarted: stats(hopStarted),
         firstStage: stats(firstStage),
         lastStage: stats(lastStage),
+        lastPickUp: stats(lastPickUp),
         endToEnd: stats(endToEnd),
       };
     };
 
+    const scripts = scriptNames();
+    const steps = STAGES + 1;
+    /** Redis requests of `count` pipelines, `concurrency` at a time, counted with MONITOR. */
+    const countRequests = async (count: number, concurrency: number): Promise<RequestCounts> => {
+      const monitor = await connection.monitor();
+      const byCommand = new Map<string, number>();
+      const inMulti = new Set<string>();
+      let orchestratorRequests = 0;
+      let benchRequests = 0;
+      let scriptCommands = 0;
+      monitor.on('monitor', (_time: string, args: string[], client: string) => {
+        if (client === 'lua') {
+          scriptCommands += 1;
+          return;
+        }
+        const command = String(args[0]).toLowerCase();
+        // A transaction is one request: MULTI, its commands and EXEC go together.
+        if (inMulti.has(client)) {
+          if (command === 'exec' || command === 'discard') inMulti.delete(client);
+          return;
+        }
+        if (command === 'multi') inMulti.add(client);
+        if (benchClients.has(client)) {
+          benchRequests += 1;
+          return;
+        }
+        orchestratorRequests += 1;
+        const name = command === 'evalsha' ? (scripts.get(String(args[1])) ?? command) : command;
+        byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
+      });
+      await run(count, concurrency);
+      // The orchestrator's last fetches after the last pipeline ended.
+      await sleep(200);
+      monitor.disconnect();
+      const per = (n: number) => Math.round((n / count) * 100) / 100;
+      return {
+        pipelines: count,
+        orchestratorPerPipeline: per(orchestratorRequests),
+        orchestratorPerStep: per(orchestratorRequests / steps),
+        orchestratorByCommand: Object.fromEntries([...byCommand].sort((a, b) => b[1] - a[1]).map(([name, n]) => [name, per(n)])),
+        benchPerPipeline: per(benchRequests),
+        scriptCommandsPerPipeline: per(scriptCommands),
+      };
+    };
+
     await run(options.warmup);
-    const cpuBefore = { orchestrator: cpuMs(orchestrator.pid), bench: process.cpuUsage() };
+    const before = {
+      cpu: { orchestrator: cpuMs(orchestrator.pid), bench: process.cpuUsage(), redis: await redisCpuMs(connection) },
+      runQueue: { orchestrator: runQueueMs(orchestrator.pid), bench: runQueueMs(process.pid), redis: runQueueMs(redisPid) },
+    };
     const { ids, ms } = await run(options.pipelines);
-    const benchCpu = process.cpuUsage(cpuBefore.bench);
-    const orchestratorCpuMs = cpuMs(orchestrator.pid) - cpuBefore.orchestrator;
+    const benchCpu = process.cpuUsage(before.cpu.bench);
+    const benchCpuMs = (benchCpu.user + benchCpu.system) / 1000;
+    const redisCpu = (await redisCpuMs(connection)) - before.cpu.redis;
+    const orchestratorCpuMs = cpuMs(orchestrator.pid) - before.cpu.orchestrator;
+    const runQueue = {
+      orchestrator: runQueueMs(orchestrator.pid) - before.runQueue.orchestrator,
+      benchWorkers: runQueueMs(process.pid) - before.runQueue.bench,
+      redis: runQueueMs(redisPid) - before.runQueue.redis,
+    };
     const loaded = await hops(ids);
     // One pipeline at a time: the hop without queueing behind other pipelines.
     const single = await run(options.unloaded, 1);
     const unloaded = await hops(single.ids);
+    // Requests counted apart (MONITOR slows Redis down): as loaded, then one at a time.
+    const redisRequests = {
+      loaded: await countRequests(options.requestCount, options.concurrency),
+      unloaded: await countRequests(Math.min(options.requestCount, options.unloaded), 1),
+    };
     const seconds = ms / 1000;
+    const perPipeline = (value: number) => Math.round((value / options.pipelines) * 100) / 100;
     return {
       pipeline: 'text-to-image, plan + reflect (plan → generate → reflect), no-op stages',
-      stagesPerPipeline: 3,
+      stagesPerPipeline: STAGES,
       pipelines: options.pipelines,
       concurrency: options.concurrency,
       warmup: options.warmup,
       seconds: Math.round(seconds * 100) / 100,
       pipelinesPerSecond: Math.round((options.pipelines / seconds) * 10) / 10,
-      stagesPerSecond: Math.round(((options.pipelines * 3) / seconds) * 10) / 10,
+      stagesPerSecond: Math.round(((options.pipelines * STAGES) / seconds) * 10) / 10,
       ...loaded,
       cpuMsPerPipeline: {
-        orchestrator: Math.round((orchestratorCpuMs / options.pipelines) * 100) / 100,
-        benchWorkers: Math.round(((benchCpu.user + benchCpu.system) / 1000 / options.pipelines) * 100) / 100,
+        orchestrator: perPipeline(orchestratorCpuMs),
+        benchWorkers: perPipeline(benchCpuMs),
+        redis: perPipeline(redisCpu),
       },
+      cpuCeilingPipelinesPerSecond: {
+        cores: cpus().length,
+        allCores: Math.round((cpus().length * 1000 * options.pipelines) / (orchestratorCpuMs + benchCpuMs + redisCpu)),
+        orchestratorThread: Math.round((1000 * options.pipelines) / orchestratorCpuMs),
+      },
+      runQueueMsPerPipeline: {
+        orchestrator: perPipeline(runQueue.orchestrator),
+        benchWorkers: perPipeline(runQueue.benchWorkers),
+        redis: perPipeline(runQueue.redis),
+      },
+      redisRequests,
       unloaded: {
         pipelines: options.unloaded,
+        pipelinesPerSecond: Math.round((options.unloaded / (single.ms / 1000)) * 10) / 10,
         hopCreated: unloaded.hopCreated,
         hopStarted: unloaded.hopStarted,
         endToEnd: unloaded.endToEnd,

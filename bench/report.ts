@@ -220,6 +220,7 @@ function orchestrationSection(r: BenchResults): string[] {
         row('stage finished → next stage started (per hop)', o.hopStarted),
         row('pipeline created → first stage created', o.firstStage),
         row('last stage finished → pipeline finished', o.lastStage),
+        row('… of which: last stage finished → pipeline taken by the orchestrator', o.lastPickUp),
         row('pipeline created → finished (3 stages)', o.endToEnd),
         row(`one pipeline at a time (${o.unloaded.pipelines}): stage finished → next created`, o.unloaded.hopCreated),
         row('one pipeline at a time: stage finished → next started', o.unloaded.hopStarted),
@@ -237,8 +238,40 @@ function orchestrationSection(r: BenchResults): string[] {
           verdict(o.pipelinesPerSecond >= o.targets.pipelinesPerSecond),
         ],
         ['stage jobs / s', o.stagesPerSecond, '', ''],
+        ['pipelines / s, one at a time', o.unloaded.pipelinesPerSecond, '', ''],
         ['orchestrator CPU ms per pipeline', o.cpuMsPerPipeline.orchestrator, '', ''],
         ['bench process (no-op workers, submits) CPU ms per pipeline', o.cpuMsPerPipeline.benchWorkers, '', ''],
+        ['Redis CPU ms per pipeline', o.cpuMsPerPipeline.redis, '', ''],
+        [
+          `pipelines / s that CPU time allows: ${o.cpuCeilingPipelinesPerSecond.cores} cores doing nothing else / the orchestrator's thread`,
+          `${o.cpuCeilingPipelinesPerSecond.allCores} / ${o.cpuCeilingPipelinesPerSecond.orchestratorThread}`,
+          '',
+          '',
+        ],
+        [
+          'ms per pipeline waiting for a CPU (orchestrator / bench / Redis main threads)',
+          `${o.runQueueMsPerPipeline.orchestrator} / ${o.runQueueMsPerPipeline.benchWorkers} / ${o.runQueueMsPerPipeline.redis}`,
+          '',
+          '',
+        ],
+        ...(['loaded', 'unloaded'] as const).map((k) => {
+          const q = o.redisRequests[k];
+          const how = k === 'loaded' ? `${o.concurrency} in flight` : 'one at a time';
+          return [
+            `Redis requests of the orchestrator per pipeline / per step, ${how}`,
+            `${q.orchestratorPerPipeline} / ${q.orchestratorPerStep}`,
+            '',
+            Object.entries(q.orchestratorByCommand)
+              .map(([name, n]) => `${name} ${n}`)
+              .join(', '),
+          ];
+        }),
+        ...(['loaded', 'unloaded'] as const).map((k) => [
+          `Redis requests of the no-op workers and submissions per pipeline, ${k === 'loaded' ? `${o.concurrency} in flight` : 'one at a time'}`,
+          o.redisRequests[k].benchPerPipeline,
+          '',
+          `${o.redisRequests[k].scriptCommandsPerPipeline} commands inside scripts per pipeline (all clients)`,
+        ]),
         [
           `p50 per hop at ${o.concurrency} in flight (finished → next created), ms`,
           o.hopCreated.p50Ms,

@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const memory = await measureWorkerMemory(MINI_DIR);
 
   console.error('bench: orchestration overhead per stage hop, no-op stages …');
-  const orchestration = await measureOrchestration({ pipelines: 200, concurrency: 50, warmup: 20, unloaded: 50 });
+  const orchestration = await measureOrchestration({ pipelines: 400, concurrency: 50, warmup: 20, unloaded: 50, requestCount: 100 });
 
   const grpcOverTcp: Record<string, number> = {};
   for (const grpc of throughput.filter((t) => t.transport === 'grpc')) {
