@@ -197,21 +197,30 @@ export async function decodeSlots(
       first = 0;
     }
     const { data, length: total, vocab } = out;
+    const from = allowed ? allowed.first : 0;
+    const to = allowed ? allowed.first + allowed.count : vocab;
+    // Ids a slot never decodes to (none with `allowed`, which already restricts the range).
+    const skipA = allowed ? -1 : special.mask;
+    const skipB = allowed ? -1 : special.pad;
     heads.forEach((head, b) => {
       const masked = slots[b].flatMap((id, i) => (id === special.mask ? [i] : []));
       const picks = masked.map((slot) => {
-        const row = data.subarray((b * total + first + slot) * vocab, (b * total + first + slot + 1) * vocab);
-        const from = allowed ? allowed.first : 0;
-        const to = allowed ? allowed.first + allowed.count : vocab;
+        const at = (b * total + first + slot) * vocab;
         let best = -1;
+        let top = 0;
         for (let i = from; i < to; i++) {
-          if (!allowed && (i === special.mask || i === special.pad)) continue;
-          if (best < 0 || row[i] > row[best]) best = i;
+          if (i === skipA || i === skipB) continue;
+          const x = data[at + i];
+          if (best < 0 || x > top) {
+            best = i;
+            top = x;
+          }
         }
+        // The softmax probability of the argmax, summed in id order.
         let sum = 0;
         for (let i = from; i < to; i++) {
-          if (!allowed && (i === special.mask || i === special.pad)) continue;
-          sum += Math.exp(row[i] - row[best]);
+          if (i === skipA || i === skipB) continue;
+          sum += Math.exp(data[at + i] - top);
         }
         return { slot, id: best, confidence: 1 / sum };
       });
