@@ -222,6 +222,8 @@ def _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M):
         qkv = run(f"und_joint_qkv_{l}", hidden=h_t, positions=pos_t)
         gj = run(f"gen_joint_{l}", hidden=h_i, positions=pos_i,
                  text_q=qkv["q"], text_k=qkv["k"], text_v=qkv["v"])
+        if f"gen_text_partial_{l}" in segs:
+            run(f"gen_text_partial_{l}", hidden=h_i, positions=pos_i, text_q=qkv["q"])
         run(f"und_joint_out_{l}", hidden=h_t, q=qkv["q"], k=qkv["k"], v=qkv["v"],
             remote_out=gj["text_out"], remote_lse=gj["text_lse"])
     text_tail(segs, hidden[M][0], pos_t, run)

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .model import Branch, ElasticMoT, Rotary, locality_bias, merge_partials, partial_attention
+from .model import Branch, ElasticMoT, Rotary, apply_rope, locality_bias, merge_partials, partial_attention
 from .vq import PatchVQ
 
 Dim = Union[int, str]
@@ -104,6 +104,24 @@ class GenJoint(nn.Module):
         hidden_out = self.branch.finish(hidden, attn)
         text_out, text_lse = partial_attention(text_q, k, v)
         return hidden_out, text_out, text_lse
+
+
+class GenTextPartial(nn.Module):
+    """Layer l, image side: the text queries' partial attention over the image keys alone (text_out,
+    text_lse), the same numbers as gen_joint_l's. A driver that reaches the text side in another
+    process sends it first and runs gen_joint_l while the text side merges it and works on."""
+
+    def __init__(self, model: ElasticMoT, layer: int) -> None:
+        super().__init__()
+        self.branch: Branch = model.layers[layer].gen
+        self.rotary: Rotary = model.rotary
+
+    def forward(self, hidden, positions, text_q):
+        cos, sin = self.rotary.cos_sin(positions)
+        h = self.branch.attn_norm(hidden)
+        k = apply_rope(self.branch._heads(self.branch.wk(h)), cos, sin)
+        v = self.branch._heads(self.branch.wv(h))
+        return partial_attention(text_q, k, v)
 
 
 class UndTail(nn.Module):
@@ -254,6 +272,10 @@ def build_segments(model: ElasticMoT, vq: Optional[PatchVQ], *, decoder: Optiona
         add(f"gen_joint_{l}", "gen", GenJoint(model, l),
             [image_hidden, t("positions", i64, "I"), heads("text_q"), heads("text_k"), heads("text_v")],
             [t("hidden_out", f32, "B", "I", dg), heads("text_out"), lse("text_lse")])
+    # Layers 0..M-2 only: the text side stops after M-1, whose partial nobody needs.
+    for l in range(cfg.joint_layers - 1):
+        add(f"gen_text_partial_{l}", "gen", GenTextPartial(model, l),
+            [image_hidden, t("positions", i64, "I"), heads("text_q")], [heads("text_out"), lse("text_lse")])
     add("gen_tail", "gen", GenTail(model), [image_hidden, t("positions", i64, "I")],
         [t("logits", f32, "B", "I", K)])
     add("vq_decode", "gen", decoder if decoder is not None else VQDecode(vq),

@@ -66,6 +66,16 @@ def main(argv=None) -> int:
             check(f"split == forward in float64 B={B} T={T}", d64 <= 1e-10, f"max|d|={d64:.2e}")
             spread = ref_t.std().item(), ref_i.std().item()
             check(f"logits not near-uniform B={B} T={T}", min(spread) > 0.5, f"std text={spread[0]:.2f} image={spread[1]:.2f}")
+            # gen_text_partial_l is gen_joint_l's text partial alone: the same numbers
+            g2 = torch.Generator().manual_seed(T)
+            h_i = segs["gen_embed"].module(image_ids)
+            pos_i = torch.arange(T, T + I)
+            for l in range(cfg.joint_layers - 1):
+                q, k, v = (torch.randn((B, cfg.heads, T, cfg.head_dim), generator=g2) for _ in range(3))
+                _, out, lse = segs[f"gen_joint_{l}"].module(h_i, pos_i, q, k, v)
+                out2, lse2 = segs[f"gen_text_partial_{l}"].module(h_i, pos_i, q)
+                check(f"gen_text_partial_{l} == gen_joint_{l}'s text_out, text_lse B={B} T={T}",
+                      torch.equal(out, out2) and torch.equal(lse, lse2))
 
         # VQ round trip
         codes = torch.randint(0, cfg.codebook_size, (3, cfg.grid_rows, cfg.grid_cols), generator=g)

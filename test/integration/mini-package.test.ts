@@ -111,6 +111,16 @@ describe('lavida-o-mini package against its PyTorch golden vectors', { skip }, (
     }
   });
 
+  it("gen_text_partial_0 gives gen_joint_0's text_out and text_lse bit for bit (a split driver sends it ahead)", async () => {
+    const { inputs } = golden('segment:gen_joint_0');
+    const joint = await pkg.run('gen_joint_0', inputs);
+    const partial = await pkg.run('gen_text_partial_0', { hidden: inputs.hidden, positions: inputs.positions, text_q: inputs.text_q });
+    for (const name of ['text_out', 'text_lse']) {
+      const [a, b] = [partial[name].data as Float32Array, joint[name].data as Float32Array];
+      assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), name);
+    }
+  });
+
   it('segments composed with the partial-attention merge match the framework forward', async () => {
     const c = golden('full_forward');
     const { textLogits, imageLogits } = await jointForward(pkg, c.inputs.text_ids, c.inputs.image_ids);

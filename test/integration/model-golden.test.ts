@@ -37,6 +37,16 @@ describe('fixture model against the PyTorch golden vectors', () => {
     assert.ok(maxAbsDiff(imageLogits, c.outputs.image_logits) <= TOLERANCE, 'image logits');
   });
 
+  it("gen_text_partial_0 gives gen_joint_0's text_out and text_lse bit for bit (a split driver sends it ahead)", async () => {
+    const { inputs } = cases.find((c) => c.name === 'segment:gen_joint_0')!;
+    const joint = await pkg.run('gen_joint_0', inputs);
+    const partial = await pkg.run('gen_text_partial_0', { hidden: inputs.hidden, positions: inputs.positions, text_q: inputs.text_q });
+    for (const name of ['text_out', 'text_lse']) {
+      const [a, b] = [partial[name].data as Float32Array, joint[name].data as Float32Array];
+      assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), name);
+    }
+  });
+
   it('detects a perturbed output (the comparison can fail)', async () => {
     const c = cases.find((c) => c.name === 'segment:gen_tail')!;
     const out = await pkg.run('gen_tail', c.inputs);

@@ -9,7 +9,7 @@ import { startApp } from '../support/processes.js';
 import { FIXTURE_MODEL } from '../support/paths.js';
 
 const UND = ['und_embed', 'und_joint_qkv_0', 'und_joint_out_0', 'und_joint_qkv_1', 'und_joint_out_1', 'und_tail'];
-const GEN = ['gen_embed', 'gen_joint_0', 'gen_joint_1', 'gen_tail', 'vq_decode', 'vq_encode'];
+const GEN = ['gen_embed', 'gen_joint_0', 'gen_joint_1', 'gen_text_partial_0', 'gen_tail', 'vq_decode', 'vq_encode'];
 
 const temps: string[] = [];
 

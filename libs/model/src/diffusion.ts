@@ -1,6 +1,7 @@
 import { CanceledError, InvalidInputError } from '@lavida/contracts';
 import { int64Tensor, positionsTensor, type JointPeer } from './joint.js';
 import type { ModelPackage } from './package.js';
+import { textPartialSegment } from './manifest.js';
 import { Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
 import { repeatImage } from './tensor-ops.js';
 
@@ -80,6 +81,14 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
     },
     options.signal,
   );
+  // Joint layers whose partial goes out before the rest of the layer runs: worth it only when the
+  // text side works beside this process and takes the partial in whole meanwhile.
+  const { heads, head_dim: headDim } = architecture;
+  const partialBytes = rows * heads * sideLen * (headDim + 1) * 4;
+  const overlap = Array.from(
+    { length: lastJoint },
+    (_, l) => partialBytes <= (link.concurrentPartialBytes ?? 0) && pkg.has(textPartialSegment(l)),
+  );
   try {
     let cursor = 0;
     for (let step = 0; step < schedule.length; step++) {
@@ -89,9 +98,20 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
       let hidden = (await pkg.run('gen_embed', { image_ids: int64Tensor(ids, [rows, imageLen]) })).hidden;
       let qkv = await link.beginStep(step);
       for (let layer = 0; layer <= lastJoint; layer++) {
-        const out = await pkg.run(`gen_joint_${layer}`, { hidden, positions: imagePositions, text_q: qkv.q, text_k: qkv.k, text_v: qkv.v });
-        hidden = out.hidden_out;
+        const joint = { hidden, positions: imagePositions, text_q: qkv.q, text_k: qkv.k, text_v: qkv.v };
         // The text side stops after the last joint layer: its states never reach an image token again.
+        if (layer < lastJoint && overlap[layer]) {
+          // The text side's partial first (the same numbers as gen_joint's), then the rest of the
+          // layer here while the text side merges it and projects the next layer.
+          const partial = await pkg.run(textPartialSegment(layer), { hidden, positions: imagePositions, text_q: qkv.q });
+          const next = link.partial(step, layer, { out: partial.text_out, lse: partial.text_lse });
+          next.catch(() => undefined); // awaited below, after this layer's own work
+          hidden = (await pkg.run(`gen_joint_${layer}`, joint)).hidden_out;
+          qkv = await next;
+          continue;
+        }
+        const out = await pkg.run(`gen_joint_${layer}`, joint);
+        hidden = out.hidden_out;
         if (layer < lastJoint) qkv = await link.partial(step, layer, { out: out.text_out, lse: out.text_lse });
       }
       const logits = (await pkg.run('gen_tail', { hidden, positions: imagePositions })).logits.data as Float32Array;

@@ -39,6 +39,14 @@ export interface OpenRequest {
  */
 export interface JointLink {
   readonly peer: string;
+  /**
+   * Set when the text side runs beside the driver (another process): the largest partial (bytes of
+   * `out` and `lse`) it takes in while the driver computes. A driver with the image side's partial
+   * segments then sends such a partial first and runs the rest of the layer while the text side
+   * merges it and projects the next layer. (A larger one would wait for the driver between its
+   * pieces: the transport's flow control.)
+   */
+  readonly concurrentPartialBytes?: number;
   beginStep(step: number): Promise<Projections>;
   partial(step: number, layer: number, partial: PartialAttention): Promise<Projections>;
   close(): Promise<void>;

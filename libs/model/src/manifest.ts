@@ -94,18 +94,32 @@ export type Branch = 'und' | 'gen' | 'all';
 
 /**
  * Optional segments: loaded by their branch when the manifest has them. `und_image_embed` (pixels ->
- * the understanding side's semantic image tokens) comes with models that read images on the text side.
+ * the understanding side's semantic image tokens) comes with models that read images on the text side;
+ * `gen_text_partial_l` (l = 0..M-2, see `textPartialSegment`) lets a split driver send a joint layer's
+ * partial before running the rest of that layer.
  */
 export const OPTIONAL_SEGMENTS = { und: ['und_image_embed'], gen: [] } as const satisfies Record<'und' | 'gen', readonly string[]>;
+
+/**
+ * The image side's segment of joint layer `l` that computes only the text queries' partial attention
+ * over the image keys (`text_out`, `text_lse`: the same numbers as `gen_joint_l`'s).
+ */
+export function textPartialSegment(l: number): string {
+  return `gen_text_partial_${l}`;
+}
 
 /** Segment names each branch loads, derived from the architecture (plus the optional ones present). */
 export function requiredSegments(manifest: Manifest, branch: 'und' | 'gen'): string[] {
   const joint = Array.from({ length: manifest.architecture.joint_layers }, (_, l) => l);
-  const optional = OPTIONAL_SEGMENTS[branch].filter((name) => manifest.segments[name] !== undefined);
+  const optional: string[] = OPTIONAL_SEGMENTS[branch].filter((name) => manifest.segments[name] !== undefined);
   if (branch === 'und') {
     return ['und_embed', ...joint.flatMap((l) => [`und_joint_qkv_${l}`, `und_joint_out_${l}`]), ...textTailSegments(manifest), ...optional];
   }
-  return ['gen_embed', ...joint.map((l) => `gen_joint_${l}`), 'gen_tail', 'vq_decode', 'vq_encode'];
+  const partials = joint
+    .slice(0, -1)
+    .map(textPartialSegment)
+    .filter((name) => manifest.segments[name] !== undefined);
+  return ['gen_embed', ...joint.map((l) => `gen_joint_${l}`), ...partials, 'gen_tail', 'vq_decode', 'vq_encode', ...optional];
 }
 
 /**

@@ -260,6 +260,13 @@ class GrpcLink implements JointLink {
   private readonly stopAfterLayer: number;
   /** Zeros in place of the last layer's q, float32 [rows, heads, tokens, head_dim] (its shape is k's). */
   private zeroQ?: Tensor;
+  /**
+   * The text side is another process, working while this one does, on a partial it has whole: one
+   * that fits the serving side's HTTP/2 receive window (grpc-js servers keep the default 64 KiB,
+   * less framing), whose rest would otherwise wait for a WINDOW_UPDATE this process reads only
+   * after its own work.
+   */
+  readonly concurrentPartialBytes = 60 * 1024;
 
   private constructor(
     private readonly call: Exchange,
