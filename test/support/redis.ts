@@ -1,7 +1,5 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { freePort, waitFor } from './wait.js';
+import { hasRedisServer, startLocalRedis } from '@lavida/config';
 
 export interface TestRedis {
   url: string;
@@ -17,15 +15,10 @@ export async function startRedis(): Promise<TestRedis> {
   if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, source: 'REDIS_URL', stop: async () => undefined };
   const container = await tryContainer();
   if (container) return container;
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
+  if (!hasRedisServer()) {
     throw new Error('tests need Redis: set REDIS_URL, run a Docker engine, or install redis-server (apt-get install -y redis-server)');
   }
-  const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  await waitFor(async () => ping(url), 10_000, 'local redis-server');
+  const { url, child } = await startLocalRedis('127.0.0.1', 10_000);
   return {
     url,
     source: 'redis-server',
@@ -56,20 +49,6 @@ async function tryContainer(): Promise<TestRedis | undefined> {
   } catch {
     // No Docker engine here: testcontainers fails in milliseconds.
     return undefined;
-  }
-}
-
-async function ping(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  // Refused connections while redis-server starts are expected: connect() rejects, no event needed.
-  redis.on('error', () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
   }
 }
 

@@ -1,17 +1,7 @@
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** A TCP port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+/** A TCP port nothing listens on right now (the libs' helper, kept here for the tests' imports). */
+export { freePort } from '@lavida/config';
 
 /** Polls until `check` returns a truthy value, or throws after `timeoutMs` naming what it waited for. */
 export async function waitFor<T>(
