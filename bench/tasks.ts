@@ -10,7 +10,7 @@ import {
   type TextToImageResult,
 } from '@lavida/model';
 import { GrpcJointPeer, type TransportOptions } from '@lavida/wire';
-import { generateScene, render, Rng, sampleQuestion, scoreAnswer } from '@lavida/world';
+import { generateScene, referableObjects, referringExpression, render, Rng, sampleQuestion, scoreAnswer } from '@lavida/world';
 import { HOST, median, round } from './support.js';
 
 export interface PairTiming {
@@ -34,6 +34,12 @@ export interface TaskBench {
   groundOneStepSpeedupCached: PairTiming;
   /** Two references: decoded in parallel as rows against one after the other. */
   groundTwoRefs: PairTiming;
+  /**
+   * One-step grounding of every object of a world scene (k boxes, references as rows of one forward)
+   * against an autoregressive-style decoder: one coordinate token per forward over the whole
+   * output (the references one after the other, 4 forwards each: 4k). Image tokens cached in both.
+   */
+  groundByBoxes: Array<PairTiming & { boxes: number; forwards: { oneStep: number; oneTokenAStep: number } }>;
   /** Answers (24 slots, 12 forwards) with and without the prompt cache, over world scenes and questions. */
   promptCache: PairTiming & { questions: number; sameAnswerShare: number; sameAnswerCorrect: Record<'cache' | 'noCache', number> };
 }
@@ -177,6 +183,28 @@ export async function measureTasks(
       2,
       runs,
     );
+    // k = 1..4 boxes: scenes with k objects, each with a referring expression.
+    const boxRng = new Rng(20261128);
+    const groundByBoxes: TaskBench['groundByBoxes'] = [];
+    for (let k = 1; k <= 4; k++) {
+      let scene = generateScene(boxRng, { count: k });
+      while (referableObjects(scene).length !== k) scene = generateScene(boxRng, { count: k });
+      const pixels = render(scene);
+      const refsK = referableObjects(scene).map((i) => referringExpression(scene, i) as string);
+      const counted = { oneStep: 0, oneTokenAStep: 0 };
+      const timing = await pairTiming(
+        ['oneTokenAStep', 'oneStep'],
+        async () => {
+          let n = 0;
+          for (const ref of refsK) n += (await cachedEngine.ground(pixels, [ref], { steps: 4 })).forwards;
+          counted.oneTokenAStep = n;
+        },
+        async () => (counted.oneStep = (await cachedEngine.ground(pixels, refsK, { steps: 1 })).forwards),
+        2,
+        runs,
+      );
+      groundByBoxes.push({ ...timing, ratio: round(1 / timing.ratio), boxes: k, forwards: counted });
+    }
     // The prompt cache: one world scene per question (image encoded once, cached: only decoding is compared).
     const rng = new Rng(20261127);
     const questions = Array.from({ length: 24 }, () => {
@@ -237,6 +265,7 @@ export async function measureTasks(
       },
       groundOneStepSpeedupCached: { ...groundOneStepSpeedupCached, ratio: round(1 / groundOneStepSpeedupCached.ratio) },
       groundTwoRefs,
+      groundByBoxes,
     };
   } finally {
     remote.close();
