@@ -1,6 +1,6 @@
 import { CanceledError, InvalidInputError } from '@lavida/contracts';
-import { int64Tensor, positionsTensor, type JointPeer } from './joint.js';
-import type { ModelPackage } from './package.js';
+import { int64Tensor, positionsTensor, type JointPeer, type PartialAttention, type Projections } from './joint.js';
+import type { ModelPackage, Tensor } from './package.js';
 import { textPartialSegment } from './manifest.js';
 import { Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
 import { repeatImage } from './tensor-ops.js';
@@ -41,35 +41,23 @@ export interface DiffusionResult {
 }
 
 export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: DiffusionSpec, options: DiffusionOptions): Promise<DiffusionResult> {
-  const { architecture, image, sampling } = pkg.manifest;
+  const { architecture, image } = pkg.manifest;
   const rows = spec.textRows.length;
   const textLen = spec.textRows[0]?.length ?? 0;
   if (rows === 0 || textLen === 0) throw new InvalidInputError('prompt has no tokens');
   if (spec.textRows.some((r) => r.length !== textLen)) throw new InvalidInputError('guidance rows must have one text length');
-  if (!Number.isInteger(spec.steps) || spec.steps < 1) throw new InvalidInputError(`steps must be a positive integer, got ${spec.steps}`);
   const [gridRows, gridCols] = image.grid;
-  const gridTokens = gridRows * gridCols;
-  const prefixLen = spec.prefixPixels ? gridTokens : 0;
+  const prefixLen = spec.prefixPixels ? gridRows * gridCols : 0;
   const sideLen = prefixLen + textLen;
+  // The sampler first (its steps and condition grid checked), then the text side's length.
+  const diffusion = new ImageDiffusion(pkg, { ...spec, rows, sideLen });
   if (sideLen > architecture.max_text_len) {
     throw new InvalidInputError(
       `prompt is ${textLen} tokens${prefixLen ? ` after a ${prefixLen}-token image` : ''}, longer than the model's context of ${architecture.max_text_len}`,
     );
   }
-  const condition = spec.conditionRows;
-  if (condition && (condition.length !== rows || condition.some((c) => c.length !== gridTokens))) {
-    throw new InvalidInputError(`a condition grid needs ${gridTokens} tokens on each of the ${rows} rows`);
-  }
-  const conditionLen = condition ? gridTokens : 0;
-  const imageLen = conditionLen + gridTokens;
-  const schedule = unmaskSchedule(gridTokens, spec.steps, sampling.shift);
-  const order = stratifiedOrder(gridRows, gridCols, sampling.order_seed);
-  const rng = new Pcg32(spec.seed);
   const textIds = int64Tensor(spec.textRows.flat(), [rows, textLen]);
-  const imagePositions = positionsTensor(sideLen, imageLen);
-  const tokens = new Array<number>(gridTokens).fill(image.mask_id);
-  const lastJoint = architecture.joint_layers - 1;
-  const k = image.codebook_size;
+  const lastJoint = diffusion.lastJoint;
 
   const link = await peer.open(
     {
@@ -83,50 +71,150 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
   );
   // Joint layers whose partial goes out before the rest of the layer runs: worth it only when the
   // text side works beside this process and takes the partial in whole meanwhile.
-  const { heads, head_dim: headDim } = architecture;
-  const partialBytes = rows * heads * sideLen * (headDim + 1) * 4;
-  const overlap = Array.from(
-    { length: lastJoint },
-    (_, l) => partialBytes <= (link.concurrentPartialBytes ?? 0) && pkg.has(textPartialSegment(l)),
-  );
+  const overlap = Array.from({ length: lastJoint }, (_, l) => diffusion.partialFirst(l, link.concurrentPartialBytes ?? 0));
   try {
-    let cursor = 0;
-    for (let step = 0; step < schedule.length; step++) {
+    for (let step = 0; step < diffusion.steps; step++) {
       if (options.signal?.aborted) throw new CanceledError('canceled');
-      const ids: number[] = [];
-      for (let r = 0; r < rows; r++) ids.push(...(condition ? condition[r] : []), ...tokens);
-      let hidden = (await pkg.run('gen_embed', { image_ids: int64Tensor(ids, [rows, imageLen]) })).hidden;
+      await diffusion.embed();
       let qkv = await link.beginStep(step);
       for (let layer = 0; layer <= lastJoint; layer++) {
-        const joint = { hidden, positions: imagePositions, text_q: qkv.q, text_k: qkv.k, text_v: qkv.v };
         // The text side stops after the last joint layer: its states never reach an image token again.
         if (layer < lastJoint && overlap[layer]) {
           // The text side's partial first (the same numbers as gen_joint's), then the rest of the
           // layer here while the text side merges it and projects the next layer.
-          const partial = await pkg.run(textPartialSegment(layer), { hidden, positions: imagePositions, text_q: qkv.q });
-          const next = link.partial(step, layer, { out: partial.text_out, lse: partial.text_lse });
+          const next = link.partial(step, layer, await diffusion.textPartial(layer, qkv.q));
           next.catch(() => undefined); // awaited below, after this layer's own work
-          hidden = (await pkg.run(`gen_joint_${layer}`, joint)).hidden_out;
+          await diffusion.joint(layer, qkv);
           qkv = await next;
           continue;
         }
-        const out = await pkg.run(`gen_joint_${layer}`, joint);
-        hidden = out.hidden_out;
-        if (layer < lastJoint) qkv = await link.partial(step, layer, { out: out.text_out, lse: out.text_lse });
+        const partial = await diffusion.joint(layer, qkv);
+        if (layer < lastJoint) qkv = await link.partial(step, layer, partial);
       }
-      const logits = (await pkg.run('gen_tail', { hidden, positions: imagePositions })).logits.data as Float32Array;
-      for (const index of order.slice(cursor, cursor + schedule[step])) {
-        const perRow = Array.from({ length: rows }, (_, r) => {
-          const at = (r * imageLen + conditionLen + index) * k;
-          return logits.subarray(at, at + k);
-        });
-        tokens[index] = sampleLogits(spec.combine(perRow), spec.temperature, rng);
-      }
-      cursor += schedule[step];
-      await options.onStep?.(step + 1, schedule.length);
+      await diffusion.sample(step);
+      await options.onStep?.(step + 1, diffusion.steps);
     }
   } finally {
     await link.close();
   }
-  return { tokens, steps: schedule.length, peer: link.peer };
+  return { tokens: diffusion.tokens, steps: diffusion.steps, peer: link.peer };
+}
+
+/** What the image side of one diffusion needs: its rows and text-side length, and the sampler. */
+export interface ImageDiffusionSpec extends Pick<DiffusionSpec, 'conditionRows' | 'combine' | 'seed' | 'steps' | 'temperature'> {
+  /** Guidance rows. */
+  rows: number;
+  /** Tokens on the text side (an image prefix and the text): the image grid's positions follow them. */
+  sideLen: number;
+}
+
+/** The tokens one step revealed: grid cells (raster indices) in the order sampled, and their codes. */
+export interface StepTokens {
+  positions: number[];
+  tokens: number[];
+}
+
+/**
+ * The image side of one diffusion on the generation branch: the output grid, the sampler (seeded
+ * generator, stratified order, shifted schedule, guidance over stacked rows) and the joint layers'
+ * image states. The text side's projections come from elsewhere: a driven peer (`diffuse`) or a
+ * driver this process serves (`ImageSideSession`), so both give the same numbers.
+ */
+export class ImageDiffusion {
+  /** Output grid tokens, raster order (`mask_id` where not yet sampled). */
+  readonly tokens: number[];
+  readonly lastJoint: number;
+  /** Tokens to reveal at each step. */
+  private readonly schedule: number[];
+  private readonly order: number[];
+  private readonly rng: Pcg32;
+  private readonly imagePositions: Tensor;
+  private readonly conditionLen: number;
+  private readonly imageLen: number;
+  private cursor = 0;
+  private hidden?: Tensor;
+
+  constructor(
+    private readonly pkg: ModelPackage,
+    private readonly spec: ImageDiffusionSpec,
+  ) {
+    const { architecture, image, sampling } = pkg.manifest;
+    if (!Number.isInteger(spec.steps) || spec.steps < 1) throw new InvalidInputError(`steps must be a positive integer, got ${spec.steps}`);
+    const [gridRows, gridCols] = image.grid;
+    const gridTokens = gridRows * gridCols;
+    const condition = spec.conditionRows;
+    if (condition && (condition.length !== spec.rows || condition.some((c) => c.length !== gridTokens))) {
+      throw new InvalidInputError(`a condition grid needs ${gridTokens} tokens on each of the ${spec.rows} rows`);
+    }
+    this.conditionLen = condition ? gridTokens : 0;
+    this.imageLen = this.conditionLen + gridTokens;
+    this.schedule = unmaskSchedule(gridTokens, spec.steps, sampling.shift);
+    this.order = stratifiedOrder(gridRows, gridCols, sampling.order_seed);
+    this.rng = new Pcg32(spec.seed);
+    this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
+    this.tokens = new Array<number>(gridTokens).fill(image.mask_id);
+    this.lastJoint = architecture.joint_layers - 1;
+  }
+
+  /** Steps of the schedule. */
+  get steps(): number {
+    return this.schedule.length;
+  }
+
+  /**
+   * Whether joint layer `layer`'s text partial can go out before the rest of the layer runs: the
+   * model has the partial segment and the partial fits what the other side takes in meanwhile.
+   */
+  partialFirst(layer: number, concurrentBytes: number): boolean {
+    const { heads, head_dim: headDim } = this.pkg.manifest.architecture;
+    const partialBytes = this.spec.rows * heads * this.spec.sideLen * (headDim + 1) * 4;
+    return layer < this.lastJoint && partialBytes <= concurrentBytes && this.pkg.has(textPartialSegment(layer));
+  }
+
+  /** Starts a step: the grid as it is (after any condition grid) embedded on every row. */
+  async embed(): Promise<void> {
+    const { rows, conditionRows: condition } = this.spec;
+    const ids: number[] = [];
+    for (let r = 0; r < rows; r++) ids.push(...(condition ? condition[r] : []), ...this.tokens);
+    this.hidden = (await this.pkg.run('gen_embed', { image_ids: int64Tensor(ids, [rows, this.imageLen]) })).hidden;
+  }
+
+  /** Joint layer `layer` with the text side's projections: the image states move on; returns the text queries' partial. */
+  async joint(layer: number, qkv: Projections): Promise<PartialAttention> {
+    const out = await this.pkg.run(`gen_joint_${layer}`, {
+      hidden: this.hidden!,
+      positions: this.imagePositions,
+      text_q: qkv.q,
+      text_k: qkv.k,
+      text_v: qkv.v,
+    });
+    this.hidden = out.hidden_out;
+    return { out: out.text_out, lse: out.text_lse };
+  }
+
+  /** Joint layer `layer`'s text partial alone (segment `gen_text_partial_l`: the same numbers as `joint`'s). */
+  async textPartial(layer: number, q: Tensor): Promise<PartialAttention> {
+    const partial = await this.pkg.run(textPartialSegment(layer), { hidden: this.hidden!, positions: this.imagePositions, text_q: q });
+    return { out: partial.text_out, lse: partial.text_lse };
+  }
+
+  /** Ends step `step`: the image tail, then this step's cells sampled from the combined rows. */
+  async sample(step: number): Promise<StepTokens> {
+    const { rows, combine, temperature } = this.spec;
+    const k = this.pkg.manifest.image.codebook_size;
+    const logits = (await this.pkg.run('gen_tail', { hidden: this.hidden!, positions: this.imagePositions })).logits.data as Float32Array;
+    const positions = this.order.slice(this.cursor, this.cursor + this.schedule[step]);
+    const tokens: number[] = [];
+    for (const index of positions) {
+      const perRow = Array.from({ length: rows }, (_, r) => {
+        const at = (r * this.imageLen + this.conditionLen + index) * k;
+        return logits.subarray(at, at + k);
+      });
+      const token = sampleLogits(combine(perRow), temperature, this.rng);
+      this.tokens[index] = token;
+      tokens.push(token);
+    }
+    this.cursor += this.schedule[step];
+    return { positions, tokens };
+  }
 }

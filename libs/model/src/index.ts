@@ -12,3 +12,4 @@ export * from './text-decoding.js';
 export * from './understanding.js';
 export * from './diffusion.js';
 export * from './text-layers.js';
+export * from './image-side.js';

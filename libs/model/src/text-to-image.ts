@@ -88,6 +88,33 @@ function checkLayoutItem(pkg: ModelPackage, item: Pick<LayoutItem, 'label' | 'bi
  * carries them all.
  */
 export async function textToImage(pkg: ModelPackage, peer: JointPeer, request: ImageRequest, options: RunOptions): Promise<TextToImageResult> {
+  const { text, textRows, sampler } = textToImageSpec(pkg, request);
+  const result = await diffuse(
+    pkg,
+    peer,
+    { textRows, prefixPixels: request.feedback?.pixels, combine: guidanceCombine(sampler.guidance), ...sampler },
+    options,
+  );
+  return imageResult(pkg, result, text);
+}
+
+/** The sampler of a text-to-image request, the model's defaults filled in. */
+export interface ImageSampler {
+  seed: number;
+  steps: number;
+  /** 0: one row, no guidance; > 0: cond and uncond rows. */
+  guidance: number;
+  temperature: number;
+}
+
+/**
+ * A text-to-image request in the model's terms, checked: its text (with micro-conditioning), the
+ * text rows (cond, and uncond with every text token masked when guided) and the sampler.
+ */
+export function textToImageSpec(
+  pkg: ModelPackage,
+  request: ImageRequest,
+): { text: string; textRows: number[][]; sampler: ImageSampler } {
   const { manifest } = pkg;
   const { sampling } = manifest;
   const tokenizer = new WordTokenizer(manifest.text);
@@ -97,20 +124,21 @@ export async function textToImage(pkg: ModelPackage, peer: JointPeer, request: I
   if (request.feedback) checkPixels(pkg, request.feedback.pixels, 'feedback image');
   const guidance = request.guidance ?? sampling.guidance;
   const textRows = guidance > 0 ? [ids, ids.map(() => tokenizer.special.mask)] : [ids];
-  const result = await diffuse(
-    pkg,
-    peer,
-    {
-      textRows,
-      prefixPixels: request.feedback?.pixels,
-      combine: guidance > 0 ? ([c, u]) => guide(c, u, guidance) : ([c]) => c,
+  return {
+    text,
+    textRows,
+    sampler: {
       seed: request.seed,
       steps: request.steps ?? sampling.steps,
+      guidance,
       temperature: request.temperature ?? sampling.temperature,
     },
-    options,
-  );
-  return imageResult(pkg, result, text);
+  };
+}
+
+/** How text-to-image combines its rows' logits: `(1 + g) cond - g uncond`, or the one row as it is. */
+export function guidanceCombine(guidance: number): (rows: readonly Float32Array[]) => ArrayLike<number> {
+  return guidance > 0 ? ([c, u]) => guide(c, u, guidance) : ([c]) => c;
 }
 
 /** An editing request: the instruction, the source image, and the sampler settings. */
@@ -175,13 +203,13 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
 }
 
 /** The sampled tokens as an image: VQ-decoded pixels and PNG. */
-async function imageResult(pkg: ModelPackage, result: DiffusionResult, text: string): Promise<TextToImageResult> {
+export async function imageResult(pkg: ModelPackage, result: DiffusionResult, text: string): Promise<TextToImageResult> {
   const { width, height } = pkg.manifest.image;
   const pixels = await decodeTokens(pkg, result.tokens);
   return { tokens: result.tokens, pixels, width, height, png: encodePng(pixels, width, height), steps: result.steps, text, peer: result.peer };
 }
 
-function checkPixels(pkg: ModelPackage, pixels: Uint8Array, what: string): void {
+export function checkPixels(pkg: ModelPackage, pixels: Uint8Array, what: string): void {
   const { width, height, channels } = pkg.manifest.image;
   if (!(pixels instanceof Uint8Array) || pixels.length !== width * height * channels) {
     throw new InvalidInputError(`${what} must be ${width}x${height} RGB (${width * height * channels} bytes), got ${pixels?.length ?? 0} bytes`);

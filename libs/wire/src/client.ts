@@ -18,17 +18,29 @@ import {
   type ExchangeResponse,
 } from '@lavida/proto';
 import { CanceledError, LavidaError, PeerProtocolError, PeerUnavailableError } from '@lavida/contracts';
-import { Tensor, type JointLink, type JointPeer, type OpenRequest, type PartialAttention, type Projections } from '@lavida/model';
+import {
+  Tensor,
+  type ImageLink,
+  type ImageOpenRequest,
+  type ImagePeer,
+  type ImageStepResult,
+  type JointLink,
+  type JointPeer,
+  type OpenRequest,
+  type PartialAttention,
+  type Projections,
+} from '@lavida/model';
 import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js';
 import { chunkOf, responseTensors, writeAll } from './frames.js';
 import { fromServiceError } from './status.js';
 import { channelOptions, type TransportOptions } from './channel.js';
 import { exchangeSessions, SpanStatusCode } from '@lavida/telemetry';
-import { clientSession, recordExchange } from './telemetry.js';
+import { clientSession, recordExchange, type ExchangeKind } from './telemetry.js';
 import { HealthClient, HealthWatch, type HealthWatchOptions, type PeerHealth, type PeerSnapshot } from './peer-health.js';
 
-export interface GrpcJointPeerOptions extends TransportOptions {
-  /** host:port of each understanding worker; chosen by health and load, in this order on ties. */
+/** How a driver reaches its serving peers: addresses, model, deadlines, health watching, TLS. */
+export interface GrpcPeerOptions extends TransportOptions {
+  /** host:port of each serving worker; chosen by health and load, in this order on ties. */
   addresses: string[];
   modelName: string;
   modelVersion: string;
@@ -37,8 +49,6 @@ export interface GrpcJointPeerOptions extends TransportOptions {
   credentials?: ChannelCredentials;
   /** More channel options (TLS target name, load-balancing policy), over the transport's. */
   channelOptions?: ChannelOptions;
-  /** Called after every exchange with its round trip, for metrics and benchmarks. */
-  onExchange?: (kind: 'open' | 'step' | 'partial' | 'close', ms: number, bytes: number) => void;
   /** Follow each peer's standard health service (grpc.health.v1.Health/Watch). @defaultValue true */
   watchHealth?: boolean;
   /** Backoff of re-watching a peer's health after the stream ended or failed. @defaultValue 200 to 2000 ms */
@@ -47,6 +57,23 @@ export interface GrpcJointPeerOptions extends TransportOptions {
   failureCooldownMs?: number;
   /** Called when a peer's health changes, with its snapshot after the change. */
   onHealthChange?: (peer: PeerSnapshot, previous: PeerHealth) => void;
+}
+
+/** Options of a generation worker driving understanding workers (they serve the text side). */
+export interface GrpcJointPeerOptions extends GrpcPeerOptions {
+  /** Called after every exchange with its round trip, for metrics and benchmarks. */
+  onExchange?: (kind: 'open' | 'step' | 'partial' | 'close', ms: number, bytes: number) => void;
+}
+
+/** Options of an understanding worker driving generation workers (they serve the image side of text-to-image). */
+export interface GrpcImagePeerOptions extends GrpcPeerOptions {
+  /** Called after every exchange with its round trip (`step`: a later step's layer 0; `projections`: any other layer). */
+  onExchange?: (kind: 'open' | 'step' | 'projections' | 'close', ms: number, bytes: number) => void;
+}
+
+/** What a session reports per exchange. */
+interface SessionOptions extends GrpcPeerOptions {
+  onExchange?: (kind: ExchangeKind, ms: number, bytes: number) => void;
 }
 
 type Exchange = ClientDuplexStream<ExchangeRequest, ExchangeResponse>;
@@ -106,17 +133,21 @@ class PeerState {
 const RANK: Record<PeerHealth, number> = { SERVING: 0, UNKNOWN: 1, NOT_SERVING: 2 };
 
 /**
- * Joint-attention peers reached over gRPC, chosen by health. Each address's standard health service
- * is watched; `open` tries SERVING peers first (fewest sessions in flight, then lowest recent open
- * latency, then config order), then peers of unknown health, then the rest as a last resort (a
- * single peer is always tried). An address whose open fails as unavailable is put last for a while
- * and the next one is tried.
+ * Serving peers reached over gRPC, chosen by health. Each address's standard health service is
+ * watched; a session's open tries SERVING peers first (fewest sessions in flight, then lowest
+ * recent open latency, then config order), then peers of unknown health, then the rest as a last
+ * resort (a single peer is always tried). An address whose open fails as unavailable is put last
+ * for a while and the next one is tried.
  */
-export class GrpcJointPeer implements JointPeer {
+abstract class GrpcPeerPool {
   private readonly peerStates: PeerState[];
   private readonly cooldownMs: number;
 
-  constructor(private readonly options: GrpcJointPeerOptions) {
+  constructor(
+    protected readonly options: GrpcPeerOptions & { onExchange?: (kind: never, ms: number, bytes: number) => void },
+    /** Which branch the peers serve, for messages. */
+    private readonly branch: string,
+  ) {
     this.cooldownMs = options.failureCooldownMs ?? 5000;
     this.peerStates = options.addresses.map((address, index) => new PeerState(address, index));
     if (options.watchHealth ?? true) {
@@ -138,7 +169,11 @@ export class GrpcJointPeer implements JointPeer {
     return this.peerStates.map((peer) => peer.snapshot());
   }
 
-  async open(request: OpenRequest, signal?: AbortSignal): Promise<JointLink> {
+  /** Opens a session on the best peer that answers, with `start` (which writes the open frame). */
+  protected async connect<L>(
+    start: (client: Client, address: string, options: SessionOptions, release: () => void) => Promise<L>,
+    signal?: AbortSignal,
+  ): Promise<L> {
     const failures: string[] = [];
     const tried = new Set<PeerState>();
     for (let peer = this.next(tried); peer; peer = this.next(tried)) {
@@ -154,11 +189,11 @@ export class GrpcJointPeer implements JointPeer {
       const started = performance.now();
       try {
         // Per-peer exchange latency (the admin dashboard's peer links), then the caller's own hook.
-        const onExchange: GrpcJointPeerOptions['onExchange'] = (kind, ms, bytes) => {
-          if (kind === 'step' || kind === 'partial') peer.recordExchange(ms);
-          this.options.onExchange?.(kind, ms, bytes);
+        const onExchange: SessionOptions['onExchange'] = (kind, ms, bytes) => {
+          if (kind === 'step' || kind === 'partial' || kind === 'projections') peer.recordExchange(ms);
+          (this.options.onExchange as SessionOptions['onExchange'])?.(kind, ms, bytes);
         };
-        const link = await GrpcLink.open(this.client(peer), peer.address, request, { ...this.options, onExchange }, release, signal);
+        const link = await start(this.client(peer), peer.address, { ...this.options, onExchange }, release);
         const ms = performance.now() - started;
         peer.openMs = peer.openMs === undefined ? ms : 0.7 * peer.openMs + 0.3 * ms;
         peer.failedAt = undefined;
@@ -172,7 +207,7 @@ export class GrpcJointPeer implements JointPeer {
         failures.push(error.message);
       }
     }
-    throw new PeerUnavailableError(`no understanding peer answered: ${failures.join('; ')}`);
+    throw new PeerUnavailableError(`no ${this.branch} peer answered: ${failures.join('; ')}`);
   }
 
   /** Stops the health watches and closes every channel; idempotent. */
@@ -219,12 +254,35 @@ export class GrpcJointPeer implements JointPeer {
   }
 }
 
+/** Understanding workers serving the text side, for a driving generation worker (see GrpcPeerPool for the choice of peer). */
+export class GrpcJointPeer extends GrpcPeerPool implements JointPeer {
+  constructor(options: GrpcJointPeerOptions) {
+    super(options, 'understanding');
+  }
+
+  open(request: OpenRequest, signal?: AbortSignal): Promise<JointLink> {
+    return this.connect((client, address, options, release) => GrpcLink.open(client, address, request, options, release, signal), signal);
+  }
+}
+
+/** Generation workers serving the image side of text-to-image, for a driving understanding worker. */
+export class GrpcImagePeer extends GrpcPeerPool implements ImagePeer {
+  constructor(options: GrpcImagePeerOptions) {
+    super(options, 'generation');
+  }
+
+  open(request: ImageOpenRequest, signal?: AbortSignal): Promise<ImageLink> {
+    return this.connect(
+      (client, address, options, release) => GrpcImageLink.open(client, address, request, options, release, signal),
+      signal,
+    );
+  }
+}
+
 /** Order within one health rank: fewest in flight, least recently failed, lowest open latency (unmeasured first), config order. */
 function before(a: PeerState, b: PeerState): boolean {
   return (a.inFlight - b.inFlight || (a.failedAt ?? 0) - (b.failedAt ?? 0) || (a.openMs ?? -1) - (b.openMs ?? -1) || a.index - b.index) < 0;
 }
-
-type ExchangeKind = 'open' | 'step' | 'partial' | 'close';
 
 /** A request written to the stream whose answer has not arrived yet. */
 interface Pending {
@@ -237,45 +295,29 @@ interface Pending {
 }
 
 /**
- * One session over one bidirectional stream. Requests may be pipelined: each request frame gets
- * exactly one answer frame and the serving side answers in order, so answers are matched to
- * requests first in, first out. Open and the first step travel together (one round trip), and
- * close does not wait for its answer.
+ * One session over one bidirectional stream, whichever side the peer serves. Requests may be
+ * pipelined: each request frame gets exactly one answer frame and the serving side answers in
+ * order, so answers are matched to requests first in, first out. Close does not wait for its answer.
  */
-class GrpcLink implements JointLink {
+abstract class GrpcSession {
   /** Requests written and not answered yet, oldest first. */
   private readonly pending: Pending[] = [];
-  private failure?: LavidaError;
+  protected failure?: LavidaError;
   /** Exchanges answered and their payload bytes, for the session's span. */
-  private exchanges = 0;
-  private bytesSent = 0;
-  private bytesReceived = 0;
+  exchanges = 0;
+  bytesSent = 0;
+  bytesReceived = 0;
   private ended = false;
   private closed = false;
   /** Writes in order: a write that waits for 'drain' holds back the ones after it. */
   private writing: Promise<void> = Promise.resolve();
-  /** Layer 0's projections, from the first step (asked for with open). */
-  private first?: Promise<Projections>;
-  /** The text side's last layer: its projections come without q (no partial of it is needed). */
-  private readonly stopAfterLayer: number;
-  /** Zeros in place of the last layer's q, float32 [rows, heads, tokens, head_dim] (its shape is k's). */
-  private zeroQ?: Tensor;
-  /**
-   * The text side is another process, working while this one does, on a partial it has whole: one
-   * that fits the serving side's HTTP/2 receive window (grpc-js servers keep the default 64 KiB,
-   * less framing), whose rest would otherwise wait for a WINDOW_UPDATE this process reads only
-   * after its own work.
-   */
-  readonly concurrentPartialBytes = 60 * 1024;
 
-  private constructor(
-    private readonly call: Exchange,
+  protected constructor(
+    protected readonly call: Exchange,
     readonly peer: string,
-    private readonly options: GrpcJointPeerOptions,
+    protected readonly options: SessionOptions,
     private readonly release: () => void,
-    stopAfterLayer: number,
   ) {
-    this.stopAfterLayer = stopAfterLayer;
     const assembler = new FrameAssembler<ExchangeResponse>(responseTensors, chunkOf, options.maxMessageBytes * 64);
     call.on('data', (message: ExchangeResponse) => {
       let frame: ExchangeResponse | undefined;
@@ -297,18 +339,21 @@ class GrpcLink implements JointLink {
     call.on('status', release);
   }
 
-  static async open(
+  /**
+   * Starts the call for a session: a client span per session (a child of the running stage's
+   * span) whose trace context and the job id travel in the call's metadata to the serving side,
+   * and the abort signal wired to cancel it.
+   */
+  protected static start<L extends GrpcSession>(
     client: Client,
     address: string,
-    request: OpenRequest,
-    options: GrpcJointPeerOptions,
+    sessionId: string,
     release: () => void,
-    signal?: AbortSignal,
-  ): Promise<GrpcLink> {
-    // A client span per session (a child of the running stage's span); its trace context and the
-    // job id travel in the call's metadata to the serving side.
+    signal: AbortSignal | undefined,
+    make: (call: Exchange, release: () => void) => L,
+  ): L {
     const metadata = new Metadata();
-    const span = clientSession(metadata, address, request.sessionId);
+    const span = clientSession(metadata, address, sessionId);
     const call = (client as unknown as { exchange: (metadata: Metadata) => Exchange }).exchange(metadata);
     call.on('status', (status: { code: number; details: string }) => {
       span.setAttributes({
@@ -327,68 +372,25 @@ class GrpcLink implements JointLink {
       link.fail(new CanceledError('canceled'));
       call.cancel();
     };
-    const link = new GrpcLink(
-      call,
-      address,
-      options,
-      () => {
-        signal?.removeEventListener('abort', onAbort);
-        release();
-      },
-      request.stopAfterLayer,
-    );
-    signal?.addEventListener('abort', onAbort);
-    const ids = encodeTensor(request.textIds, options.chunkBytes);
-    const positions = encodeTensor(request.textPositions, options.chunkBytes);
-    const prefix = request.prefixPixels ? encodeTensor(request.prefixPixels, options.chunkBytes) : undefined;
-    const open = create(ExchangeRequestSchema, {
-      frame: {
-        case: 'open',
-        value: {
-          sessionId: request.sessionId,
-          modelName: options.modelName,
-          modelVersion: options.modelVersion,
-          serveSide: Side.TEXT,
-          textIds: ids.tensor,
-          textPositions: positions.tensor,
-          stopAfterLayer: request.stopAfterLayer,
-          chunkSize: options.chunkBytes,
-          prefixPixels: prefix?.tensor,
-        },
-      },
+    const link = make(call, () => {
+      signal?.removeEventListener('abort', onAbort);
+      release();
     });
-    try {
-      const opened = link.request('open', [open, ...link.chunkFrames(prefix ? [ids, positions, prefix] : [ids, positions])]);
-      // Layer 0's projections depend on the session's fixed text only: asked for right behind open,
-      // so that they arrive in the same round trip.
-      const begin = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step: 0 } } });
-      link.first = link.request('step', [begin]).then((frame) => link.projections(frame, 0, 0));
-      link.first.catch(() => undefined); // a failed open reports the failure; beginStep reports it again
-      const answer = await opened;
-      if (answer.frame.case !== 'opened') throw new PeerProtocolError(`peer ${address} answered open with ${answer.frame.case}`);
-    } catch (error) {
-      call.cancel();
-      throw error;
-    }
+    signal?.addEventListener('abort', onAbort);
     return link;
   }
 
-  /**
-   * Layer 0's projections: the same every step (the serving side begins a later step when its
-   * layer-0 partial arrives), fetched once with open.
-   */
-  async beginStep(_step: number): Promise<Projections> {
-    if (this.failure) throw this.failure;
-    return this.first!;
-  }
-
-  async partial(step: number, layer: number, partial: PartialAttention): Promise<Projections> {
-    const out = encodeTensor(partial.out, this.options.chunkBytes);
-    const lse = encodeTensor(partial.lse, this.options.chunkBytes);
-    const frame = create(ExchangeRequestSchema, {
-      frame: { case: 'partial', value: { step, layer, out: out.tensor, lse: lse.tensor } },
-    });
-    return this.projections(await this.request('partial', [frame, ...this.chunkFrames([out, lse])]), step, layer + 1);
+  /** Writes the open frame (and what goes right behind it) and waits for `opened`; a failure cancels the call. */
+  protected async opening(open: ExchangeRequest, tensors: Parameters<typeof chunksOf>[0], behind: () => void): Promise<void> {
+    try {
+      const opened = this.request('open', [open, ...this.chunkFrames(tensors)]);
+      behind();
+      const answer = await opened;
+      if (answer.frame.case !== 'opened') throw new PeerProtocolError(`peer ${this.peer} answered open with ${answer.frame.case}`);
+    } catch (error) {
+      this.call.cancel();
+      throw error;
+    }
   }
 
   /**
@@ -412,37 +414,12 @@ class GrpcLink implements JointLink {
     }
   }
 
-  private chunkFrames(encoded: Parameters<typeof chunksOf>[0]): ExchangeRequest[] {
+  protected chunkFrames(encoded: Parameters<typeof chunksOf>[0]): ExchangeRequest[] {
     return chunksOf(encoded).map((value) => create(ExchangeRequestSchema, { frame: { case: 'chunk', value } }));
   }
 
-  private projections(frame: ExchangeResponse, step: number, layer: number): Projections {
-    if (frame.frame.case !== 'projections')
-      throw new PeerProtocolError(`peer ${this.peer} answered with ${frame.frame.case}, expected projections`);
-    const p = frame.frame.value;
-    if (p.step !== step || p.layer !== layer) {
-      throw new PeerProtocolError(
-        `peer ${this.peer} sent projections for step ${p.step} layer ${p.layer}, expected step ${step} layer ${layer}`,
-      );
-    }
-    // The last layer's q is left out: the driver computes no partial for it.
-    if ((!p.q && layer !== this.stopAfterLayer) || !p.k || !p.v) {
-      throw new PeerProtocolError(`peer ${this.peer} sent projections without q, k and v`);
-    }
-    const k = decodeTensor(p.k, 'k');
-    const v = decodeTensor(p.v, 'v');
-    return { q: p.q ? decodeTensor(p.q, 'q') : this.zeros(k), k, v };
-  }
-
-  private zeros(like: Tensor): Tensor {
-    if (!this.zeroQ || this.zeroQ.dims.some((d, i) => d !== like.dims[i])) {
-      this.zeroQ = new Tensor('float32', new Float32Array(like.dims.reduce((a, b) => a * b, 1)), [...like.dims]);
-    }
-    return this.zeroQ;
-  }
-
   /** Writes a request's frames (after any earlier request's) and resolves with its answer, within the deadline. */
-  private request(kind: ExchangeKind, frames: ExchangeRequest[]): Promise<ExchangeResponse> {
+  protected request(kind: ExchangeKind, frames: ExchangeRequest[]): Promise<ExchangeResponse> {
     if (this.failure) return Promise.reject(this.failure);
     return new Promise<ExchangeResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -484,12 +461,234 @@ class GrpcLink implements JointLink {
     request.resolve(frame);
   }
 
-  private fail(error: LavidaError): void {
+  protected fail(error: LavidaError): void {
     this.failure ??= error;
     for (const request of this.pending.splice(0)) {
       clearTimeout(request.timer);
       request.reject(this.failure);
     }
+  }
+}
+
+/**
+ * A session with a text side (serve_side SIDE_TEXT): open and the first step travel together (one
+ * round trip).
+ */
+class GrpcLink extends GrpcSession implements JointLink {
+  /** Layer 0's projections, from the first step (asked for with open). */
+  private first?: Promise<Projections>;
+  /** The text side's last layer: its projections come without q (no partial of it is needed). */
+  private readonly stopAfterLayer: number;
+  /** Zeros in place of the last layer's q, float32 [rows, heads, tokens, head_dim] (its shape is k's). */
+  private zeroQ?: Tensor;
+  /**
+   * The text side is another process, working while this one does, on a partial it has whole: one
+   * that fits the serving side's HTTP/2 receive window (grpc-js servers keep the default 64 KiB,
+   * less framing), whose rest would otherwise wait for a WINDOW_UPDATE this process reads only
+   * after its own work.
+   */
+  readonly concurrentPartialBytes = 60 * 1024;
+
+  private constructor(call: Exchange, peer: string, options: SessionOptions, release: () => void, stopAfterLayer: number) {
+    super(call, peer, options, release);
+    this.stopAfterLayer = stopAfterLayer;
+  }
+
+  static async open(
+    client: Client,
+    address: string,
+    request: OpenRequest,
+    options: SessionOptions,
+    release: () => void,
+    signal?: AbortSignal,
+  ): Promise<GrpcLink> {
+    const link = GrpcSession.start(
+      client,
+      address,
+      request.sessionId,
+      release,
+      signal,
+      (call, release) => new GrpcLink(call, address, options, release, request.stopAfterLayer),
+    );
+    const ids = encodeTensor(request.textIds, options.chunkBytes);
+    const positions = encodeTensor(request.textPositions, options.chunkBytes);
+    const prefix = request.prefixPixels ? encodeTensor(request.prefixPixels, options.chunkBytes) : undefined;
+    const open = create(ExchangeRequestSchema, {
+      frame: {
+        case: 'open',
+        value: {
+          sessionId: request.sessionId,
+          modelName: options.modelName,
+          modelVersion: options.modelVersion,
+          serveSide: Side.TEXT,
+          textIds: ids.tensor,
+          textPositions: positions.tensor,
+          stopAfterLayer: request.stopAfterLayer,
+          chunkSize: options.chunkBytes,
+          prefixPixels: prefix?.tensor,
+        },
+      },
+    });
+    await link.opening(open, prefix ? [ids, positions, prefix] : [ids, positions], () => {
+      // Layer 0's projections depend on the session's fixed text only: asked for right behind open,
+      // so that they arrive in the same round trip.
+      const begin = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step: 0 } } });
+      link.first = link.request('step', [begin]).then((frame) => link.projections(frame, 0, 0));
+      link.first.catch(() => undefined); // a failed open reports the failure; beginStep reports it again
+    });
+    return link;
+  }
+
+  /**
+   * Layer 0's projections: the same every step (the serving side begins a later step when its
+   * layer-0 partial arrives), fetched once with open.
+   */
+  async beginStep(_step: number): Promise<Projections> {
+    if (this.failure) throw this.failure;
+    return this.first!;
+  }
+
+  async partial(step: number, layer: number, partial: PartialAttention): Promise<Projections> {
+    const out = encodeTensor(partial.out, this.options.chunkBytes);
+    const lse = encodeTensor(partial.lse, this.options.chunkBytes);
+    const frame = create(ExchangeRequestSchema, {
+      frame: { case: 'partial', value: { step, layer, out: out.tensor, lse: lse.tensor } },
+    });
+    return this.projections(await this.request('partial', [frame, ...this.chunkFrames([out, lse])]), step, layer + 1);
+  }
+
+  private projections(frame: ExchangeResponse, step: number, layer: number): Projections {
+    if (frame.frame.case !== 'projections')
+      throw new PeerProtocolError(`peer ${this.peer} answered with ${frame.frame.case}, expected projections`);
+    const p = frame.frame.value;
+    if (p.step !== step || p.layer !== layer) {
+      throw new PeerProtocolError(
+        `peer ${this.peer} sent projections for step ${p.step} layer ${p.layer}, expected step ${step} layer ${layer}`,
+      );
+    }
+    // The last layer's q is left out: the driver computes no partial for it.
+    if ((!p.q && layer !== this.stopAfterLayer) || !p.k || !p.v) {
+      throw new PeerProtocolError(`peer ${this.peer} sent projections without q, k and v`);
+    }
+    const k = decodeTensor(p.k, 'k');
+    const v = decodeTensor(p.v, 'v');
+    return { q: p.q ? decodeTensor(p.q, 'q') : this.zeros(k), k, v };
+  }
+
+  private zeros(like: Tensor): Tensor {
+    if (!this.zeroQ || this.zeroQ.dims.some((d, i) => d !== like.dims[i])) {
+      this.zeroQ = new Tensor('float32', new Float32Array(like.dims.reduce((a, b) => a * b, 1)), [...like.dims]);
+    }
+    return this.zeroQ;
+  }
+}
+
+/**
+ * A session with an image side (serve_side SIDE_IMAGE), driven by this text side: open and step
+ * 0's layer-0 projections travel together, and a later step's layer 0 (begin_step: the image side
+ * holds those projections) may be asked for right behind the last layer of the step before.
+ */
+class GrpcImageLink extends GrpcSession implements ImageLink {
+  /** The answer to step 0's layer-0 projections (sent with open). */
+  private first?: Promise<PartialAttention | ImageStepResult>;
+
+  private constructor(
+    call: Exchange,
+    peer: string,
+    options: SessionOptions,
+    release: () => void,
+    private readonly stopAfterLayer: number,
+  ) {
+    super(call, peer, options, release);
+  }
+
+  static async open(
+    client: Client,
+    address: string,
+    request: ImageOpenRequest,
+    options: SessionOptions,
+    release: () => void,
+    signal?: AbortSignal,
+  ): Promise<GrpcImageLink> {
+    const link = GrpcSession.start(
+      client,
+      address,
+      request.sessionId,
+      release,
+      signal,
+      (call, release) => new GrpcImageLink(call, address, options, release, request.stopAfterLayer),
+    );
+    const ids = encodeTensor(request.textIds, options.chunkBytes);
+    const positions = encodeTensor(request.textPositions, options.chunkBytes);
+    const { seed, steps, guidance, temperature } = request.sampler;
+    const open = create(ExchangeRequestSchema, {
+      frame: {
+        case: 'open',
+        value: {
+          sessionId: request.sessionId,
+          modelName: options.modelName,
+          modelVersion: options.modelVersion,
+          serveSide: Side.IMAGE,
+          textIds: ids.tensor,
+          textPositions: positions.tensor,
+          stopAfterLayer: request.stopAfterLayer,
+          chunkSize: options.chunkBytes,
+          imageSampling: { seed, steps, guidance, temperature },
+        },
+      },
+    });
+    await link.opening(open, [ids, positions], () => {
+      link.first = link.projections(0, 0, request.first);
+      link.first.catch(() => undefined); // a failed open reports the failure; layer(0, 0) reports it again
+    });
+    return link;
+  }
+
+  async layer(step: number, layer: number, qkv: Projections): Promise<PartialAttention | ImageStepResult> {
+    if (this.failure) throw this.failure;
+    if (layer > 0) return this.projections(step, layer, qkv);
+    if (step === 0) return this.first!;
+    const begin = create(ExchangeRequestSchema, { frame: { case: 'beginStep', value: { step } } });
+    return this.answerOf(await this.request('step', [begin]), step, 0);
+  }
+
+  /** Sends one layer's projections (the last one's without q: no partial of it is needed). */
+  private async projections(step: number, layer: number, qkv: Projections): Promise<PartialAttention | ImageStepResult> {
+    const last = layer === this.stopAfterLayer;
+    const encoded = (last ? [qkv.k, qkv.v] : [qkv.q, qkv.k, qkv.v]).map((t) => encodeTensor(t, this.options.chunkBytes));
+    const [k, v] = encoded.slice(-2);
+    const frame = create(ExchangeRequestSchema, {
+      frame: { case: 'projections', value: { step, layer, q: last ? undefined : encoded[0].tensor, k: k.tensor, v: v.tensor } },
+    });
+    return this.answerOf(await this.request('projections', [frame, ...this.chunkFrames(encoded)]), step, layer);
+  }
+
+  /** A layer's answer: the partial before the last layer, the step's tokens for the last. */
+  private answerOf(frame: ExchangeResponse, step: number, layer: number): PartialAttention | ImageStepResult {
+    const f = frame.frame;
+    if (layer < this.stopAfterLayer) {
+      if (f.case !== 'partial')
+        throw new PeerProtocolError(`peer ${this.peer} answered step ${step} layer ${layer} with ${f.case}, expected partial`);
+      if (f.value.step !== step || f.value.layer !== layer) {
+        throw new PeerProtocolError(
+          `peer ${this.peer} sent the partial of step ${f.value.step} layer ${f.value.layer}, expected step ${step} layer ${layer}`,
+        );
+      }
+      if (!f.value.out || !f.value.lse) throw new PeerProtocolError(`peer ${this.peer} sent a partial without out and lse`);
+      return { out: decodeTensor(f.value.out, 'partial.out'), lse: decodeTensor(f.value.lse, 'partial.lse') };
+    }
+    if (f.case !== 'step')
+      throw new PeerProtocolError(`peer ${this.peer} answered step ${step}'s last layer with ${f.case}, expected step`);
+    if (f.value.step !== step) throw new PeerProtocolError(`peer ${this.peer} sent step ${f.value.step}, expected step ${step}`);
+    const { steps, positions, tokens, imageTokens, pixels } = f.value;
+    return {
+      step,
+      steps,
+      positions,
+      tokens,
+      ...(imageTokens.length ? { imageTokens } : {}),
+      ...(pixels ? { pixels: decodeTensor(pixels, 'pixels') } : {}),
+    };
   }
 }
 

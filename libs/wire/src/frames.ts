@@ -12,6 +12,8 @@ export function frameTensors(frame: ExchangeRequest | ExchangeResponse): (WireTe
       return [f.value.q, f.value.k, f.value.v];
     case 'partial':
       return [f.value.out, f.value.lse];
+    case 'step':
+      return [f.value.pixels];
     default:
       return [];
   }

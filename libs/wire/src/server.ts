@@ -1,9 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { create } from '@bufbuild/protobuf';
-import { ExchangeResponseSchema, Side, type ExchangeRequest, type ExchangeResponse } from '@lavida/proto';
+import {
+  ExchangeResponseSchema,
+  Side,
+  type ExchangeRequest,
+  type ExchangeResponse,
+  type OpenSession,
+  type Tensor as WireTensor,
+} from '@lavida/proto';
 import { InvalidInputError, ModelMismatchError, PeerProtocolError } from '@lavida/contracts';
-import { TextSideSession, type ModelPackage, type Projections } from '@lavida/model';
+import { ImageSideSession, TextSideSession, type ImageSideAnswer, type ModelPackage, type Projections, type Tensor } from '@lavida/model';
 import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js';
 import { chunkOf, requestTensors, writeAll } from './frames.js';
 import { toStatus } from './status.js';
@@ -29,15 +36,23 @@ export interface JointServiceOptions extends TransportOptions {
 type Call = ServerDuplexStream<ExchangeRequest, ExchangeResponse>;
 
 /**
- * The joint-attention peer service, text side: serves the understanding branch's joint layers to a
- * driving generation worker. Frames are handled one at a time in arrival order; any bad frame ends
- * the call with INVALID_ARGUMENT and harms no other session.
+ * The joint-attention peer service. A worker serves the side(s) its package loads: the text side
+ * (understanding branch, serve_side SIDE_TEXT) to a driving generation worker, the image side of
+ * text-to-image (generation branch, serve_side SIDE_IMAGE) to a driving understanding worker.
+ * Frames are handled one at a time in arrival order; any bad frame ends the call with
+ * INVALID_ARGUMENT and harms no other session.
  */
 export function jointAttentionService(pkg: ModelPackage, options: JointServiceOptions): UntypedServiceImplementation {
+  const serves = {
+    [Side.TEXT]: pkg.branch !== 'gen',
+    [Side.IMAGE]: pkg.branch !== 'und',
+  };
+  const servedSides = pkg.branch === 'und' ? 'text' : pkg.branch === 'gen' ? 'image' : 'text and the image';
   return {
     exchange: (call: Call) => {
       const assembler = new FrameAssembler<ExchangeRequest>(requestTensors, chunkOf, options.maxMessageBytes * 64);
       let session: TextSideSession | undefined;
+      let image: ImageSideSession | undefined;
       let sessionId = '';
       let done = false;
       let queue: Promise<void> = Promise.resolve();
@@ -47,13 +62,14 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
       let exchanges = 0;
       let bytesSent = 0;
       let bytesReceived = 0;
+      const stepsRun = () => session?.stepsRun ?? image?.stepsRun ?? 0;
 
       const finish = (outcome: SessionReport['outcome'], error?: unknown) => {
         if (done) return;
         done = true;
         trace.span.setAttributes({
           'lavida.session_id': sessionId,
-          'lavida.steps': session?.stepsRun ?? 0,
+          'lavida.steps': stepsRun(),
           'lavida.exchanges': exchanges,
           'lavida.bytes_sent': bytesSent,
           'lavida.bytes_received': bytesReceived,
@@ -65,7 +81,7 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
         exchangeSessions.inc({ side: 'server', outcome });
         options.onSession?.({
           sessionId,
-          steps: session?.stepsRun ?? 0,
+          steps: stepsRun(),
           outcome,
           error: error instanceof Error ? error.message : undefined,
         });
@@ -73,67 +89,116 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
         else if (outcome === 'closed') call.end();
       };
 
-      const send = async (frame: ExchangeResponse['frame'], tensors: Projections | undefined) => {
+      /** Writes an answer frame; its tensors are encoded, handed to `place` for the frame, and their chunks follow it. */
+      const send = async (frame: ExchangeResponse['frame'], tensors: readonly Tensor[] = [], place?: (wire: WireTensor[]) => void) => {
         if (options.faultDelayMs) await sleep(options.faultDelayMs);
         if (done) return;
-        if (!tensors) {
+        if (tensors.length === 0) {
           await writeAll(call, [create(ExchangeResponseSchema, { frame })]);
           return;
         }
-        // The text side's last layer goes without q: the driver computes no partial for it.
-        const withQ = frame.case !== 'projections' || frame.value.layer !== session?.stopAfterLayer;
-        const encoded = (withQ ? [tensors.q, tensors.k, tensors.v] : [tensors.k, tensors.v]).map((t) =>
-          encodeTensor(t, options.chunkBytes),
-        );
+        const encoded = tensors.map((t) => encodeTensor(t, options.chunkBytes));
         for (const e of encoded) bytesSent += e.tensor.data.length + e.rest.reduce((sum, piece) => sum + piece.length, 0);
-        if (frame.case === 'projections') {
-          const [k, v] = encoded.slice(-2);
-          frame.value.q = withQ ? encoded[0].tensor : undefined;
-          frame.value.k = k.tensor;
-          frame.value.v = v.tensor;
-        }
+        place?.(encoded.map((e) => e.tensor));
         const chunks = chunksOf(encoded).map((value) => create(ExchangeResponseSchema, { frame: { case: 'chunk', value } }));
         await writeAll(call, [create(ExchangeResponseSchema, { frame }), ...chunks]);
       };
 
-      const projections = (step: number, layer: number, qkv: Projections) =>
-        send({ case: 'projections', value: { $typeName: 'lavida.peer.v1.Projections', step, layer } }, qkv);
+      // Text side: the projections of a layer. The last layer goes without q: the driver computes no partial for it.
+      const projections = (step: number, layer: number, qkv: Projections) => {
+        const value = { $typeName: 'lavida.peer.v1.Projections' as const, step, layer } as Extract<
+          ExchangeResponse['frame'],
+          { case: 'projections' }
+        >['value'];
+        const withQ = layer !== session?.stopAfterLayer;
+        return send({ case: 'projections', value }, withQ ? [qkv.q, qkv.k, qkv.v] : [qkv.k, qkv.v], (wire) => {
+          const [k, v] = wire.slice(-2);
+          value.q = withQ ? wire[0] : undefined;
+          value.k = k;
+          value.v = v;
+        });
+      };
+
+      // Image side: a layer's partial (sent before the rest of the layer runs) or the step's tokens.
+      const imageAnswer = async (step: number, layer: number, answer: ImageSideAnswer) => {
+        if (answer.kind === 'partial') {
+          const value = { $typeName: 'lavida.peer.v1.PartialAttention' as const, step, layer } as Extract<
+            ExchangeResponse['frame'],
+            { case: 'partial' }
+          >['value'];
+          await send({ case: 'partial', value }, [answer.partial.out, answer.partial.lse], ([out, lse]) => {
+            value.out = out;
+            value.lse = lse;
+          });
+          // The layer's own work, running while the partial travelled, before the next frame is handled.
+          await answer.rest;
+          return;
+        }
+        const r = answer.result;
+        const value = {
+          $typeName: 'lavida.peer.v1.ImageStep' as const,
+          step: r.step,
+          steps: r.steps,
+          positions: r.positions,
+          tokens: r.tokens,
+          imageTokens: r.imageTokens ?? [],
+        } as Extract<ExchangeResponse['frame'], { case: 'step' }>['value'];
+        await send({ case: 'step', value }, r.pixels ? [r.pixels] : [], ([pixels]) => (value.pixels = pixels));
+      };
+
+      const open = async (frame: OpenSession) => {
+        if (session || image) throw new PeerProtocolError('session already open');
+        sessionId = frame.sessionId;
+        const { name, version } = pkg.manifest;
+        if (frame.modelName !== name || frame.modelVersion !== version) {
+          throw new ModelMismatchError(`driver runs ${frame.modelName}@${frame.modelVersion}, this peer serves ${name}@${version}`);
+        }
+        if (!(serves as Partial<Record<Side, boolean>>)[frame.serveSide]) {
+          throw new InvalidInputError(`this peer serves the ${servedSides} side, asked for ${Side[frame.serveSide] ?? frame.serveSide}`);
+        }
+        if (!frame.textIds || !frame.textPositions) throw new InvalidInputError('open needs text_ids and text_positions');
+        if (frame.serveSide === Side.TEXT) {
+          session = TextSideSession.open(pkg, {
+            sessionId: frame.sessionId,
+            textIds: decodeTensor(frame.textIds, 'text_ids'),
+            textPositions: decodeTensor(frame.textPositions, 'text_positions'),
+            stopAfterLayer: frame.stopAfterLayer,
+            prefixPixels: frame.prefixPixels ? decodeTensor(frame.prefixPixels, 'prefix_pixels') : undefined,
+          });
+        } else {
+          const sampling = frame.imageSampling;
+          if (!sampling) throw new InvalidInputError('open with serve_side SIDE_IMAGE needs image_sampling');
+          if (frame.prefixPixels) throw new InvalidInputError("prefix_pixels is the text side's: leave it out with serve_side SIDE_IMAGE");
+          image = ImageSideSession.open(
+            pkg,
+            {
+              sessionId: frame.sessionId,
+              textIds: decodeTensor(frame.textIds, 'text_ids'),
+              textPositions: decodeTensor(frame.textPositions, 'text_positions'),
+              stopAfterLayer: frame.stopAfterLayer,
+              sampler: { seed: sampling.seed, steps: sampling.steps, guidance: sampling.guidance, temperature: sampling.temperature },
+            },
+            // The driver is another process: it merges a layer's partial while this side runs the rest of the layer.
+            { partialFirst: true },
+          );
+        }
+        await send({ case: 'opened', value: { $typeName: 'lavida.peer.v1.SessionOpened', sessionId, workerId: options.workerId } });
+      };
 
       const handle = async (request: ExchangeRequest) => {
         if (done) return;
         const frame = request.frame;
-        if (frame.case !== 'open' && !session) throw new PeerProtocolError(`first frame must be open, got ${frame.case ?? 'empty'}`);
+        if (frame.case === 'open') return open(frame.value);
+        if (!session && !image) throw new PeerProtocolError(`first frame must be open, got ${frame.case ?? 'empty'}`);
         switch (frame.case) {
-          case 'open': {
-            if (session) throw new PeerProtocolError('session already open');
-            const open = frame.value;
-            sessionId = open.sessionId;
-            const { name, version } = pkg.manifest;
-            if (open.modelName !== name || open.modelVersion !== version) {
-              throw new ModelMismatchError(`driver runs ${open.modelName}@${open.modelVersion}, this peer serves ${name}@${version}`);
-            }
-            if (open.serveSide !== Side.TEXT)
-              throw new InvalidInputError(`this peer serves the text side, asked for ${Side[open.serveSide]}`);
-            if (!open.textIds || !open.textPositions) throw new InvalidInputError('open needs text_ids and text_positions');
-            session = TextSideSession.open(pkg, {
-              sessionId: open.sessionId,
-              textIds: decodeTensor(open.textIds, 'text_ids'),
-              textPositions: decodeTensor(open.textPositions, 'text_positions'),
-              stopAfterLayer: open.stopAfterLayer,
-              prefixPixels: open.prefixPixels ? decodeTensor(open.prefixPixels, 'prefix_pixels') : undefined,
-            });
-            await send(
-              { case: 'opened', value: { $typeName: 'lavida.peer.v1.SessionOpened', sessionId, workerId: options.workerId } },
-              undefined,
-            );
-            return;
-          }
           case 'beginStep': {
             const step = frame.value.step;
+            if (image) return imageAnswer(step, 0, await image.layer(step, 0, undefined));
             await projections(step, 0, await session!.beginStep(step));
             return;
           }
           case 'partial': {
+            if (image) throw new PeerProtocolError('this image-side session does not accept partials: it sends them');
             const { step, layer, out, lse } = frame.value;
             if (!out || !lse) throw new InvalidInputError('partial needs out and lse');
             const next = await session!.partial(step, layer, {
@@ -143,16 +208,24 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
             await projections(step, layer + 1, next);
             return;
           }
+          case 'projections': {
+            if (!image) throw new PeerProtocolError('this text-side peer does not accept image-side projections');
+            const { step, layer, q, k, v } = frame.value;
+            const qkv = {
+              q: q ? decodeTensor(q, 'projections.q') : undefined,
+              k: k ? decodeTensor(k, 'projections.k') : undefined,
+              v: v ? decodeTensor(v, 'projections.v') : undefined,
+            };
+            return imageAnswer(step, layer, await image.layer(step, layer, qkv));
+          }
           case 'close':
-            await send({ case: 'closed', value: { $typeName: 'lavida.peer.v1.SessionClosed', steps: session!.stepsRun } }, undefined);
+            await send({ case: 'closed', value: { $typeName: 'lavida.peer.v1.SessionClosed', steps: stepsRun() } });
             finish('closed');
             return;
           case 'error':
             finish('canceled', new Error(`${frame.value.code}: ${frame.value.message}`));
             call.end();
             return;
-          case 'projections':
-            throw new PeerProtocolError('this text-side peer does not accept image-side projections');
           case 'chunk':
           case undefined:
             throw new PeerProtocolError(`unexpected frame ${frame.case ?? 'empty'}`);
@@ -200,7 +273,13 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
 }
 
 /** The exchange a request frame starts, by its case. */
-const EXCHANGE_KINDS: Partial<Record<string, ExchangeKind>> = { open: 'open', beginStep: 'step', partial: 'partial', close: 'close' };
+const EXCHANGE_KINDS: Partial<Record<string, ExchangeKind>> = {
+  open: 'open',
+  beginStep: 'step',
+  partial: 'partial',
+  projections: 'projections',
+  close: 'close',
+};
 
 /** Tensor payload bytes of a request frame (as the driver counts them). */
 function payloadBytes(request: ExchangeRequest): number {

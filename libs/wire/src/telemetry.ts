@@ -48,7 +48,8 @@ export function serverSession(metadata: Metadata): { span: Span; context: Contex
   return { span, context: contextWithSpan(span, parent), ...(jobId !== undefined ? { jobId: String(jobId) } : {}) };
 }
 
-export type ExchangeKind = 'open' | 'step' | 'partial' | 'close';
+/** The exchange a request starts: `projections` is a text side's layer driving an image side (serve_side SIDE_IMAGE). */
+export type ExchangeKind = 'open' | 'step' | 'partial' | 'projections' | 'close';
 
 /** One exchange for lavida_exchange_round_trip_seconds and lavida_exchange_bytes_total. */
 export function recordExchange(side: 'client' | 'server', kind: ExchangeKind, ms: number, sent: number, received: number): void {

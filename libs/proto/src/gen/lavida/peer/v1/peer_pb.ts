@@ -14,7 +14,7 @@ import type { Message } from '@bufbuild/protobuf';
 export const file_lavida_peer_v1_peer: GenFile =
   /*@__PURE__*/
   fileDesc(
-    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUilgIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIAEIHCgVmcmFtZSKzAgoLT3BlblNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgptb2RlbF9uYW1lGAIgASgJEhUKDW1vZGVsX3ZlcnNpb24YAyABKAkSKAoKc2VydmVfc2lkZRgEIAEoDjIULmxhdmlkYS5wZWVyLnYxLlNpZGUSKgoIdGV4dF9pZHMYBSABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIwCg50ZXh0X3Bvc2l0aW9ucxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEhgKEHN0b3BfYWZ0ZXJfbGF5ZXIYByABKA0SEgoKY2h1bmtfc2l6ZRgIIAEoDRIvCg1wcmVmaXhfcGl4ZWxzGAkgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IiNgoNU2Vzc2lvbk9wZW5lZBISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSIZCglCZWdpblN0ZXASDAoEc3RlcBgBIAEoDSKZAQoLUHJvamVjdGlvbnMSDAoEc3RlcBgBIAEoDRINCgVsYXllchgCIAEoDRIjCgFxGAMgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISIwoBaxgEIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiMKAXYYBSABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvciJ9ChBQYXJ0aWFsQXR0ZW50aW9uEgwKBHN0ZXAYASABKA0SDQoFbGF5ZXIYAiABKA0SJQoDb3V0GAMgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISJQoDbHNlGAQgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IiHgoMQ2xvc2VTZXNzaW9uEg4KBnJlYXNvbhgBIAEoCSIeCg1TZXNzaW9uQ2xvc2VkEg0KBXN0ZXBzGAEgASgNIioKCVBlZXJFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkqOwoEU2lkZRIUChBTSURFX1VOU1BFQ0lGSUVEEAASDQoJU0lERV9URVhUEAESDgoKU0lERV9JTUFHRRACMmoKFUpvaW50QXR0ZW50aW9uU2VydmljZRJRCghFeGNoYW5nZRIfLmxhdmlkYS5wZWVyLnYxLkV4Y2hhbmdlUmVxdWVzdBogLmxhdmlkYS5wZWVyLnYxLkV4Y2hhbmdlUmVzcG9uc2UoATABYgZwcm90bzM',
+    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUiwQIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIABIpCgRzdGVwGAYgASgLMhkubGF2aWRhLnBlZXIudjEuSW1hZ2VTdGVwSABCBwoFZnJhbWUi6gIKC09wZW5TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKbW9kZWxfbmFtZRgCIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEigKCnNlcnZlX3NpZGUYBCABKA4yFC5sYXZpZGEucGVlci52MS5TaWRlEioKCHRleHRfaWRzGAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISMAoOdGV4dF9wb3NpdGlvbnMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIYChBzdG9wX2FmdGVyX2xheWVyGAcgASgNEhIKCmNodW5rX3NpemUYCCABKA0SLwoNcHJlZml4X3BpeGVscxgJIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjUKDmltYWdlX3NhbXBsaW5nGAogASgLMh0ubGF2aWRhLnBlZXIudjEuSW1hZ2VTYW1wbGluZyJTCg1JbWFnZVNhbXBsaW5nEgwKBHNlZWQYASABKA0SDQoFc3RlcHMYAiABKA0SEAoIZ3VpZGFuY2UYAyABKAESEwoLdGVtcGVyYXR1cmUYBCABKAEiiwEKCUltYWdlU3RlcBIMCgRzdGVwGAEgASgNEg0KBXN0ZXBzGAIgASgNEhEKCXBvc2l0aW9ucxgDIAMoDRIOCgZ0b2tlbnMYBCADKA0SFAoMaW1hZ2VfdG9rZW5zGAUgAygNEigKBnBpeGVscxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIjYKDVNlc3Npb25PcGVuZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkiGQoJQmVnaW5TdGVwEgwKBHN0ZXAYASABKA0imQEKC1Byb2plY3Rpb25zEgwKBHN0ZXAYASABKA0SDQoFbGF5ZXIYAiABKA0SIwoBcRgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiMKAWsYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgF2GAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IifQoQUGFydGlhbEF0dGVudGlvbhIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiUKA291dBgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiUKA2xzZRgEIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIh4KDENsb3NlU2Vzc2lvbhIOCgZyZWFzb24YASABKAkiHgoNU2Vzc2lvbkNsb3NlZBINCgVzdGVwcxgBIAEoDSIqCglQZWVyRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJKjsKBFNpZGUSFAoQU0lERV9VTlNQRUNJRklFRBAAEg0KCVNJREVfVEVYVBABEg4KClNJREVfSU1BR0UQAjJqChVKb2ludEF0dGVudGlvblNlcnZpY2USUQoIRXhjaGFuZ2USHy5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlcXVlc3QaIC5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlc3BvbnNlKAEwAWIGcHJvdG8z',
     [file_lavida_tensor_v1_tensor],
   );
 
@@ -159,6 +159,16 @@ export type ExchangeResponse = Message<'lavida.peer.v1.ExchangeResponse'> & {
         value: SessionClosed;
         case: 'closed';
       }
+    | {
+        /**
+         * step answers the driver's projections of its last joint layer (serve_side SIDE_IMAGE): the
+         * image tokens the serving side sampled in that step.
+         *
+         * @generated from field: lavida.peer.v1.ImageStep step = 6;
+         */
+        value: ImageStep;
+        case: 'step';
+      }
     | { case: undefined; value?: undefined };
 };
 
@@ -203,7 +213,8 @@ export type OpenSession = Message<'lavida.peer.v1.OpenSession'> & {
   serveSide: Side;
 
   /**
-   * text_ids is the text side's token ids, int64 [rows, text_len]; one row per guidance row.
+   * text_ids is the text side's token ids, int64 [rows, text_len]; one row per guidance row. An
+   * image side (serve_side SIDE_IMAGE) takes its rows and length from it (and checks them).
    *
    * @generated from field: lavida.tensor.v1.Tensor text_ids = 5;
    */
@@ -217,7 +228,9 @@ export type OpenSession = Message<'lavida.peer.v1.OpenSession'> & {
   textPositions?: Tensor | undefined;
 
   /**
-   * stop_after_layer is the last joint layer the serving side runs (elastic activation).
+   * stop_after_layer is the last joint layer the text side runs (elastic activation): with
+   * serve_side SIDE_TEXT the serving side stops after it; with serve_side SIDE_IMAGE the driver
+   * does, and it must be the last joint layer (M-1): its projections are answered with ImageStep.
    *
    * @generated from field: uint32 stop_after_layer = 7;
    */
@@ -238,6 +251,14 @@ export type OpenSession = Message<'lavida.peer.v1.OpenSession'> & {
    * @generated from field: lavida.tensor.v1.Tensor prefix_pixels = 9;
    */
   prefixPixels?: Tensor | undefined;
+
+  /**
+   * image_sampling is the text-to-image sampler that an image side runs (serve_side SIDE_IMAGE,
+   * required there); unset with serve_side SIDE_TEXT (the driver samples).
+   *
+   * @generated from field: lavida.peer.v1.ImageSampling image_sampling = 10;
+   */
+  imageSampling?: ImageSampling | undefined;
 };
 
 /**
@@ -245,6 +266,111 @@ export type OpenSession = Message<'lavida.peer.v1.OpenSession'> & {
  * Use `create(OpenSessionSchema)` to create a new message.
  */
 export const OpenSessionSchema: GenMessage<OpenSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 2);
+
+/**
+ * ImageSampling is what an image side that serves (serve_side SIDE_IMAGE) needs to sample a
+ * text-to-image output grid exactly as a driving image side would: the same random generator,
+ * stratified order and shifted schedule (their order seed and shift are the model's, fixed by
+ * model_version), the same guidance rows. Micro-conditioning (e.g. `LUMINANCE : x;`), a layout
+ * plan or feedback are text: they are in the driver's text_ids, not here.
+ *
+ * @generated from message lavida.peer.v1.ImageSampling
+ */
+export type ImageSampling = Message<'lavida.peer.v1.ImageSampling'> & {
+  /**
+   * seed seeds the sampler's random generator (0..2^32-1).
+   *
+   * @generated from field: uint32 seed = 1;
+   */
+  seed: number;
+
+  /**
+   * steps is the number of diffusion steps asked for, at least 1 (the schedule runs at most one
+   * step per image token).
+   *
+   * @generated from field: uint32 steps = 2;
+   */
+  steps: number;
+
+  /**
+   * guidance is the classifier-free guidance scale g: > 0 stacks two rows, cond and uncond (every
+   * text token masked), combined as (1+g)·cond − g·uncond, and text_ids then has 2 rows; 0 is one
+   * row and no guidance.
+   *
+   * @generated from field: double guidance = 3;
+   */
+  guidance: number;
+
+  /**
+   * temperature is the sampling temperature; 0 takes the argmax.
+   *
+   * @generated from field: double temperature = 4;
+   */
+  temperature: number;
+};
+
+/**
+ * Describes the message lavida.peer.v1.ImageSampling.
+ * Use `create(ImageSamplingSchema)` to create a new message.
+ */
+export const ImageSamplingSchema: GenMessage<ImageSampling> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 3);
+
+/**
+ * ImageStep is one diffusion step of an image side that serves (serve_side SIDE_IMAGE).
+ *
+ * @generated from message lavida.peer.v1.ImageStep
+ */
+export type ImageStep = Message<'lavida.peer.v1.ImageStep'> & {
+  /**
+   * step is the diffusion step index, from 0.
+   *
+   * @generated from field: uint32 step = 1;
+   */
+  step: number;
+
+  /**
+   * steps is the number of steps of the session's schedule.
+   *
+   * @generated from field: uint32 steps = 2;
+   */
+  steps: number;
+
+  /**
+   * positions are the output grid's cells revealed in this step (raster indices), in the order
+   * they were sampled.
+   *
+   * @generated from field: repeated uint32 positions = 3;
+   */
+  positions: number[];
+
+  /**
+   * tokens are the VQ codes sampled for positions, one each.
+   *
+   * @generated from field: repeated uint32 tokens = 4;
+   */
+  tokens: number[];
+
+  /**
+   * image_tokens is the whole output grid in raster order; set on the last step only.
+   *
+   * @generated from field: repeated uint32 image_tokens = 5;
+   */
+  imageTokens: number[];
+
+  /**
+   * pixels is the VQ-decoded output image, uint8 [height, width, channels]; set on the last step
+   * only (the image side holds the VQ decoder).
+   *
+   * @generated from field: lavida.tensor.v1.Tensor pixels = 6;
+   */
+  pixels?: Tensor | undefined;
+};
+
+/**
+ * Describes the message lavida.peer.v1.ImageStep.
+ * Use `create(ImageStepSchema)` to create a new message.
+ */
+export const ImageStepSchema: GenMessage<ImageStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 4);
 
 /**
  * SessionOpened acknowledges OpenSession.
@@ -271,10 +397,12 @@ export type SessionOpened = Message<'lavida.peer.v1.SessionOpened'> & {
  * Describes the message lavida.peer.v1.SessionOpened.
  * Use `create(SessionOpenedSchema)` to create a new message.
  */
-export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 3);
+export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 5);
 
 /**
- * BeginStep starts one diffusion step on the serving side.
+ * BeginStep starts one diffusion step on the serving side. With serve_side SIDE_IMAGE it stands
+ * for the driver's layer-0 projections of a step after the first: they are the same every step
+ * (a function of the fixed text), and the image side keeps them from step 0.
  *
  * @generated from message lavida.peer.v1.BeginStep
  */
@@ -291,7 +419,7 @@ export type BeginStep = Message<'lavida.peer.v1.BeginStep'> & {
  * Describes the message lavida.peer.v1.BeginStep.
  * Use `create(BeginStepSchema)` to create a new message.
  */
-export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 4);
+export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 6);
 
 /**
  * Projections carries the rotary-embedded Q, K and V of one side for one joint layer.
@@ -314,7 +442,7 @@ export type Projections = Message<'lavida.peer.v1.Projections'> & {
   layer: number;
 
   /**
-   * q is float32 [rows, heads, tokens, head_dim]. The serving side leaves it unset for its last
+   * q is float32 [rows, heads, tokens, head_dim]. The text side leaves it unset for its last
    * layer (stop_after_layer): no partial attention of those queries is needed.
    *
    * @generated from field: lavida.tensor.v1.Tensor q = 3;
@@ -340,7 +468,7 @@ export type Projections = Message<'lavida.peer.v1.Projections'> & {
  * Describes the message lavida.peer.v1.Projections.
  * Use `create(ProjectionsSchema)` to create a new message.
  */
-export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 5);
+export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 7);
 
 /**
  * PartialAttention is the attention of one side's queries over the other side's keys only.
@@ -381,7 +509,7 @@ export type PartialAttention = Message<'lavida.peer.v1.PartialAttention'> & {
  * Describes the message lavida.peer.v1.PartialAttention.
  * Use `create(PartialAttentionSchema)` to create a new message.
  */
-export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 6);
+export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 8);
 
 /**
  * CloseSession ends a session.
@@ -401,7 +529,7 @@ export type CloseSession = Message<'lavida.peer.v1.CloseSession'> & {
  * Describes the message lavida.peer.v1.CloseSession.
  * Use `create(CloseSessionSchema)` to create a new message.
  */
-export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 7);
+export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 9);
 
 /**
  * SessionClosed acknowledges CloseSession.
@@ -421,7 +549,7 @@ export type SessionClosed = Message<'lavida.peer.v1.SessionClosed'> & {
  * Describes the message lavida.peer.v1.SessionClosed.
  * Use `create(SessionClosedSchema)` to create a new message.
  */
-export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 8);
+export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 10);
 
 /**
  * PeerError reports a failure of the sending side.
@@ -448,7 +576,7 @@ export type PeerError = Message<'lavida.peer.v1.PeerError'> & {
  * Describes the message lavida.peer.v1.PeerError.
  * Use `create(PeerErrorSchema)` to create a new message.
  */
-export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 9);
+export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 11);
 
 /**
  * Side names a branch of the model.
@@ -493,9 +621,23 @@ export const SideSchema: GenEnum<Side> = /*@__PURE__*/ enumDesc(file_lavida_peer
  * (PartialAttention: output and log-sum-exp), which the text side merges exactly. All guidance
  * rows travel in one message. Traffic per layer does not grow with the number of image tokens.
  *
- * Every request frame (open, begin_step, partial, close) gets exactly one answer frame, in order,
- * so a driver may send a request before the previous one is answered (e.g. begin_step right
- * behind open: the session and its first projections in one round trip).
+ * Every request frame (open, begin_step, projections, partial, close) gets exactly one answer
+ * frame, in order, so a driver may send a request before the previous one is answered (e.g.
+ * begin_step right behind open: the session and its first projections in one round trip).
+ *
+ * Either worker may drive; open's serve_side names the side the serving peer runs:
+ *
+ * - serve_side SIDE_TEXT (the generation worker drives text-to-image or editing, the
+ *   understanding worker serves): begin_step is answered with layer 0's projections, partial of
+ *   layer l with layer l+1's projections (the last joint layer's without q).
+ * - serve_side SIDE_IMAGE (the understanding worker drives, e.g. an `[exp]` answer expanded into
+ *   an image, and the generation worker serves the image side of text-to-image with its own
+ *   sampler): the driver sends its projections, the serving side answers those of layer
+ *   l < stop_after_layer with the partial attention of the text queries over the image keys, and
+ *   those of the last joint layer (without q: elastic activation, the text side stops there) with
+ *   the step's result (ImageStep) after running its own layers, tail and sampling. Layer 0's
+ *   projections travel once (step 0); a later step starts with begin_step, answered like layer
+ *   0's projections.
  *
  * @generated from service lavida.peer.v1.JointAttentionService
  */
