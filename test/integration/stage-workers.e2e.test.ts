@@ -40,15 +40,17 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
   before(async () => {
     redis = await startRedis();
     prefix = freshPrefix();
-    const undPort = await freePort();
+    const [undPort, genPort] = [await freePort(), await freePort()];
     const env = {
       REDIS_URL: redis.url,
       QUEUE_PREFIX: prefix,
       MODEL_DIR: MINI_MODEL,
       GRPC_HOST: '127.0.0.1',
       UND_GRPC_PORT: undPort,
-      GEN_GRPC_PORT: 0,
+      GEN_GRPC_PORT: genPort,
       UND_PEERS: `127.0.0.1:${undPort}`,
+      // Each worker serves the other: the gen-worker the image side of an und-worker's [exp] answer.
+      GEN_PEERS: `127.0.0.1:${genPort}`,
     };
     und = startApp('und-worker', env);
     gen = startApp('gen-worker', env);
@@ -125,9 +127,31 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
       assert.equal(boxes.timings.forwards, want.forwards);
       assert.equal(boxes.boxes?.length, 2);
     }
-    const respond = await stage({ jobId: 'u5', task: 'respond', prompt: 'a blue circle' });
-    const want = await engine.respond('a blue circle');
-    assert.equal(respond.modality, want.kind);
+    const respond = await stage({ jobId: 'u5', task: 'respond', prompt: 'what shape is the green circle?' });
+    const want = await engine.respond('what shape is the green circle?');
+    assert.equal(want.kind, 'text');
+    assert.equal(respond.modality, 'text');
+    assert.equal(respond.text, want.kind === 'text' ? want.text : undefined);
+    assert.equal(respond.image, undefined);
+  });
+
+  it('respond whose answer is [exp]: the und-worker drives text-to-image, the real gen-worker serves the image side; the PNG is stored', async () => {
+    const decision = await engine.respond('a blue circle');
+    assert.equal(decision.kind, 'image', 'lavida-o-mini answers a generation prompt with [exp]');
+    const result = await stage({ jobId: 'u6', task: 'respond', prompt: 'a blue circle', seed: 21, steps: 16, output: 'answer.png' });
+    assert.equal(result.modality, 'image');
+    assert.equal(result.text, undefined);
+    const single = await textToImage(pkg, local, { prompt: 'a blue circle', seed: 21, steps: 16 }, { sessionId: 'respond-local' });
+    assert.deepEqual(result.image?.tokens, single.tokens, 'the image of a single-process run');
+    assert.deepEqual(result.image?.artifact, { name: 'answer.png', contentType: 'image/png', bytes: single.png.length });
+    assert.match(result.peer ?? '', /^127\.0\.0\.1:\d+$/);
+    const png = await client.getBuffer(artifactKey({ QUEUE_PREFIX: prefix }, 'u6', 'answer.png'));
+    assert.ok(png && png.equals(single.png), 'the PNG in the artefact store');
+    // The gen-worker served the session (serve_side SIDE_IMAGE), all 16 steps of it.
+    const served = await gen.waitForLog('session ended');
+    assert.equal(served.sessionId, 'u6/1');
+    assert.equal(served.outcome, 'closed');
+    assert.equal(served.steps, 16);
   });
 
   it('generate with a plan and with feedback on an earlier attempt, and edit, equal single-process runs', async () => {
@@ -230,6 +254,13 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
         /feedback\.image is not a PNG/,
       ],
       [generation, 'paint', { jobId: 'b10' }, events.generation, /unknown job paint/],
+      [
+        understanding,
+        'respond',
+        { jobId: 'b11', task: 'respond', prompt: 'a blue circle', steps: 0 },
+        events.understanding,
+        /steps must be a positive integer, got 0/,
+      ],
     ];
     for (const [queue, name, data, queueEvents, reason] of cases) {
       const failed = await failure(queue, name, data, queueEvents);

@@ -77,6 +77,21 @@ const schema = z.object({
         .filter(Boolean),
     )
     .pipe(z.array(hostPort).min(1)),
+  /**
+   * Generation peers for the understanding worker: when a `respond` answer is `[exp]` (an image), it
+   * drives text-to-image with one of them serving the image side, chosen by gRPC health and sessions
+   * in flight, with failover. @defaultValue 127.0.0.1:50052
+   */
+  GEN_PEERS: z
+    .string()
+    .default('127.0.0.1:50052')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((peer) => peer.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(hostPort).min(1)),
   /** Deadline of one joint-layer exchange, and of opening a session. @defaultValue 10000 */
   EXCHANGE_TIMEOUT_MS: int(1, 600_000).default(10_000),
   /** Tensors above this many bytes travel in chunks. @defaultValue 1048576 */

@@ -225,13 +225,29 @@ export type UnderstandingJobData = (
   | { task: 'reflect'; image: ImageRef; prompt: string }
   | { task: 'plan'; prompt: string }
   | { task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
-  | { task: 'respond'; prompt: string }
+  | ({ task: 'respond'; prompt: string } & RespondImageOptions)
 ) &
   StageJobCommon & {
     jobId: string;
     /** Keep the prompt's keys and values between decoding steps (faster, approximate). */
     promptCache?: boolean;
   };
+
+/**
+ * How a `respond` stage draws its image when the answer is `[exp]`: text-to-image driven by the
+ * understanding worker, a generation worker serving the image side. Unset sampler options take the
+ * model's defaults; `seed` defaults to 0.
+ */
+export interface RespondImageOptions {
+  seed?: number;
+  steps?: number;
+  guidance?: number;
+  temperature?: number;
+  /** Micro-conditioning, written into the prompt as text (`LUMINANCE : x;`). */
+  luminance?: number;
+  /** Artefact name of the image; default `image.png`. */
+  output?: string;
+}
 
 /** Result of an understanding-branch stage. */
 export interface UnderstandingResult {
@@ -244,6 +260,10 @@ export interface UnderstandingResult {
   boxes?: [number, number, number, number][];
   /** `image` when the model answers with an image (`[exp]`), else `text` (respond). */
   modality?: 'image' | 'text';
+  /** The image of an `[exp]` answer (respond): stored in the artefact store, drawn with a generation peer. */
+  image?: { artifact: Artifact; tokens: number[] };
+  /** The generation worker that served the image side (respond with an image). */
+  peer?: string;
   model: { name: string; version: string };
   timings: { totalMs: number; forwards: number };
 }

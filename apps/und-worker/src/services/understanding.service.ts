@@ -1,17 +1,24 @@
 import { Injectable } from '@nestjs/common';
 import type { Job } from 'bullmq';
-import { ArtifactStore } from '@lavida/config';
+import { ArtifactStore, JsonLogger } from '@lavida/config';
 import { InvalidInputError, type ImageRef, type UnderstandingJobData, type UnderstandingResult } from '@lavida/contracts';
-import { decodeImageInput, ModelPackage, UnderstandingEngine, type TextTaskOptions } from '@lavida/model';
+import { decodeImageInput, ModelPackage, textToImageFromText, UnderstandingEngine, type TextTaskOptions } from '@lavida/model';
+import { GenPeerRepository } from '../repositories/gen-peer.repository.js';
 
-/** Runs the understanding branch's stages: answers, reflection, plans, grounding, modality. */
+/**
+ * Runs the understanding branch's stages: answers, reflection, plans, grounding, and `respond`,
+ * whose `[exp]` answer this worker expands into an image by driving text-to-image with a
+ * generation peer serving the image side.
+ */
 @Injectable()
 export class UnderstandingService {
+  private readonly logger = new JsonLogger('und-worker', UnderstandingService.name);
   private readonly engine: UnderstandingEngine;
 
   constructor(
     private readonly pkg: ModelPackage,
     private readonly artifacts: ArtifactStore,
+    private readonly genPeers: GenPeerRepository,
   ) {
     this.engine = new UnderstandingEngine(pkg);
   }
@@ -58,8 +65,35 @@ export class UnderstandingService {
         return done(r.forwards, { boxes: r.boxes });
       }
       case 'respond': {
-        const r = await this.engine.respond(requireText(data.prompt, 'prompt'));
-        return done(r.forwards, r.kind === 'image' ? { modality: 'image' } : { modality: 'text', text: r.text });
+        const prompt = requireText(data.prompt, 'prompt');
+        const r = await this.engine.respond(prompt);
+        if (r.kind === 'text') return done(r.forwards, { modality: 'text', text: r.text });
+        // [exp]: the answer is an image. This worker drives text-to-image (its text side stops after
+        // the last joint layer) and a generation worker serves the image side and samples it.
+        const attempt = job.attemptsMade + 1;
+        const image = await textToImageFromText(
+          this.pkg,
+          this.genPeers,
+          {
+            prompt,
+            seed: data.seed ?? 0,
+            steps: data.steps,
+            guidance: data.guidance,
+            temperature: data.temperature,
+            luminance: data.luminance,
+          },
+          { sessionId: `${data.jobId}/${attempt}`, signal, onStep: options.onStep },
+        );
+        if (image.tokens.length !== r.imageTokens)
+          throw new Error(`expanded ${r.imageTokens} image slots, generated ${image.tokens.length}`);
+        const name = data.output ?? 'image.png';
+        await this.artifacts.put(data.jobId, name, image.png);
+        this.logger.log('generated', { jobId: data.jobId, attempt, steps: image.steps, peer: image.peer });
+        return done(r.forwards, {
+          modality: 'image',
+          image: { artifact: { name, contentType: 'image/png', bytes: image.png.length }, tokens: image.tokens },
+          peer: image.peer,
+        });
       }
       default:
         throw new InvalidInputError(`unknown task ${(data as { task?: unknown }).task as string}`);
