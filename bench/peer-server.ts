@@ -1,7 +1,9 @@
 /**
- * Bench child: the understanding ('und') side of the fixture model behind the joint-attention gRPC
- * service, plus the standard health service for a bare round trip. Prints `{"port":…}` once bound.
- * Usage: node bench/dist/peer-server.js <model-dir>
+ * Bench child: one branch of a model behind the joint-attention gRPC service (`und`, the default:
+ * the text side, as an und-worker serves it; `gen`: the image side of text-to-image, as a
+ * gen-worker serves it), plus the standard health service for a bare round trip. Prints
+ * `{"port":…}` once bound.
+ * Usage: node bench/dist/peer-server.js <model-dir> [und|gen]
  */
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -10,15 +12,15 @@ import { grpcServiceDefinition, JointAttentionService } from '@lavida/proto';
 import { channelOptions, jointAttentionService } from '@lavida/wire';
 import { defaultTransport, HOST, serveUntilParentLeaves } from './support.js';
 
-const modelDir = process.argv[2];
-if (!modelDir) throw new Error('usage: peer-server.js <model-dir>');
+const [modelDir, branch = 'und'] = process.argv.slice(2);
+if (!modelDir || (branch !== 'und' && branch !== 'gen')) throw new Error('usage: peer-server.js <model-dir> [und|gen]');
 
 const transport = defaultTransport();
-const pkg = await ModelPackage.load(modelDir, { branch: 'und' });
+const pkg = await ModelPackage.load(modelDir, { branch });
 const server = new Server(channelOptions(transport));
 server.addService(
   grpcServiceDefinition(JointAttentionService),
-  jointAttentionService(pkg, { ...transport, workerId: `bench-und-${process.pid}` }),
+  jointAttentionService(pkg, { ...transport, workerId: `bench-${branch}-${process.pid}` }),
 );
 new HealthImplementation({ '': 'SERVING' }).addToServer(server);
 const port = await new Promise<number>((resolve, reject) => {

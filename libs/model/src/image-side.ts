@@ -50,8 +50,8 @@ export interface ImageStepResult extends StepTokens {
 
 /** What the image side answers one layer's projections with. */
 export type ImageSideAnswer =
-  /** A layer before the last: the text queries' partial; `rest` is the layer's remaining work, already running. */
-  | { kind: 'partial'; partial: PartialAttention; rest: Promise<void> }
+  /** A layer before the last: the text queries' partial; `rest` runs the layer's remaining work (call it once the partial is on its way). */
+  | { kind: 'partial'; partial: PartialAttention; rest: () => Promise<void> }
   /** The last joint layer: the step's result. */
   | { kind: 'step'; result: ImageStepResult };
 
@@ -179,11 +179,9 @@ export class ImageSideSession {
       this.nextLayer = layer + 1;
       if (this.partialFirst && this.diffusion.partialFirst(layer, Infinity)) {
         const partial = await this.diffusion.textPartial(layer, projections.q);
-        const rest = this.diffusion.joint(layer, projections).then(() => undefined);
-        rest.catch(() => undefined); // awaited by the caller after it sent the partial
-        return { kind: 'partial', partial, rest };
+        return { kind: 'partial', partial, rest: async () => void (await this.diffusion.joint(layer, projections)) };
       }
-      return { kind: 'partial', partial: await this.diffusion.joint(layer, projections), rest: Promise.resolve() };
+      return { kind: 'partial', partial: await this.diffusion.joint(layer, projections), rest: async () => undefined };
     }
     await this.diffusion.joint(layer, projections);
     const sampled = await this.diffusion.sample(step);
@@ -236,7 +234,7 @@ export class LocalImagePeer implements ImagePeer {
         const answer = queue.then(async () => {
           const a = await session.layer(step, layer, layer === 0 && step > 0 ? undefined : qkv);
           if (a.kind === 'step') return a.result;
-          await a.rest;
+          await a.rest();
           return a.partial;
         });
         queue = answer.catch(() => undefined);

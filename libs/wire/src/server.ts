@@ -130,8 +130,8 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
             value.out = out;
             value.lse = lse;
           });
-          // The layer's own work, running while the partial travelled, before the next frame is handled.
-          await answer.rest;
+          // The layer's own work while the partial travels and the driver merges it, before the next frame is handled.
+          await answer.rest();
           return;
         }
         const r = answer.result;
