@@ -1,5 +1,6 @@
 import type { ThroughputResult } from './throughput.js';
 import type { SplitResult } from './split.js';
+import type { UndDrivenResult } from './und-driven.js';
 import type { TaskBench } from './tasks.js';
 import type { WorkerMemory } from './workers.js';
 import type { HopStats, OrchestrationBench } from './orchestration.js';
@@ -18,7 +19,7 @@ export interface BenchResults {
   grpcOverTcp: Record<string, number>;
   split: SplitResult;
   /** The trained model's tasks. */
-  mini: { name: string; version: string; prompt: string; seed: number; split: SplitResult; tasks: TaskBench };
+  mini: { name: string; version: string; prompt: string; seed: number; split: SplitResult; tasks: TaskBench; undDriven?: UndDrivenResult };
   /** Peak RSS of the real workers; undefined without a Redis. */
   memory?: WorkerMemory;
   /** Orchestration overhead with no-op stages; undefined without a Redis. */
@@ -113,6 +114,7 @@ export function markdown(r: BenchResults): string {
 function miniSection(r: BenchResults): string[] {
   const m = r.mini.split;
   const t = r.mini.tasks;
+  const u = r.mini.undDriven;
   const pair = (label: string, p: { runs: number; medianMs: Record<string, number>; ratio: number }, a: string, b: string) => [
     label,
     p.runs,
@@ -134,9 +136,27 @@ function miniSection(r: BenchResults): string[] {
         pair('regeneration with feedback (earlier image on the text side)', t.feedback, 'single', 'split'),
         pair('answer (24 slots, 2 a step)', t.understand, 'single', 'split'),
         pair('grounding (1 box, 1 step)', t.ground, 'single', 'split'),
+        ...(u
+          ? [
+              [
+                `text-to-image driven by the text side (${u.steps} steps, ${u.rows} rows; the image side in the \`gen\` child)`,
+                u.runsMs.single.length,
+                u.medianMs.single,
+                u.medianMs.split,
+                u.splitOverSingle,
+              ],
+            ]
+          : []),
       ],
     ),
     '',
+    ...(u
+      ? [
+          `Driven by the text side (an und-worker drawing an \`[exp]\` answer with a gen-worker): ${u.exchangesPerImage} round trips and ` +
+            `${u.bytesPerImage} bytes per image (image side driving: ${m.exchangesPerImage} and ${m.bytesPerImage}). Tokens identical in every run.`,
+          '',
+        ]
+      : []),
     table(
       ['traffic per image', 'bytes'],
       [

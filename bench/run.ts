@@ -16,6 +16,7 @@ import { defaultTransport, killAllChildren, round, startChild, type Child } from
 import { measureThroughput } from './throughput.js';
 import { measureTasks } from './tasks.js';
 import { measureWorkerMemory } from './workers.js';
+import { measureUndDriven } from './und-driven.js';
 import { measureOrchestration } from './orchestration.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -95,7 +96,16 @@ async function main(): Promise<void> {
   });
   const tasks = await measureTasks(miniPeer.ready.port, miniUnd, miniGen, miniAll, transport, 10);
   await stopChildren();
-  const mini = { name: miniGen.manifest.name, version: miniGen.manifest.version, ...miniRequest, split: miniSplit, tasks };
+  // The reverse role: the text side drives (this process), a gen child serves the image side.
+  const genPeer = await startChild<{ port: number }>(join(HERE, 'peer-server.js'), [MINI_DIR, 'gen'], READY_TIMEOUT_MS);
+  children.push(genPeer);
+  const undDriven = await measureUndDriven(genPeer.ready.port, miniUnd, miniAll, transport, {
+    request: { ...miniRequest, steps: 16 },
+    warmupRuns: 2,
+    runs: 10,
+  });
+  await stopChildren();
+  const mini = { name: miniGen.manifest.name, version: miniGen.manifest.version, ...miniRequest, split: miniSplit, tasks, undDriven };
   await Promise.all([miniUnd.release(), miniGen.release(), miniAll.release()]);
 
   console.error('bench: worker memory under a mix of every task …');
