@@ -102,6 +102,20 @@ export function composeProblems(main, gpu) {
     const grace = durationSeconds(services[name]?.stop_grace_period ?? '10s');
     if (grace * 1000 <= drainMs) problems.push(`${name}: stop_grace_period ${grace}s does not exceed DRAIN_TIMEOUT_MS ${drainMs}`);
   }
+  // The peer links both ways, with the GPU override's environment merged over the main file's (as compose merges files).
+  const envOf = (name) => ({ ...(services[name]?.environment ?? {}), ...(gpu?.services?.[name]?.environment ?? {}) });
+  for (const link of PEER_LINKS) {
+    if (!services[link.client] || !services[link.server]) continue;
+    const entries = peerEntries(envOf(link.client)[link.variable]);
+    if (entries.length === 0)
+      problems.push(`${link.client}: ${link.variable} not set (its default is a loopback address, not ${link.server})`);
+    const servedPort = Number(envOf(link.server)[link.portVariable] ?? link.defaultPort);
+    for (const { entry, host, port } of entries) {
+      if (host !== link.server) problems.push(`${link.client}: ${link.variable} entry ${entry} does not name the ${link.server} service`);
+      else if (port !== servedPort)
+        problems.push(`${link.client}: ${link.variable} entry ${entry}: ${link.server} serves on ${servedPort}`);
+    }
+  }
   if (gpu) {
     for (const name of ['und-worker', 'gen-worker']) {
       const devices = gpu.services?.[name]?.deploy?.resources?.reservations?.devices ?? [];
@@ -650,6 +664,7 @@ export function crossProblems(objects, config, expect = {}) {
     }
     if (!byKind('ScaledObject').some((s) => s.spec.scaleTargetRef?.name === worker)) problems.push(`Deployment ${worker}: no ScaledObject`);
   }
+  problems.push(...peerLinkProblems(objects, configMaps));
   return problems;
 }
 
@@ -658,16 +673,7 @@ function appContainerProblems(w, c, configMaps, config, expect) {
   const problems = [];
   const where = `${w.kind} ${w.metadata.name} container ${c.name}`;
   const spec = w.spec.template.spec;
-  const env = {};
-  for (const from of c.envFrom ?? []) {
-    if (from.configMapRef) Object.assign(env, configMaps.get(from.configMapRef.name)?.data ?? {});
-  }
-  for (const e of c.env ?? []) {
-    if (e.value !== undefined) env[e.name] = e.value;
-    else if (e.valueFrom?.configMapKeyRef)
-      env[e.name] = configMaps.get(e.valueFrom.configMapKeyRef.name)?.data?.[e.valueFrom.configMapKeyRef.key];
-    else env[e.name] = placeholder(e.name);
-  }
+  const env = containerEnv(c, configMaps);
   if (config) {
     const known = new Set(config.CONFIG_KEYS);
     for (const name of Object.keys(env)) {
@@ -715,6 +721,98 @@ function appContainerProblems(w, c, configMaps, config, expect) {
   if (component === 'api') {
     if (!c.readinessProbe?.httpGet || !c.livenessProbe?.httpGet)
       problems.push(`${where}: the api needs HTTP liveness and readiness probes`);
+  }
+  return problems;
+}
+
+/** A container's environment as the app sees it: its ConfigMaps, then its own env (stand-ins for Secrets and the downward API). */
+function containerEnv(c, configMaps) {
+  const env = {};
+  for (const from of c.envFrom ?? []) {
+    if (from.configMapRef) Object.assign(env, configMaps.get(from.configMapRef.name)?.data ?? {});
+  }
+  for (const e of c.env ?? []) {
+    if (e.value !== undefined) env[e.name] = e.value;
+    else if (e.valueFrom?.configMapKeyRef)
+      env[e.name] = configMaps.get(e.valueFrom.configMapKeyRef.name)?.data?.[e.valueFrom.configMapKeyRef.key];
+    else env[e.name] = placeholder(e.name);
+  }
+  return env;
+}
+
+/**
+ * The joint-attention peer links, both ways: the worker that drives a session names the other's
+ * peer Service in a `*_PEERS` variable, and that worker serves on the port the variable names.
+ */
+export const PEER_LINKS = [
+  { client: 'gen-worker', variable: 'UND_PEERS', server: 'und-worker', portVariable: 'UND_GRPC_PORT', defaultPort: 50051 },
+  { client: 'und-worker', variable: 'GEN_PEERS', server: 'gen-worker', portVariable: 'GEN_GRPC_PORT', defaultPort: 50052 },
+];
+
+/** `host:port` entries of a `*_PEERS` value (libs/config's parsing: comma-separated, trimmed). */
+function peerEntries(value) {
+  return String(value ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const colon = entry.lastIndexOf(':');
+      return { entry, host: entry.slice(0, colon), port: Number(entry.slice(colon + 1)) };
+    });
+}
+
+/**
+ * Each peer link of a build: the client's `*_PEERS` names, by every entry, a Service of the build
+ * (`name`, or `name.<namespace>[.svc[.cluster.local]]`) on the entry's port, selecting the serving
+ * worker's pods, whose target port is the port that worker serves; round_robin needs it headless.
+ */
+function peerLinkProblems(objects, configMaps) {
+  const problems = [];
+  const services = objects.filter((o) => o.kind === 'Service');
+  const deployments = objects.filter((o) => o.kind === 'Deployment');
+  const selects = (selector, labels) => selector && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+  for (const link of PEER_LINKS) {
+    const client = deployments.find((d) => d.metadata.name === link.client);
+    const server = deployments.find((d) => d.metadata.name === link.server);
+    if (!client || !server) continue;
+    const clientContainer = client.spec.template.spec.containers?.[0];
+    const serverContainer = server.spec.template.spec.containers?.[0];
+    if (!clientContainer || !serverContainer) continue;
+    const where = `Deployment ${link.client} container ${clientContainer.name}`;
+    const env = containerEnv(clientContainer, configMaps);
+    const entries = peerEntries(env[link.variable]);
+    if (entries.length === 0) {
+      problems.push(`${where}: ${link.variable} not set (its default is a loopback address, no ${link.server} pod)`);
+      continue;
+    }
+    const servedPort = Number(containerEnv(serverContainer, configMaps)[link.portVariable] ?? link.defaultPort);
+    for (const { entry, host, port } of entries) {
+      const [name, namespace, ...rest] = host.split('.');
+      const service = services.find((s) => s.metadata.name === name);
+      const suffixOk = rest.length === 0 || ['svc', 'svc.cluster.local'].includes(rest.join('.'));
+      if (!service || !suffixOk || (namespace && service.metadata.namespace && namespace !== service.metadata.namespace)) {
+        problems.push(`${where}: ${link.variable} entry ${entry} names no Service of the build`);
+        continue;
+      }
+      const at = `${where}: ${link.variable} entry ${entry}`;
+      if (!selects(service.spec.selector, server.spec.template.metadata?.labels)) {
+        problems.push(`${at}: Service ${name} does not select the ${link.server} pods`);
+        continue;
+      }
+      const servicePort = (service.spec.ports ?? []).find((p) => p.port === port);
+      if (!servicePort) {
+        problems.push(`${at}: Service ${name} has no port ${port}`);
+        continue;
+      }
+      const target = servicePort.targetPort ?? servicePort.port;
+      const containerPort =
+        typeof target === 'string' ? (serverContainer.ports ?? []).find((p) => p.name === target)?.containerPort : target;
+      // A named target port that is no container port is reported with the Service's own checks.
+      if (containerPort !== undefined && containerPort !== servedPort)
+        problems.push(`${at}: Service ${name} forwards to port ${containerPort}, ${link.server} serves ${link.portVariable}=${servedPort}`);
+      if (env.GRPC_LB_POLICY === 'round_robin' && service.spec.clusterIP !== 'None')
+        problems.push(`${at}: GRPC_LB_POLICY=round_robin needs Service ${name} headless (clusterIP: None) to see every pod`);
+    }
   }
   return problems;
 }

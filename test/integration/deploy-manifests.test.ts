@@ -89,6 +89,25 @@ describe('deployment files: offline validation (npm run deploy:check)', () => {
       assert.ok(deployment(objects, worker).spec.template.spec.terminationGracePeriodSeconds >= 300);
       assert.equal(c.resources.limits['nvidia.com/gpu'], undefined, 'no GPU in the base');
     }
+    // The peer links both ways: each worker's *_PEERS names the other's headless peer Service, which
+    // forwards to the port that worker serves.
+    const service = (name: string) => objects.find((o) => o.kind === 'Service' && o.metadata.name === name)!;
+    const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'lavida-config') as unknown as {
+      data: Record<string, string>;
+    };
+    for (const [variable, name, worker, port] of [
+      ['UND_PEERS', 'und-worker-peer', 'und-worker', 50051],
+      ['GEN_PEERS', 'gen-worker-peer', 'gen-worker', 50052],
+    ] as const) {
+      assert.equal(configMap.data[variable], `${name}:${port}`);
+      const peer = service(name);
+      assert.ok(peer, `Service ${name}`);
+      assert.equal(peer.spec.clusterIP, 'None', `${name} is headless (round_robin over every ready pod)`);
+      assert.deepEqual(peer.spec.selector, deployment(objects, worker).spec.selector.matchLabels);
+      assert.deepEqual(peer.spec.ports, [{ name: 'grpc', port, targetPort: 'grpc', appProtocol: 'grpc' }]);
+      const c = container(objects, worker);
+      assert.equal(c.ports.find((p: { name: string }) => p.name === 'grpc').containerPort, port);
+    }
     assert.equal(container(objects, 'api').readinessProbe.httpGet.path, '/readyz');
     const scaled = objects.find((o) => o.kind === 'ScaledObject' && o.metadata.name === 'gen-worker')!;
     assert.match(scaled.spec.triggers[0].metadata.query, /lavida_queue_depth\{queue="generation"\}/);
@@ -138,6 +157,24 @@ describe('deployment files: offline validation (npm run deploy:check)', () => {
     assert.ok(problems.includes('gen-worker: waits for und-worker to be healthy, which has no healthcheck'));
     assert.ok(problems.some((p) => /gen-worker: stop_grace_period 30s does not exceed DRAIN_TIMEOUT_MS/.test(p)));
     assert.ok(problems.some((p) => /api: WEBHOOK_SECRET must be/.test(p)));
+
+    // The workers' peer links, both ways: each names the other's service and the port it serves on.
+    assert.deepEqual(check.composeProblems(compose(), gpuCompose()), []);
+    const misrouted = compose();
+    misrouted.services['und-worker'].environment.GEN_PEERS = 'und-worker:50052';
+    misrouted.services['gen-worker'].environment.GEN_GRPC_PORT = '50062';
+    assert.deepEqual(check.composeProblems(misrouted, gpuCompose()), [
+      'und-worker: GEN_PEERS entry und-worker:50052 does not name the gen-worker service',
+    ]);
+    misrouted.services['und-worker'].environment.GEN_PEERS = 'gen-worker:50052';
+    assert.deepEqual(check.composeProblems(misrouted, gpuCompose()), [
+      'und-worker: GEN_PEERS entry gen-worker:50052: gen-worker serves on 50062',
+    ]);
+    const gpuUnset = gpuCompose();
+    gpuUnset.services['und-worker'].environment.GEN_PEERS = '';
+    assert.deepEqual(check.composeProblems(compose(), gpuUnset), [
+      'und-worker: GEN_PEERS not set (its default is a loopback address, not gen-worker)',
+    ]);
 
     const noGpu = gpuCompose();
     delete noGpu.services['gen-worker'].deploy;
@@ -218,6 +255,48 @@ describe('deployment files: offline validation (npm run deploy:check)', () => {
         `${pattern}\n${problems.join('\n')}`,
       );
     assert.equal(problems.length, expected.length, problems.join('\n'));
+  });
+
+  it('fails peer links that do not meet: GEN_PEERS and UND_PEERS must name the other worker’s peer Service on the port it serves', () => {
+    const pristine = build();
+    assert.deepEqual(check.crossProblems(pristine, config), []);
+    const configMap = (objects: K8sObject[]) =>
+      objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'lavida-config') as unknown as { data: Record<string, string> };
+    const peerService = (objects: K8sObject[], name: string) => objects.find((o) => o.kind === 'Service' && o.metadata.name === name)!;
+    const und = 'Deployment und-worker container und-worker';
+
+    // The und-worker without GEN_PEERS would dial its own loopback default.
+    const unset = structuredClone(pristine);
+    delete configMap(unset).data.GEN_PEERS;
+    assert.deepEqual(check.crossProblems(unset, config), [
+      `${und}: GEN_PEERS not set (its default is a loopback address, no gen-worker pod)`,
+    ]);
+
+    // Without the gen-worker's peer Service (the state before it was added), GEN_PEERS names nothing.
+    const noService = structuredClone(pristine).filter((o) => !(o.kind === 'Service' && o.metadata.name === 'gen-worker-peer'));
+    assert.deepEqual(check.crossProblems(noService, config), [
+      `${und}: GEN_PEERS entry gen-worker-peer:50052 names no Service of the build`,
+    ]);
+
+    // GEN_PEERS naming the und-worker's own Service, a wrong port, a Service forwarding elsewhere, not headless.
+    const crossed = structuredClone(pristine);
+    configMap(crossed).data.GEN_PEERS = 'und-worker-peer:50051,gen-worker-peer:50051,gen-worker-peer.lavida.svc.cluster.local:50052';
+    const gen = peerService(crossed, 'gen-worker-peer');
+    gen.spec.ports[0].targetPort = 9466;
+    delete gen.spec.clusterIP;
+    assert.deepEqual(check.crossProblems(crossed, config), [
+      `${und}: GEN_PEERS entry und-worker-peer:50051: Service und-worker-peer does not select the gen-worker pods`,
+      `${und}: GEN_PEERS entry gen-worker-peer:50051: Service gen-worker-peer has no port 50051`,
+      `${und}: GEN_PEERS entry gen-worker-peer.lavida.svc.cluster.local:50052: Service gen-worker-peer forwards to port 9466, gen-worker serves GEN_GRPC_PORT=50052`,
+      `${und}: GEN_PEERS entry gen-worker-peer.lavida.svc.cluster.local:50052: GRPC_LB_POLICY=round_robin needs Service gen-worker-peer headless (clusterIP: None) to see every pod`,
+    ]);
+
+    // The other direction, the same checks: a gen-worker serving on another port than the Service forwards to.
+    const moved = structuredClone(pristine);
+    container(moved, 'und-worker').env.find((e: { name: string }) => e.name === 'UND_GRPC_PORT').value = '50061';
+    assert.deepEqual(check.crossProblems(moved, config), [
+      'Deployment gen-worker container gen-worker: UND_PEERS entry und-worker-peer:50051: Service und-worker-peer forwards to port 50051, und-worker serves UND_GRPC_PORT=50061',
+    ]);
   });
 
   it('fails a GPU overlay without the toleration, and kustomizations this builder cannot build faithfully', () => {
