@@ -9,6 +9,8 @@ export interface SystemOptions {
   env?: Record<string, string | number>;
   /** Extra environment for the understanding worker only. */
   undEnv?: Record<string, string | number>;
+  /** Extra environment for the generation worker only. */
+  genEnv?: Record<string, string | number>;
   /** Serve /metrics on a free port from the orchestrator and the workers (see `metricsPorts`). */
   metrics?: boolean;
 }
@@ -21,6 +23,7 @@ export class TestSystem {
   api!: AppProcess;
   apiUrl = '';
   undPort = 0;
+  genPort = 0;
   /** METRICS_PORT of each app with `metrics` (the api serves /metrics on its own port). */
   metricsPorts: Partial<Record<'orchestrator' | 'und-worker' | 'gen-worker', number>> = {};
   private env: Record<string, string | number> = {};
@@ -29,6 +32,8 @@ export class TestSystem {
 
   async start(): Promise<this> {
     this.undPort = await freePort();
+    do this.genPort = await freePort();
+    while (this.genPort === this.undPort);
     this.env = {
       REDIS_URL: this.options.redisUrl,
       QUEUE_PREFIX: this.options.prefix,
@@ -36,8 +41,10 @@ export class TestSystem {
       API_HOST: '127.0.0.1',
       API_PORT: 0,
       UND_GRPC_PORT: this.undPort,
-      GEN_GRPC_PORT: 0,
+      GEN_GRPC_PORT: this.genPort,
+      // Each worker serves the other: the und-worker drives an [exp] answer's image with the gen-worker.
       UND_PEERS: `127.0.0.1:${this.undPort}`,
+      GEN_PEERS: `127.0.0.1:${this.genPort}`,
       // The fast seeded-random fixture unless a test asks for another model.
       MODEL_DIR: FIXTURE_MODEL,
       ...this.options.env,
@@ -46,7 +53,7 @@ export class TestSystem {
       for (const app of ['orchestrator', 'und-worker', 'gen-worker'] as const) this.metricsPorts[app] = await freePort();
     }
     this.und = await this.startUnd();
-    this.gen = startApp('gen-worker', { ...this.env, ...this.metricsEnv('gen-worker') });
+    this.gen = startApp('gen-worker', { ...this.env, ...this.metricsEnv('gen-worker'), ...this.options.genEnv });
     this.orchestrator = startApp('orchestrator', { ...this.env, ...this.metricsEnv('orchestrator') });
     this.api = startApp('api', this.env);
     await Promise.all([this.gen.waitForLog('consuming'), this.orchestrator.waitForLog('consuming')]);

@@ -108,8 +108,17 @@ const schema = z.object({
   GRPC_TLS_CERT: optionalString,
   /** PEM file of this worker's private key. */
   GRPC_TLS_KEY: optionalString,
-  /** Name the peers' server certificates are checked against, instead of the host in UND_PEERS. */
+  /**
+   * Name the understanding peers' server certificates are checked against when a generation worker
+   * dials them, instead of the host in UND_PEERS. Used for that direction only.
+   */
   GRPC_TLS_SERVER_NAME: optionalString,
+  /**
+   * Name the generation peers' server certificates are checked against when an understanding worker
+   * dials them (an `[exp]` image), instead of the host in GEN_PEERS. Used for that direction only:
+   * GRPC_TLS_SERVER_NAME never applies to it.
+   */
+  GRPC_TLS_GEN_SERVER_NAME: optionalString,
   /**
    * A second, plaintext gRPC port serving only grpc.health.v1 (for probes that cannot present a
    * client certificate, like the kubelet's); unset: health is served on the worker's port only.
@@ -279,7 +288,7 @@ export async function runApp(app: string, start: (logger: JsonLogger) => Promise
   }
 }
 export { ArtifactStore } from './artifacts.js';
-export { peerTlsFiles, type PeerTlsFiles } from './peer-tls.js';
+export { peerTlsFiles, peerTlsServerName, type PeerTlsFiles, type PeerTlsRole } from './peer-tls.js';
 export { redisClient, type RedisClient } from './redis.js';
 export { workerLockOptions, workerMetricsOptions } from './worker-options.js';
 export { canceledKey, cancelChannel, CancelSubscriber, isCanceled, requestCancel, type CancelMessage } from './cancel.js';

@@ -10,7 +10,7 @@ export class PeerRepository implements JointPeer, OnApplicationShutdown {
   private readonly peer: GrpcJointPeer;
 
   constructor(@Inject(CONFIG) config: Config, pkg: ModelPackage) {
-    const tls = peerTlsFiles(config);
+    const tls = peerTlsFiles(config, 'und-peers');
     this.peer = new GrpcJointPeer({
       addresses: config.UND_PEERS,
       modelName: pkg.manifest.name,
@@ -18,7 +18,8 @@ export class PeerRepository implements JointPeer, OnApplicationShutdown {
       timeoutMs: config.EXCHANGE_TIMEOUT_MS,
       chunkBytes: config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
-      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked, ours presented.
+      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked (against
+      // GRPC_TLS_SERVER_NAME, else the host in UND_PEERS), ours presented.
       credentials: peerChannelCredentials(tls),
       channelOptions: {
         ...peerTlsChannelOptions(tls),

@@ -25,7 +25,7 @@ export class GrpcServerService implements OnApplicationBootstrap, BeforeApplicat
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    const tls = peerTlsFiles(this.config);
+    const tls = peerTlsFiles(this.config, 'server');
     const transport = { chunkBytes: this.config.TENSOR_CHUNK_BYTES, maxMessageBytes: this.config.GRPC_MAX_MESSAGE_BYTES };
     this.server = new WorkerServer({
       ...transport,

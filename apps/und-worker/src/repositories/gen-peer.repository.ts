@@ -13,7 +13,7 @@ export class GenPeerRepository implements ImagePeer, OnApplicationShutdown {
   private readonly peer: GrpcImagePeer;
 
   constructor(@Inject(CONFIG) config: Config, pkg: ModelPackage) {
-    const tls = peerTlsFiles(config);
+    const tls = peerTlsFiles(config, 'gen-peers');
     this.peer = new GrpcImagePeer({
       addresses: config.GEN_PEERS,
       modelName: pkg.manifest.name,
@@ -21,7 +21,8 @@ export class GenPeerRepository implements ImagePeer, OnApplicationShutdown {
       timeoutMs: config.EXCHANGE_TIMEOUT_MS,
       chunkBytes: config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
-      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked, ours presented.
+      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked (against
+      // GRPC_TLS_GEN_SERVER_NAME, else the host in GEN_PEERS; never the und-workers' name), ours presented.
       credentials: peerChannelCredentials(tls),
       channelOptions: {
         ...peerTlsChannelOptions(tls),

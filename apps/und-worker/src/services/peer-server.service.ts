@@ -22,7 +22,7 @@ export class PeerServerService implements OnApplicationBootstrap, BeforeApplicat
 
   async onApplicationBootstrap(): Promise<void> {
     const pkg = this.pkg;
-    const tls = peerTlsFiles(this.config);
+    const tls = peerTlsFiles(this.config, 'server');
     const transport = { chunkBytes: this.config.TENSOR_CHUNK_BYTES, maxMessageBytes: this.config.GRPC_MAX_MESSAGE_BYTES };
     this.server = new WorkerServer({
       ...transport,
