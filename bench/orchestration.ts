@@ -86,10 +86,37 @@ export interface OrchestrationBench {
    * the QueueEvents reads that learn a pipeline ended), and the commands Redis ran inside scripts.
    */
   redisRequests: { loaded: RequestCounts; unloaded: RequestCounts };
+  /**
+   * Open loop: pipelines submitted at a fixed offered rate (Poisson arrivals: exponential gaps from a
+   * seeded generator), whatever is in flight, for `seconds`: the hop and the pipeline's latency at
+   * that load, where the closed loop above runs the machine flat out.
+   */
+  openLoop: OpenLoopStats;
   /** The same pipelines one at a time: the hop's own latency, without queueing behind others. */
   unloaded: { pipelines: number; pipelinesPerSecond: number; hopCreated: HopStats; hopStarted: HopStats; endToEnd: HopStats };
   targets: { hopP50Ms: number; pipelinesPerSecond: number };
   redis: 'REDIS_URL' | 'redis-server';
+}
+
+/** A run at a fixed arrival rate (see OrchestrationBench.openLoop). */
+export interface OpenLoopStats {
+  arrivals: 'poisson';
+  /** Offered rate, pipelines/s, and what was submitted: the measured rate over the submission window. */
+  offeredPerSecond: number;
+  submittedPerSecond: number;
+  pipelines: number;
+  seconds: number;
+  /** Pipelines finished per second, from the first submission to the last finish. */
+  completedPerSecond: number;
+  /** Largest number of pipelines submitted and not finished at once. */
+  maxInFlight: number;
+  /** CPU time per pipeline of the three processes during the run (as cpuMsPerPipeline). */
+  cpuMsPerPipeline: { orchestrator: number; benchWorkers: number; redis: number };
+  hopCreated: HopStats;
+  hopStarted: HopStats;
+  firstStage: HopStats;
+  lastStage: HopStats;
+  endToEnd: HopStats;
 }
 
 /** Redis requests of one monitored run (see OrchestrationBench.redisRequests). */
@@ -109,6 +136,18 @@ export interface RequestCounts {
 const MODEL = { name: 'noop', version: '0' };
 /** Stages of the benchmarked pipeline: plan → generate → reflect. */
 const STAGES = 3;
+
+/** A small seeded generator of uniform numbers in [0, 1) (mulberry32): the same arrivals every run. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 function stats(samples: number[]): HopStats {
   const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
@@ -149,14 +188,19 @@ async function redisCpuMs(redis: Redis): Promise<number> {
   return (field('used_cpu_user') + field('used_cpu_sys')) * 1000;
 }
 
-/** BullMQ's script names by SHA1 of their source (EVALSHA shows only the SHA). */
-function scriptNames(): Map<string, string> {
+/** Script names by SHA1 of their source (EVALSHA shows only the SHA): BullMQ's and the orchestrator's step read. */
+async function scriptNames(): Promise<Map<string, string>> {
   const require = createRequire(import.meta.url);
   const scripts = require('bullmq/dist/cjs/scripts/index.js') as Record<string, { name?: string; content?: string }>;
   const names = new Map<string, string>();
+  const sha1 = (source: string) => createHash('sha1').update(source).digest('hex');
   for (const script of Object.values(scripts)) {
-    if (script?.name && script.content) names.set(createHash('sha1').update(script.content).digest('hex'), script.name);
+    if (script?.name && script.content) names.set(sha1(script.content), script.name);
   }
+  // The orchestrator's own script, by path (the bench does not build against apps/): absent in older builds.
+  const orchestrator = (await import(join(REPO_ROOT, 'apps/orchestrator/dist/services/step-read.js')).catch(() => undefined)) as
+    { STEP_READ_LUA?: string } | undefined;
+  if (orchestrator?.STEP_READ_LUA) names.set(sha1(orchestrator.STEP_READ_LUA), 'stepRead');
   return names;
 }
 
@@ -199,6 +243,8 @@ export async function measureOrchestration(options: {
   unloaded: number;
   /** Pipelines of the runs that count Redis requests (MONITOR on), as loaded; one at a time: at most `unloaded`. */
   requestCount: number;
+  /** Open-loop run: offered pipelines/s (Poisson arrivals) for this many seconds. */
+  openLoop: { rate: number; seconds: number };
 }): Promise<OrchestrationBench | undefined> {
   const children: ChildProcess[] = [];
   let redisUrl = process.env.REDIS_URL;
@@ -269,6 +315,21 @@ export async function measureOrchestration(options: {
       orchestrator!.once('exit', (code) => reject(new Error(`the orchestrator exited with ${code}`)));
     });
 
+    /** Submits one pipeline; answers its id and a promise of its end. */
+    const submit = (): { id: string; done: Promise<void> } => {
+      const id = randomUUID();
+      const done = new Promise<void>((resolve, reject) => finished.set(id, { resolve, reject })).finally(() => finished.delete(id));
+      const data: PipelineJobData = {
+        id,
+        task: 'text-to-image',
+        input: { task: 'text-to-image', prompt: 'a red circle left of a blue square', seed: 1, plan: true, reflect: true },
+        createdAt: new Date().toISOString(),
+      };
+      done.catch(() => undefined); // a failure is reported by whoever awaits it, not as unhandled meanwhile
+      const added = queues.pipeline.add(JobName.Pipeline, data, { jobId: id });
+      return { id, done: added.then(() => done) };
+    };
+
     /** Runs `count` pipelines, `concurrency` at a time; answers their ids and the wall time. */
     const run = async (count: number, concurrency = options.concurrency): Promise<{ ids: string[]; ms: number }> => {
       const ids: string[] = [];
@@ -276,18 +337,9 @@ export async function measureOrchestration(options: {
       const one = async (): Promise<void> => {
         while (next < count) {
           next += 1;
-          const id = randomUUID();
+          const { id, done } = submit();
           ids.push(id);
-          const done = new Promise<void>((resolve, reject) => finished.set(id, { resolve, reject }));
-          const data: PipelineJobData = {
-            id,
-            task: 'text-to-image',
-            input: { task: 'text-to-image', prompt: 'a red circle left of a blue square', seed: 1, plan: true, reflect: true },
-            createdAt: new Date().toISOString(),
-          };
-          await queues.pipeline.add(JobName.Pipeline, data, { jobId: id });
           await done;
-          finished.delete(id);
         }
       };
       const start = performance.now();
@@ -335,7 +387,40 @@ export async function measureOrchestration(options: {
       };
     };
 
-    const scripts = scriptNames();
+    /**
+     * Open loop: pipelines arrive at `rate` a second on average, Poisson (exponential gaps, seeded:
+     * every run offers the same arrival times), for `seconds`, none waiting for another to finish.
+     */
+    const openLoop = async (rate: number, seconds: number) => {
+      const random = mulberry32(20240601);
+      const arrivals: number[] = [];
+      for (let t = 0; ;) {
+        t += (-Math.log(1 - random()) / rate) * 1000;
+        if (t >= seconds * 1000) break;
+        arrivals.push(t);
+      }
+      const ids: string[] = [];
+      const ends: Promise<void>[] = [];
+      let inFlight = 0;
+      let maxInFlight = 0;
+      const start = performance.now();
+      for (const at of arrivals) {
+        const wait = start + at - performance.now();
+        // Timers fire late by a ms or so: arrivals that are due go out together, at their due time or just after.
+        if (wait >= 1) await sleep(wait);
+        const { id, done } = submit();
+        ids.push(id);
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        ends.push(done.finally(() => (inFlight -= 1)));
+      }
+      const submittedMs = performance.now() - start;
+      await Promise.all(ends);
+      const ms = performance.now() - start;
+      return { ids, submittedMs, ms, maxInFlight };
+    };
+
+    const scripts = await scriptNames();
     const steps = STAGES + 1;
     /** Redis requests of `count` pipelines, `concurrency` at a time, counted with MONITOR. */
     const countRequests = async (count: number, concurrency: number): Promise<RequestCounts> => {
@@ -396,6 +481,16 @@ export async function measureOrchestration(options: {
       redis: runQueueMs(redisPid) - before.runQueue.redis,
     };
     const loaded = await hops(ids);
+    // Open loop at the target rate.
+    const openBefore = { orchestrator: cpuMs(orchestrator.pid), bench: process.cpuUsage(), redis: await redisCpuMs(connection) };
+    const open = await openLoop(options.openLoop.rate, options.openLoop.seconds);
+    const openBench = process.cpuUsage(openBefore.bench);
+    const openCpu = {
+      orchestrator: cpuMs(orchestrator.pid) - openBefore.orchestrator,
+      benchWorkers: (openBench.user + openBench.system) / 1000,
+      redis: (await redisCpuMs(connection)) - openBefore.redis,
+    };
+    const openHops = await hops(open.ids);
     // One pipeline at a time: the hop without queueing behind other pipelines.
     const single = await run(options.unloaded, 1);
     const unloaded = await hops(single.ids);
@@ -432,6 +527,25 @@ export async function measureOrchestration(options: {
         redis: perPipeline(runQueue.redis),
       },
       redisRequests,
+      openLoop: {
+        arrivals: 'poisson',
+        offeredPerSecond: options.openLoop.rate,
+        submittedPerSecond: Math.round((open.ids.length / (open.submittedMs / 1000)) * 10) / 10,
+        pipelines: open.ids.length,
+        seconds: Math.round(open.ms / 10) / 100,
+        completedPerSecond: Math.round((open.ids.length / (open.ms / 1000)) * 10) / 10,
+        maxInFlight: open.maxInFlight,
+        cpuMsPerPipeline: {
+          orchestrator: Math.round((openCpu.orchestrator / open.ids.length) * 100) / 100,
+          benchWorkers: Math.round((openCpu.benchWorkers / open.ids.length) * 100) / 100,
+          redis: Math.round((openCpu.redis / open.ids.length) * 100) / 100,
+        },
+        hopCreated: openHops.hopCreated,
+        hopStarted: openHops.hopStarted,
+        firstStage: openHops.firstStage,
+        lastStage: openHops.lastStage,
+        endToEnd: openHops.endToEnd,
+      },
       unloaded: {
         pipelines: options.unloaded,
         pipelinesPerSecond: Math.round((options.unloaded / (single.ms / 1000)) * 10) / 10,

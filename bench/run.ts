@@ -10,7 +10,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REPO_ROOT } from '@lavida/config';
 import { ModelPackage } from '@lavida/model';
-import { markdown, type BenchResults } from './report.js';
+import { markdown, orchestrationSection, type BenchResults } from './report.js';
 import { measureSplit } from './split.js';
 import { defaultTransport, killAllChildren, round, startChild, type Child } from './support.js';
 import { measureThroughput } from './throughput.js';
@@ -49,7 +49,26 @@ setTimeout(() => {
   process.exit(2);
 }, WATCHDOG_MS).unref();
 
+/** Options of the orchestration section (the whole bench and BENCH_ONLY=orchestration run the same). */
+const ORCHESTRATION = { pipelines: 400, concurrency: 50, warmup: 20, unloaded: 50, requestCount: 100, openLoop: { rate: 200, seconds: 5 } };
+
+/**
+ * BENCH_ONLY=orchestration: that section alone, printed (its markdown, then its JSON on stderr);
+ * bench/results.{json,md} are left as they are.
+ */
+async function orchestrationOnly(): Promise<void> {
+  console.error('bench: orchestration overhead per stage hop, no-op stages (BENCH_ONLY=orchestration) …');
+  const orchestration = await measureOrchestration(ORCHESTRATION);
+  if (!orchestration) throw new Error('no REDIS_URL and no redis-server: nothing measured');
+  console.error(JSON.stringify(orchestration, null, 2));
+  console.log(orchestrationSection(orchestration).join('\n'));
+}
+
 async function main(): Promise<void> {
+  if (process.env.BENCH_ONLY) {
+    if (process.env.BENCH_ONLY !== 'orchestration') throw new Error(`BENCH_ONLY=${process.env.BENCH_ONLY}: only "orchestration" is known`);
+    return orchestrationOnly();
+  }
   const transport = defaultTransport();
 
   console.error('bench: tensor throughput, gRPC vs TCP …');
@@ -112,7 +131,7 @@ async function main(): Promise<void> {
   const memory = await measureWorkerMemory(MINI_DIR);
 
   console.error('bench: orchestration overhead per stage hop, no-op stages …');
-  const orchestration = await measureOrchestration({ pipelines: 400, concurrency: 50, warmup: 20, unloaded: 50, requestCount: 100 });
+  const orchestration = await measureOrchestration(ORCHESTRATION);
 
   const grpcOverTcp: Record<string, number> = {};
   for (const grpc of throughput.filter((t) => t.transport === 'grpc')) {
