@@ -126,8 +126,6 @@ export interface PipelineJobData {
   createdAt: string;
   /** Stage jobs queued so far; the orchestrator appends, the api shows them as the timeline. */
   stages?: StageRef[];
-  /** Set once the pipeline has its result. */
-  done?: boolean;
   /** Where to send which events (`webhook`, `webhook_events_filter`). */
   webhook?: PipelineWebhook;
   /** BullMQ priority (1 highest) of the pipeline and of every stage job it queues. */
