@@ -267,16 +267,42 @@ describe('admin dashboard in a headless browser (lavida-o-mini)', { skip }, () =
       assert.equal(await row.locator('td.model').textContent(), job.output!.model);
     }
     assert.equal(await page.locator('tr[data-kind="orchestrator"]').count(), 1);
-    const link = page.locator('#links tr[data-link]');
-    assert.equal(await link.count(), 1);
+    const escape = (text: string) => new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    const undId = (await page.locator('tr[data-kind="und-worker"]').getAttribute('data-worker'))!;
+    const genId = (await page.locator('tr[data-kind="gen-worker"]').getAttribute('data-worker'))!;
+    // One link each way: the gen-worker's und peer (UND_PEERS) and the und-worker's gen peer (GEN_PEERS).
+    assert.equal(await page.locator('#links tr[data-link]').count(), 2);
+    const link = page.locator('#links tr[data-link][data-from-kind="gen-worker"]');
     const exchanges = Number(await link.locator('td.exchanges').textContent());
     assert.ok(exchanges > 0, `exchanges ${exchanges}`);
     const latency = (await link.locator('td.latency').textContent()) ?? '';
     assert.match(latency, /^\d+\.\d\d ms$/);
     console.log(`peer link: ${exchanges} exchanges, ${latency} (EWMA)`);
     // The link names the und-worker serving that address.
-    const undId = (await page.locator('tr[data-kind="und-worker"]').getAttribute('data-worker'))!;
-    assert.match((await link.locator('td').nth(1).textContent()) ?? '', new RegExp(undId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    assert.match((await link.locator('td').nth(1).textContent()) ?? '', escape(undId));
+    // The und-worker's link to the gen-worker serving the image side: driven by the und-worker, names
+    // the gen-worker, healthy (no [exp] image drawn here, so no exchanges yet).
+    const reverse = page.locator('#links tr[data-link][data-from-kind="und-worker"]');
+    assert.match((await reverse.locator('td').nth(0).textContent()) ?? '', escape(undId));
+    assert.match((await reverse.locator('td').nth(1).textContent()) ?? '', escape(genId));
+    assert.match((await reverse.locator('td').nth(1).textContent()) ?? '', escape(`127.0.0.1:${system.genPort}`));
+    assert.equal(await reverse.locator('td').nth(2).textContent(), 'SERVING');
+    // The heartbeats behind it, symmetric: each worker reports the peers it drives, and the address it serves.
+    const { workers } = (await (await fetch(`${system.apiUrl}/admin/api/workers`, { headers: bearer })).json()) as {
+      workers: { kind: string; health: string; grpc?: { port: number }; peers?: { address: string; health: string }[] }[];
+    };
+    const heartbeat = (kind: string) => workers.find((w) => w.kind === kind)!;
+    assert.deepEqual(
+      heartbeat('gen-worker').peers?.map((p) => [p.address, p.health]),
+      [[`127.0.0.1:${system.undPort}`, 'SERVING']],
+    );
+    assert.deepEqual(
+      heartbeat('und-worker').peers?.map((p) => [p.address, p.health]),
+      [[`127.0.0.1:${system.genPort}`, 'SERVING']],
+    );
+    assert.equal(heartbeat('gen-worker').grpc?.port, system.genPort);
+    assert.equal(heartbeat('und-worker').grpc?.port, system.undPort);
+    for (const kind of ['gen-worker', 'und-worker']) assert.equal(heartbeat(kind).health, 'ok', kind);
     await shot('06-workers');
   });
 

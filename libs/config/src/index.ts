@@ -298,6 +298,8 @@ export { DEFAULT_METRICS_PORTS, serveMetrics, startTelemetry, TelemetryShutdown,
 export {
   deviceOf,
   listWorkers,
+  peerHealth,
+  peerLinkStats,
   WorkerRegistry,
   workerRegistryKeys,
   type PeerLinkStats,

@@ -6,7 +6,10 @@ import { redisClient, type RedisClient } from './redis.js';
 /** The kinds of process that publish heartbeats. */
 export type WorkerKind = 'und-worker' | 'gen-worker' | 'orchestrator';
 
-/** `ok`; `degraded` (serving, but something it needs is not: e.g. no understanding peer); `draining` (shutting down). */
+/**
+ * `ok`; `degraded` (serving, but something it needs is not: a gen-worker with no understanding peer,
+ * an und-worker with no generation peer for `[exp]` images); `draining` (shutting down).
+ */
 export type WorkerHealth = 'ok' | 'degraded' | 'draining';
 
 /** A stage job a worker is running now. */
@@ -20,7 +23,11 @@ export interface WorkerCurrentJob {
   startedAt: string;
 }
 
-/** One understanding peer as a generation worker sees it (libs/wire's PeerSnapshot). */
+/**
+ * One peer as the worker that drives sessions with it sees it (libs/wire's PeerSnapshot): an
+ * understanding peer of a generation worker (UND_PEERS), or a generation peer of an understanding
+ * worker (GEN_PEERS).
+ */
 export interface PeerLinkStats {
   address: string;
   health: string;
@@ -59,8 +66,31 @@ export interface WorkerHeartbeat {
   lastSeen: string;
   /** The gRPC address it serves (workers). */
   grpc?: { host: string; port: number };
-  /** Generation workers: every understanding peer with its exchange latency. */
+  /**
+   * The peers this worker drives sessions with, each with its health and exchange latency:
+   * generation workers their understanding peers (UND_PEERS), understanding workers their
+   * generation peers (GEN_PEERS).
+   */
   peers?: PeerLinkStats[];
+}
+
+/** libs/wire's PeerSnapshot (times in ms since the epoch), structurally: what a peer client reports. */
+type PeerSnapshotLike = Omit<PeerLinkStats, 'lastExchangeAt'> & { readonly lastExchangeAt?: number };
+
+/** A peer client's snapshots as heartbeat fields (the last exchange's time as an ISO string). */
+export function peerLinkStats(snapshots: readonly PeerSnapshotLike[]): PeerLinkStats[] {
+  return snapshots.map(({ lastExchangeAt, ...peer }) => ({
+    ...peer,
+    ...(lastExchangeAt === undefined ? {} : { lastExchangeAt: new Date(lastExchangeAt).toISOString() }),
+  }));
+}
+
+/**
+ * The heartbeat's health from the peers a worker drives: `degraded`, naming `what`, while none of
+ * them is SERVING.
+ */
+export function peerHealth(snapshots: readonly { health: string }[], what: string): { health: WorkerHealth; reason?: string } {
+  return snapshots.some((p) => p.health === 'SERVING') ? { health: 'ok' } : { health: 'degraded', reason: `no ${what} is SERVING` };
 }
 
 /** Redis keys of the registry, under QUEUE_PREFIX. */
@@ -83,7 +113,7 @@ export interface WorkerRegistryOptions {
   ttlMs?: number;
   /** Health beyond `ok`, asked at every heartbeat. */
   health?: () => { health: WorkerHealth; reason?: string };
-  /** More fields, asked at every heartbeat (a generation worker's peers). */
+  /** More fields, asked at every heartbeat (the peers a worker drives, its gRPC address). */
   extra?: () => Partial<Pick<WorkerHeartbeat, 'peers' | 'grpc'>>;
 }
 

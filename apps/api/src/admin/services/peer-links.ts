@@ -1,13 +1,21 @@
-import type { WorkerHeartbeat } from '@lavida/config';
+import type { WorkerHeartbeat, WorkerKind } from '@lavida/config';
 
-/** A generation worker's link to one understanding peer, as its heartbeat tells it. */
+type PeerWorkerKind = Extract<WorkerKind, 'und-worker' | 'gen-worker'>;
+
+/**
+ * A worker's link to one joint-attention peer, as its heartbeat tells it: a generation worker
+ * driving text-to-image and editing with understanding peers (UND_PEERS), or an understanding worker
+ * driving an `[exp]` answer's image with generation peers (GEN_PEERS).
+ */
 export interface PeerLinkView {
-  /** The generation worker. */
-  gen: string;
-  /** The peer's address (UND_PEERS). */
+  /** The worker that drives the sessions. */
+  from: string;
+  fromKind: PeerWorkerKind;
+  /** The peer's address (UND_PEERS or GEN_PEERS). */
   address: string;
-  /** The understanding worker serving that address, when its heartbeat names it. */
-  und: string | null;
+  /** The worker serving that address, when its heartbeat names it. */
+  to: string | null;
+  toKind: PeerWorkerKind;
   health: string;
   inFlight: number;
   exchanges: number;
@@ -22,41 +30,48 @@ export interface PeerLinkView {
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 const ANY = new Set(['0.0.0.0', '::', '[::]']);
+/** Who serves the peers each kind of worker drives. */
+const SERVED_BY: Record<PeerWorkerKind, PeerWorkerKind> = { 'gen-worker': 'und-worker', 'und-worker': 'gen-worker' };
 
 /**
- * Every (generation worker, understanding peer) pair with the exchange latency the generation
- * worker measured, each matched to the understanding worker whose gRPC address it names: the same
- * host and port, or the port on a worker bound to every address of the host named (or, for a
- * loopback address, of the generation worker's own host).
+ * Every (driving worker, peer) pair with the exchange latency the driving worker measured, both
+ * ways (generation workers' links first), each matched to the worker of the other kind whose gRPC
+ * address it names: the same host and port, or the port on a worker bound to every address of the
+ * host named (or, for a loopback address, of the driving worker's own host).
  */
 export function peerLinks(workers: readonly WorkerHeartbeat[]): PeerLinkView[] {
-  const und = workers.filter((w) => w.kind === 'und-worker' && w.grpc);
   const links: PeerLinkView[] = [];
-  for (const gen of workers.filter((w) => w.kind === 'gen-worker')) {
-    for (const peer of gen.peers ?? []) {
-      const colon = peer.address.lastIndexOf(':');
-      const host = peer.address.slice(0, colon);
-      const port = Number(peer.address.slice(colon + 1));
-      const target = und.find((u) => {
-        if (u.grpc!.port !== port) return false;
-        if (u.grpc!.host === host) return true;
-        const local = LOOPBACK.has(host) ? gen.host === u.host : host === u.host;
-        return local && (ANY.has(u.grpc!.host) || LOOPBACK.has(u.grpc!.host) === LOOPBACK.has(host));
-      });
-      links.push({
-        gen: gen.id,
-        address: peer.address,
-        und: target?.id ?? null,
-        health: peer.health,
-        inFlight: peer.inFlight,
-        exchanges: peer.exchanges ?? 0,
-        exchangeMs: peer.exchangeMs ?? null,
-        lastExchangeMs: peer.lastExchangeMs ?? null,
-        lastExchangeAt: peer.lastExchangeAt ?? null,
-        openMs: peer.openMs ?? null,
-        openFailures: peer.openFailures,
-        lastError: peer.lastError ?? null,
-      });
+  for (const fromKind of ['gen-worker', 'und-worker'] as const) {
+    const toKind = SERVED_BY[fromKind];
+    const servers = workers.filter((w) => w.kind === toKind && w.grpc);
+    for (const from of workers.filter((w) => w.kind === fromKind)) {
+      for (const peer of from.peers ?? []) {
+        const colon = peer.address.lastIndexOf(':');
+        const host = peer.address.slice(0, colon);
+        const port = Number(peer.address.slice(colon + 1));
+        const target = servers.find((s) => {
+          if (s.grpc!.port !== port) return false;
+          if (s.grpc!.host === host) return true;
+          const local = LOOPBACK.has(host) ? from.host === s.host : host === s.host;
+          return local && (ANY.has(s.grpc!.host) || LOOPBACK.has(s.grpc!.host) === LOOPBACK.has(host));
+        });
+        links.push({
+          from: from.id,
+          fromKind,
+          address: peer.address,
+          to: target?.id ?? null,
+          toKind,
+          health: peer.health,
+          inFlight: peer.inFlight,
+          exchanges: peer.exchanges ?? 0,
+          exchangeMs: peer.exchangeMs ?? null,
+          lastExchangeMs: peer.lastExchangeMs ?? null,
+          lastExchangeAt: peer.lastExchangeAt ?? null,
+          openMs: peer.openMs ?? null,
+          openFailures: peer.openFailures,
+          lastError: peer.lastError ?? null,
+        });
+      }
     }
   }
   return links;

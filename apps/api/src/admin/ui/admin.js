@@ -215,9 +215,9 @@ async function workersView() {
   const linkRows = links.map((l) =>
     h(
       'tr',
-      { 'data-link': `${l.gen}->${l.address}` },
-      h('td', { class: 'mono' }, l.gen),
-      h('td', { class: 'mono' }, l.und ?? '?', h('div', { class: 'muted' }, l.address)),
+      { 'data-link': `${l.from}->${l.address}`, 'data-from-kind': l.fromKind },
+      h('td', { class: 'mono' }, l.from, h('div', { class: 'muted' }, l.fromKind)),
+      h('td', { class: 'mono' }, l.to ?? '?', h('div', { class: 'muted' }, `${l.toKind} · ${l.address}`)),
       h('td', {}, badge(l.health)),
       h('td', { class: 'num exchanges' }, l.exchanges),
       h('td', { class: 'num latency' }, l.exchangeMs === null ? '–' : `${l.exchangeMs.toFixed(2)} ms`),
@@ -242,25 +242,19 @@ async function workersView() {
       ),
       rows.length ? rows : h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'no worker has sent a heartbeat')),
     ),
-    h('h3', {}, 'Peer links ', h('span', { class: 'muted' }, '(generation → understanding, joint-attention exchanges)')),
+    h(
+      'h3',
+      {},
+      'Peer links ',
+      h('span', { class: 'muted' }, '(joint-attention exchanges, both ways: the worker driving the session → the peer serving it)'),
+    ),
     h(
       'table',
       { id: 'links' },
       h(
         'tr',
         {},
-        [
-          'gen-worker',
-          'und-worker',
-          'health',
-          'exchanges',
-          'latency (EWMA)',
-          'last',
-          'open',
-          'in flight',
-          'open failures',
-          'last error',
-        ].map((t) =>
+        ['driver', 'peer', 'health', 'exchanges', 'latency (EWMA)', 'last', 'open', 'in flight', 'open failures', 'last error'].map((t) =>
           h(
             'th',
             { class: ['exchanges', 'latency (EWMA)', 'last', 'open', 'in flight', 'open failures'].includes(t) ? 'num' : undefined },
@@ -268,7 +262,7 @@ async function workersView() {
           ),
         ),
       ),
-      linkRows.length ? linkRows : h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'no generation worker reports peers')),
+      linkRows.length ? linkRows : h('tr', {}, h('td', { colspan: 10, class: 'muted' }, 'no worker reports peers')),
     ),
   ];
 }
