@@ -119,6 +119,8 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
     for (r, j, seed), im in zip(units, rgb):
         store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)
     times["t2i_plain"] = time.time() - t0
+    if args.plain_only:
+        return info
 
     # planning
     t0 = time.time()
@@ -336,6 +338,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=600, help="eval samples for ground/answer/edit/reflect/readback")
     ap.add_argument("--full-samples", type=int, default=600, help="--samples assumed by the full-run estimate")
     ap.add_argument("--parts", default="t2i,ground,answer,edit,reflect,readback")
+    ap.add_argument("--plain-only", action="store_true", help="t2i: plain images only (no planning, no reflection), e.g. for sampler sweeps")
     ap.add_argument("--rounds", type=int, default=3, help="reflection: at most this many images per prompt")
     ap.add_argument("--feedback-with-plan", action="store_true", help="keep the plan in feedback rounds (not a trained template)")
     ap.add_argument("--steps", type=int, default=16)
