@@ -250,7 +250,10 @@ class Data:
         return to(text), to(text_tgt), to(text_pad), to(prefix), to(image), to(image_tgt)
 
 
-def loss_of(model: Mini, batch, need_text: bool):
+def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_weight: float = 1.0):
+    """Mean cross-entropy over the masked tokens. With eos_weight != 1, text targets equal to `eos`
+    (the padding of an answer slot) count eos_weight each, so a one-word answer is not drowned by its
+    23 [eos] slots; the accuracy stays the plain share of masked tokens right."""
     text, text_tgt, text_pad, prefix, image, image_tgt = batch
     tl, il = model(text, text_pad, prefix, image, need_text)
     logits, targets = [], []
@@ -259,14 +262,21 @@ def loss_of(model: Mini, batch, need_text: bool):
     if il is not None:
         logits.append(il.reshape(-1, il.shape[-1])); targets.append(image_tgt.reshape(-1))
     # Text and image vocabularies differ: one cross-entropy each, summed over all masked tokens.
-    total, count, correct = 0.0, 0, 0
-    for lg, tg in zip(logits, targets):
+    total, weight, count, correct = 0.0, 0.0, 0, 0
+    for i, (lg, tg) in enumerate(zip(logits, targets)):
         keep = tg != -100
         if keep.any():
-            total = total + F.cross_entropy(lg[keep], tg[keep], reduction="sum")
+            if need_text and i == 0 and eos is not None and eos_weight != 1.0:
+                ce = F.cross_entropy(lg[keep], tg[keep], reduction="none")
+                w = torch.where(tg[keep] == eos, torch.full_like(ce, eos_weight), torch.ones_like(ce))
+                total = total + (ce * w).sum()
+                weight += float(w.sum())
+            else:  # the original reduction, bit for bit
+                total = total + F.cross_entropy(lg[keep], tg[keep], reduction="sum")
+                weight += int(keep.sum())
             count += int(keep.sum())
             correct += int((lg[keep].argmax(-1) == tg[keep]).sum())
-    return total / max(count, 1), correct / max(count, 1)
+    return total / max(weight, 1e-9), correct / max(count, 1)
 
 
 def lr_at(step: int, args, warm_from: int) -> float:
@@ -296,6 +306,10 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, default=110.0, help="stop after this much wall time (this run)")
     ap.add_argument("--checkpoint-minutes", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task-weights", default="",
+                    help="override task sampling weights, e.g. und=0.25,ground=0.15 (the others keep theirs; renormalised)")
+    ap.add_argument("--eos-weight", type=float, default=1.0,
+                    help="loss weight of text targets that are an answer slot's [eos] padding (1: plain mean)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -327,7 +341,13 @@ def main(argv=None) -> int:
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
 
-    names, weights = list(TASKS), np.array(list(TASKS.values()))
+    task_weights = dict(TASKS)
+    for item in filter(None, args.task_weights.split(",")):
+        name, value = item.split("=")
+        if name not in task_weights:
+            raise SystemExit(f"--task-weights: unknown task {name!r} (tasks: {', '.join(TASKS)})")
+        task_weights[name] = float(value)
+    names, weights = list(task_weights), np.array(list(task_weights.values()))
     weights = weights / weights.sum()
     log_path = os.path.join(args.out, "loss.csv")
     new_log = not os.path.exists(log_path)
@@ -355,7 +375,7 @@ def main(argv=None) -> int:
         lr = lr_at(step, args, warm_from)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, acc = loss_of(model, batch, need_text)
+        loss, acc = loss_of(model, batch, need_text, data.sp["eos"], args.eos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
