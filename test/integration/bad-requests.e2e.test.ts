@@ -52,6 +52,7 @@ const GOOD = png(64, 64);
 const edit = (input: Record<string, unknown>) => ({ task: 'edit', input: { instruction: 'make it blue', image: GOOD, ...input } });
 const ground = (input: Record<string, unknown>) => ({ task: 'ground', input: { image: GOOD, refs: ['the red circle'], ...input } });
 const understand = (input: Record<string, unknown>) => ({ task: 'understand', input: { image: GOOD, question: 'what is it?', ...input } });
+const respond = (input: Record<string, unknown>) => ({ task: 'respond', input: { prompt: 'a blue circle', ...input } });
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const CORRUPT_PNG = Buffer.concat([PNG_SIGNATURE, randomBytes(64)]).toString('base64');
@@ -180,6 +181,40 @@ const CASES: BadRequest[] = [
     field: 'input.prompt_cache',
     message: /boolean/i,
   },
+  // respond: text-to-image's prompt and sampler fields, nothing else.
+  { name: 'respond without prompt', body: { task: 'respond', input: {} }, status: 400, field: 'input.prompt', message: /^input\.prompt: / },
+  { name: 'respond without input', body: { task: 'respond' }, status: 400, field: 'input', message: /^input: / },
+  { name: 'respond input is an array', body: { task: 'respond', input: ['x'] }, status: 400, field: 'input', message: /object/i },
+  { name: 'respond prompt is a number', body: respond({ prompt: 42 }), status: 400, field: 'input.prompt', message: /string/i },
+  { name: 'respond prompt is blank', body: respond({ prompt: ' ' }), status: 400, field: 'input.prompt', message: /must not be empty/ },
+  {
+    name: 'respond prompt over 2000 chars',
+    body: respond({ prompt: 'a'.repeat(2001) }),
+    status: 400,
+    field: 'input.prompt',
+    message: /2000/,
+  },
+  { name: 'respond seed as a string', body: respond({ seed: '1' }), status: 400, field: 'input.seed', message: /number/i },
+  { name: 'respond seed over 2^32-1', body: respond({ seed: 2 ** 32 }), status: 400, field: 'input.seed', message: /4294967295/ },
+  { name: 'respond steps 0', body: respond({ steps: 0 }), status: 400, field: 'input.steps', message: /1/ },
+  { name: 'respond steps 1025', body: respond({ steps: 1025 }), status: 400, field: 'input.steps', message: /1024/ },
+  { name: 'respond steps not an integer', body: respond({ steps: 2.5 }), status: 400, field: 'input.steps', message: /int/i },
+  { name: 'respond guidance 20.5', body: respond({ guidance: 20.5 }), status: 400, field: 'input.guidance', message: /20/ },
+  { name: 'respond guidance negative', body: respond({ guidance: -1 }), status: 400, field: 'input.guidance', message: /0/ },
+  { name: 'respond guidance as a string', body: respond({ guidance: '2' }), status: 400, field: 'input.guidance', message: /number/i },
+  { name: 'respond temperature 11', body: respond({ temperature: 11 }), status: 400, field: 'input.temperature', message: /10/ },
+  { name: 'respond luminance negative', body: respond({ luminance: -0.5 }), status: 400, field: 'input.luminance', message: /0/ },
+  { name: 'respond priority 11', body: respond({ priority: 11 }), status: 400, field: 'input.priority', message: /10/ },
+  {
+    name: 'respond deadline_seconds 0',
+    body: respond({ deadline_seconds: 0 }),
+    status: 400,
+    field: 'input.deadline_seconds',
+    message: /1/,
+  },
+  { name: 'respond with plan (text-to-image only)', body: respond({ plan: true }), status: 400, field: 'input', message: /plan/ },
+  { name: 'respond with an image', body: respond({ image: GOOD }), status: 400, field: 'input', message: /image/ },
+  { name: 'respond with a question', body: respond({ question: 'what?' }), status: 400, field: 'input', message: /question/ },
   // Images.
   {
     name: 'image missing',

@@ -1,10 +1,15 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LavidaClient, progressOf, type JobEvent } from '@lavida/client';
 import { decodePng, encodePng, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 import { postJob, waitForJob } from '../support/http.js';
-import { MINI_MODEL } from '../support/paths.js';
+import { MINI_MODEL, ROOT } from '../support/paths.js';
 import { waitFor } from '../support/wait.js';
 import { WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -13,7 +18,7 @@ const SECRET = 'whsec_cGlwZWxpbmVzLW9uLXRoZS10cmFpbmVkLW1vZGVsIQ==';
 /**
  * Whole pipelines through the api, the orchestrator and both workers, on the trained model:
  * text-to-image with plan and reflection (and regeneration while the verdict is not `correct`),
- * editing, grounding and answers from an uploaded image.
+ * editing, grounding, answers from an uploaded image, and `respond` (an image or a text answer).
  */
 describe('pipelines of every task through the api (lavida-o-mini)', () => {
   let redis: TestRedis;
@@ -30,6 +35,9 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
       redisUrl: redis.url,
       prefix: freshPrefix(),
       env: { MODEL_DIR: MINI_MODEL, WEBHOOK_SECRET: SECRET, WEBHOOK_ALLOW_PRIVATE: 'true' },
+      // The gen-worker answers every exchange of the sessions it serves (a respond job's image side) 100 ms
+      // late, so that a respond image is still being drawn when it is canceled or its deadline passes.
+      genEnv: { FAULT_EXCHANGE_DELAY_MS: 100 },
     }).start();
     pkg = await ModelPackage.load(MINI_MODEL, { branch: 'all' });
     source = (await textToImage(pkg, new LocalJointPeer(pkg), { prompt: 'a red circle and a blue square', seed: 3 }, { sessionId: 'src' }))
@@ -161,6 +169,152 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     assert.equal(edit.status, 'succeeded');
     assert.equal(edit.output!.tokens.length, 64);
     assert.equal((await fetch(edit.output!.image)).status, 200);
+  });
+
+  it('respond whose answer is an image ([exp]): one respond stage, a 64x64 PNG equal to a single-process run, diffusion progress, webhooks', async () => {
+    const prompt = 'a blue circle';
+    const job = await run({ task: 'respond', input: { prompt, seed: 21, steps: 16 }, webhook: `${receiver.url}/respond` });
+    assert.equal(job.status, 'succeeded', system.dump());
+    const output = job.output!;
+    assert.equal(output.modality, 'image');
+    assert.equal(output.text, undefined);
+    assert.match(output.image, new RegExp(`/v1/jobs/${job.id}/files/image\\.png$`));
+    assert.equal(output.tokens.length, 64);
+    const served = await fetch(output.image);
+    assert.equal(served.status, 200);
+    assert.equal(served.headers.get('content-type'), 'image/png');
+    const png = decodePng(Buffer.from(await served.arrayBuffer()));
+    assert.equal(png.width, 64);
+    assert.equal(png.height, 64);
+    // The und-worker drove text-to-image with the gen-worker serving the image side: the image of one process.
+    const single = await textToImage(pkg, new LocalJointPeer(pkg), { prompt, seed: 21, steps: 16 }, { sessionId: 'respond-e2e' });
+    assert.deepEqual(output.tokens, single.tokens);
+    assert.deepEqual(png.rgb, single.pixels);
+    // One stage on the understanding queue, which reported every diffusion step (the last one at least).
+    assert.equal(job.timeline.length, 1);
+    const [stage] = job.timeline;
+    assert.equal(stage.stage, 'respond');
+    assert.equal(stage.status, 'succeeded');
+    assert.equal(stage.image, output.image);
+    assert.equal(stage.text, undefined);
+    assert.deepEqual(stage.progress, { stage: 'respond', step: 16, steps: 16 });
+    assert.deepEqual(job.progress, { stage: 'respond', step: 16, steps: 16 });
+    assert.match(String(stage.peer), /^127\.0\.0\.1:\d+$/);
+
+    // Webhooks: start, the respond stage with its image, completed with the output and its modality.
+    const deliveries = await waitFor(
+      () => (receiver.for(job.id).length >= 3 ? receiver.for(job.id) : undefined),
+      15_000,
+      "the respond job's webhooks",
+      100,
+    );
+    assert.deepEqual(receiver.rejected, []);
+    const byType = new Map(deliveries.map((d) => [d.payload.type, d.payload.data]));
+    assert.deepEqual([...byType.keys()].sort(), ['job.completed', 'job.stage', 'job.start']);
+    assert.equal(byType.get('job.stage')!.stage!.name, 'respond');
+    // Webhook file URLs are relative to the api without PUBLIC_URL.
+    assert.equal(byType.get('job.stage')!.stage!.image, new URL(output.image).pathname);
+    const completed = byType.get('job.completed')!.output as Record<string, unknown>;
+    assert.equal(completed.modality, 'image');
+    assert.equal(completed.image, new URL(output.image).pathname);
+  });
+
+  it('respond whose answer is text: the answer of the engine in one process, no image, no diffusion', async () => {
+    const prompt = 'what colour is the circle?';
+    const want = await new UnderstandingEngine(pkg).respond(prompt);
+    assert.equal(want.kind, 'text', 'lavida-o-mini answers a question with text');
+    const job = await run({ task: 'respond', input: { prompt } });
+    assert.equal(job.status, 'succeeded', system.dump());
+    const output = job.output!;
+    assert.equal(output.modality, 'text');
+    assert.equal(output.text, want.kind === 'text' ? want.text : undefined);
+    assert.equal(output.text, 'blue');
+    assert.equal(output.image, undefined);
+    assert.equal(output.tokens, undefined);
+    assert.deepEqual(
+      job.timeline.map((s) => [s.stage, s.status, s.text, s.image]),
+      [['respond', 'succeeded', 'blue', undefined]],
+    );
+    // The seed the api drew is shown with the input (an image answer would have been drawn with it).
+    assert.ok(Number.isInteger(job.input?.seed), JSON.stringify(job.input));
+  });
+
+  it('respond: progress per diffusion step over SSE, cancel aborts the drawing, a deadline fails it DEADLINE_EXCEEDED', async () => {
+    const client = new LavidaClient({ baseUrl: system.apiUrl });
+    const long = await client.createJob({ task: 'respond', input: { prompt: 'a blue circle', seed: 1, steps: 64, priority: 1 } });
+    const progress: { step: number; steps: number }[] = [];
+    let done: JobEvent | undefined;
+    for await (const event of client.events(long.id)) {
+      if (event.event === 'progress' && typeof event.data.progress === 'object') {
+        assert.equal(event.data.stage, 'respond');
+        assert.equal(event.data.progress.stage, 'respond');
+        progress.push({ step: event.data.progress.step!, steps: event.data.progress.steps! });
+        // Two step reports seen: the image is being drawn, cancel it.
+        if (progress.length === 2) await client.cancelJob(long.id);
+      }
+      if (event.event === 'done') done = event;
+    }
+    assert.ok(progress.length >= 2, JSON.stringify(progress));
+    assert.ok(
+      progress.every((p, i) => p.steps === 64 && p.step >= 1 && p.step < 64 && (i === 0 || p.step > progress[i - 1].step)),
+      JSON.stringify(progress),
+    );
+    assert.equal(done?.event === 'done' && done.data.status, 'canceled');
+    const canceled = await client.getJob(long.id);
+    assert.equal(canceled.status, 'canceled');
+    assert.deepEqual(
+      canceled.timeline.map((s) => [s.stage, s.status]),
+      [['respond', 'canceled']],
+    );
+    assert.equal(canceled.timeline[0].attempts, 1, 'a canceled stage is not retried');
+    assert.equal(canceled.output, null);
+
+    const late = await client.createJob({ task: 'respond', input: { prompt: 'a blue circle', seed: 1, steps: 64, deadline_seconds: 2 } });
+    const failed = await client.waitForJob(late.id, { timeoutMs: 20_000, intervalMs: 50 });
+    assert.equal(failed.status, 'failed');
+    assert.match(String(failed.error), /^DEADLINE_EXCEEDED: /);
+    assert.equal(failed.timeline.length, 1);
+    assert.equal(failed.timeline[0].attempts, 1, 'not retried');
+    assert.match(String(failed.timeline[0].error), /DEADLINE_EXCEEDED: .*while the stage ran/);
+    assert.ok(Date.parse(failed.completed_at!) - Date.parse(failed.created_at) < 6000, JSON.stringify(failed));
+    assert.ok((progressOf(failed.progress)?.step ?? 0) < 64, 'it stopped before the last step');
+  });
+
+  it('cli: submit respond --wait --out writes the image answer as a PNG; a text answer is printed, no file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'lavida-respond-'));
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [join(ROOT, 'apps/cli/dist/main.js'), ...args],
+          { env: { ...process.env, LAVIDA_URL: system.apiUrl }, timeout: 60_000 },
+          (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+        );
+      });
+    try {
+      const drawn = await cli('submit', 'respond', '--prompt', 'a blue circle', '--seed', '21', '--steps', '16', '--wait', '--out', dir);
+      assert.equal(drawn.code, 0, drawn.stderr);
+      const image = JSON.parse(drawn.stdout) as { id: string; task: string; output: Record<string, unknown>; files: string[] };
+      assert.equal(image.task, 'respond');
+      assert.equal(image.output.modality, 'image');
+      assert.equal(image.output.tokens, undefined);
+      assert.deepEqual(image.files, [join(dir, `${image.id}.png`)]);
+      const written = await readFile(image.files[0]);
+      const png = decodePng(written);
+      assert.equal(png.width, 64);
+      assert.equal(png.height, 64);
+      assert.deepEqual(written, Buffer.from(await (await fetch(String(image.output.image))).arrayBuffer()));
+      assert.match(drawn.stderr, /respond/);
+
+      const said = await cli('submit', 'respond', '--prompt', 'what colour is the circle?', '--wait', '--out', dir);
+      assert.equal(said.code, 0, said.stderr);
+      const text = JSON.parse(said.stdout) as { output: Record<string, unknown>; files: string[] };
+      assert.equal(text.output.modality, 'text');
+      assert.equal(text.output.text, 'blue');
+      assert.deepEqual(text.files, []);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('bad image inputs answer 400 naming the field, and nothing is queued', async () => {

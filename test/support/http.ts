@@ -13,6 +13,8 @@ export interface JobView {
     plan?: { label: string; bins: number[]; box?: number[] }[];
     text?: string;
     boxes?: number[][];
+    /** respond: `image` or `text`. */
+    modality?: string;
   } | null;
   progress: { stage?: string; step?: number; steps?: number } | null;
   timeline: {
@@ -24,12 +26,15 @@ export interface JobView {
     error: string | null;
     started_at: string | null;
     completed_at: string | null;
+    progress?: unknown;
+    peer?: string;
     image?: string;
     verdict?: string;
     plan?: unknown[];
     text?: string;
     boxes?: number[][];
   }[];
+  input?: Record<string, unknown>;
   urls: { get: string };
 }
 

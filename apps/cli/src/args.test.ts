@@ -50,6 +50,21 @@ describe('lavida command line', () => {
     ]).command;
     assert.ok(edit.kind === 'submit');
     assert.deepEqual(edit.input, { instruction: 'make it blue', image_guidance: 1.5 });
+    const respond = parseCommandLine([
+      'submit',
+      'respond',
+      '--prompt',
+      'a blue circle',
+      '--seed',
+      '3',
+      '--luminance',
+      '0.5',
+      '--wait',
+    ]).command;
+    assert.ok(respond.kind === 'submit');
+    assert.equal(respond.task, 'respond');
+    assert.deepEqual(respond.input, { prompt: 'a blue circle', seed: 3, luminance: 0.5 });
+    assert.equal(respond.imagePath, undefined);
     // Ranges are the api's to check (it names the field): --steps 0 passes.
     const zero = parseCommandLine(['submit', 'text-to-image', '--prompt', 'x', '--steps', '0']).command;
     assert.ok(zero.kind === 'submit');
@@ -95,6 +110,9 @@ describe('lavida command line', () => {
       ['submit', 'text-to-image', '--prompt', 'x', '--out', 'o'],
       ['submit', 'edit', '--instruction', 'x'],
       ['submit', 'ground', '--image', 'x.png'],
+      ['submit', 'respond'],
+      ['submit', 'respond', '--prompt', 'x', '--image', 'x.png'],
+      ['submit', 'respond', '--prompt', 'x', '--plan'],
       ['get'],
       ['get', 'a', 'b'],
       ['cancel', 'a', '--wait'],

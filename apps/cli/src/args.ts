@@ -7,7 +7,7 @@ export const USAGE = `Usage: lavida <command> [options]
 
 Commands:
   submit <task> [input options] [--wait [--out dir] [--timeout s]]
-                          submit a job (task: text-to-image, edit, ground, understand)
+                          submit a job (task: text-to-image, edit, ground, understand, respond)
   get <id>                print a job as JSON
   wait <id> [--out dir] [--timeout s]
                           wait for a job with a progress bar on stderr, print its result
@@ -22,11 +22,14 @@ Input options:
                  [--image-guidance x] [--temperature x]
   ground         --image file.png --ref text (required, repeatable) [--steps n]
   understand     --image file.png [--question text (default "describe the image.")] [--prompt-cache]
+  respond        --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
+                 [--luminance x]: the model answers with text or an image (drawn with these options)
   every task     [--priority n (1 highest .. 10, default 5)] [--deadline s (fail after s seconds)]
 
 Options:
   --wait          wait for the job (submit), with a progress bar on stderr
-  --out dir       write the output image(s) as PNG files (text-to-image: every attempt too)
+  --out dir       write the output image(s) as PNG files (text-to-image: every attempt too; respond:
+                  the image when the answer is one, else nothing: the text is in the JSON)
   --timeout s     stop waiting after s seconds
   --url url       the api (default $LAVIDA_URL or ${DEFAULT_URL}); $LAVIDA_API_KEY is sent as a bearer token
   -h, --help      this help
@@ -121,14 +124,24 @@ const TASKS: Record<Task, Field[]> = {
     ['question', 'question', 'string'],
     ['prompt-cache', 'prompt_cache', 'boolean'],
   ],
+  respond: [
+    ['prompt', 'prompt', 'string'],
+    ['seed', 'seed', 'number'],
+    ['steps', 'steps', 'number'],
+    ['guidance', 'guidance', 'number'],
+    ['temperature', 'temperature', 'number'],
+    ['luminance', 'luminance', 'number'],
+  ],
 };
 const REQUIRED: Record<Task, Option[]> = {
   'text-to-image': ['prompt'],
   edit: ['image', 'instruction'],
   ground: ['image', 'ref'],
   understand: ['image'],
+  respond: ['prompt'],
 };
 const GLOBAL: Option[] = ['url', 'help'];
+const TASK_NAMES = Object.keys(TASKS).join(', ');
 
 /** Parses a command line (without `node main.js`); throws UsageError. */
 export function parseCommandLine(argv: string[]): Parsed {
@@ -158,10 +171,11 @@ export function parseCommandLine(argv: string[]): Parsed {
   switch (name) {
     case 'submit': {
       const task = rest[0] as Task | undefined;
-      if (!task) throw new UsageError('submit: missing the task (text-to-image, edit, ground, understand)');
-      if (!(task in TASKS)) throw new UsageError(`submit: unknown task ${JSON.stringify(task)} (text-to-image, edit, ground, understand)`);
+      if (!task) throw new UsageError(`submit: missing the task (${TASK_NAMES})`);
+      if (!(task in TASKS)) throw new UsageError(`submit: unknown task ${JSON.stringify(task)} (${TASK_NAMES})`);
       const fields = [...TASKS[task], ...SCHEDULING];
-      const image: Option[] = task === 'text-to-image' ? [] : ['image'];
+      // Only the tasks about an input image take --image.
+      const image: Option[] = REQUIRED[task].includes('image') ? ['image'] : [];
       allow([...fields.map(([option]) => option), ...image, 'wait', 'out', 'timeout'], 1, `submit ${task}`);
       for (const option of REQUIRED[task]) if (values[option] === undefined) throw new UsageError(`submit ${task} needs --${option}`);
       if (!values.wait && (values.out !== undefined || values.timeout !== undefined))

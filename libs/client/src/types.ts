@@ -4,6 +4,7 @@ import type {
   GroundInput,
   JobStatus,
   PlanItem,
+  RespondInput,
   Task,
   TextToImageInput,
   UnderstandInput,
@@ -18,6 +19,7 @@ export type {
   GroundInput,
   JobStatus,
   PlanItem,
+  RespondInput,
   Task,
   TextToImageInput,
   UnderstandInput,
@@ -30,7 +32,7 @@ export type Box = [number, number, number, number];
 
 /** The running stage's progress, as the workers report it. */
 export interface JobProgress {
-  /** generate, edit, plan, reflect, ground, understand */
+  /** generate, edit, plan, reflect, ground, understand, respond (an image answer reports its diffusion steps) */
   stage?: string;
   step?: number;
   steps?: number;
@@ -40,7 +42,7 @@ export interface JobProgress {
  * One stage of a job's timeline (mirrors the api's StageDto).
  */
 export interface StageView {
-  /** plan, generate, reflect, edit, ground, understand */
+  /** plan, generate, reflect, edit, ground, understand, respond */
   stage: string;
   /** Round of a generate / reflect stage, from 1. */
   round?: number;
@@ -71,15 +73,17 @@ export interface AttemptView {
 
 /** A job's output, by task (mirrors the api's OutputDto). */
 export interface JobOutputView {
-  /** text-to-image, edit: URL of the PNG (text-to-image: the accepted attempt, else the last). */
+  /** text-to-image, edit, respond (an image answer): URL of the PNG (text-to-image: the accepted attempt, else the last). */
   image?: string;
   tokens?: number[];
   /** text-to-image: every attempt with its verdict. */
   attempts?: AttemptView[];
   accepted?: boolean;
   plan?: PlanItem[];
-  /** understand */
+  /** understand; respond when the answer is text */
   text?: string;
+  /** respond: `image` when the model answered with an image (`[exp]`, see `image`), else `text` (see `text`) */
+  modality?: 'image' | 'text';
   /** ground: one box per reference */
   boxes?: Box[];
   /** `name@version` */

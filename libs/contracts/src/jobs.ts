@@ -3,7 +3,7 @@ import { JobName, QueueName } from './queues.js';
 import { webhookFields, type PipelineWebhook } from './webhooks.js';
 
 /** Tasks a client can submit. */
-export const TASKS = ['text-to-image', 'edit', 'ground', 'understand'] as const;
+export const TASKS = ['text-to-image', 'edit', 'ground', 'understand', 'respond'] as const;
 export type Task = (typeof TASKS)[number];
 
 const seed = z.number().int().min(0).max(0xffffffff);
@@ -81,12 +81,29 @@ export const UnderstandInputSchema = z
   .strict();
 export type UnderstandInput = z.infer<typeof UnderstandInputSchema>;
 
+/**
+ * Public input of a `respond` request: the model chooses the answer's modality (`[exp]` = an image,
+ * drawn as text-to-image of the prompt). The prompt and sampler fields are text-to-image's.
+ */
+export const RespondInputSchema = TextToImageInputSchema.pick({
+  prompt: true,
+  seed: true,
+  steps: true,
+  guidance: true,
+  temperature: true,
+  luminance: true,
+  priority: true,
+  deadline_seconds: true,
+}).strict();
+export type RespondInput = z.infer<typeof RespondInputSchema>;
+
 /** Body of `POST /v1/jobs`. */
 export const CreateJobSchema = z.discriminatedUnion('task', [
   z.object({ task: z.literal('text-to-image'), input: TextToImageInputSchema, ...webhookFields }).strict(),
   z.object({ task: z.literal('edit'), input: EditInputSchema, ...webhookFields }).strict(),
   z.object({ task: z.literal('ground'), input: GroundInputSchema, ...webhookFields }).strict(),
   z.object({ task: z.literal('understand'), input: UnderstandInputSchema, ...webhookFields }).strict(),
+  z.object({ task: z.literal('respond'), input: RespondInputSchema, ...webhookFields }).strict(),
 ]);
 export type CreateJob = z.infer<typeof CreateJobSchema>;
 
@@ -106,12 +123,13 @@ export type PipelineInput =
   | ({ task: 'text-to-image' } & TextToImageInput)
   | ({ task: 'edit' } & Omit<EditInput, 'image'> & { image: ImageRef })
   | ({ task: 'ground' } & Omit<GroundInput, 'image'> & { image: ImageRef })
-  | ({ task: 'understand' } & Omit<UnderstandInput, 'image'> & { image: ImageRef });
+  | ({ task: 'understand' } & Omit<UnderstandInput, 'image'> & { image: ImageRef })
+  | ({ task: 'respond' } & RespondInput);
 
 /** One stage job of a pipeline, in the order queued. */
 export interface StageRef {
-  /** plan, generate, reflect, edit, ground, understand */
-  stage: 'plan' | 'generate' | 'reflect' | 'edit' | 'ground' | 'understand';
+  /** plan, generate, reflect, edit, ground, understand, respond */
+  stage: 'plan' | 'generate' | 'reflect' | 'edit' | 'ground' | 'understand' | 'respond';
   queue: QueueName;
   jobId: string;
   /** Round of a generate / reflect stage, from 1. */
@@ -152,13 +170,15 @@ export interface AttemptResult {
 /** Result of a pipeline. */
 export interface PipelineResult {
   task: Task;
-  /** The image (text-to-image: the accepted attempt, else the last; edit: the edited image). */
+  /** The image (text-to-image: the accepted attempt, else the last; edit: the edited image; respond: an `[exp]` answer). */
   image?: { artifact: Artifact; tokens: number[] };
+  /** respond: `image` when the model answered with an image (`[exp]`), else `text`. */
+  modality?: 'image' | 'text';
   attempts?: AttemptResult[];
   /** Whether the reflection accepted the returned image. */
   accepted?: boolean;
   plan?: PlanItem[];
-  /** Answer (understand). */
+  /** Answer (understand; respond when text). */
   text?: string;
   /** One box per reference, pixels (ground). */
   boxes?: [number, number, number, number][];

@@ -15,7 +15,7 @@ const iso = z.string().nullable();
 
 /** One stage of a job's timeline. */
 export const StageViewSchema = z.object({
-  stage: z.enum(['plan', 'generate', 'reflect', 'edit', 'ground', 'understand']).describe('the stage'),
+  stage: z.enum(['plan', 'generate', 'reflect', 'edit', 'ground', 'understand', 'respond']).describe('the stage'),
   round: z.number().int().optional().describe('round of a generate / reflect stage, from 1'),
   status: z.enum(JOB_STATUSES),
   attempts: z.number().int(),
@@ -34,12 +34,13 @@ export const StageViewSchema = z.object({
 
 /** A job's output, by task. */
 export const OutputViewSchema = z.object({
-  image: z.string().optional().describe('PNG URL (text-to-image: the accepted attempt, else the last)'),
+  image: z.string().optional().describe('PNG URL (text-to-image: the accepted attempt, else the last; respond: an image answer)'),
   tokens: z.array(z.number().int()).optional(),
   attempts: z.array(z.object({ round: z.number().int(), image: z.string(), verdict: z.string().optional() })).optional(),
   accepted: z.boolean().optional(),
   plan: z.array(planItem).optional(),
-  text: z.string().optional(),
+  text: z.string().optional().describe('the answer (understand; respond when the answer is text)'),
+  modality: z.enum(['image', 'text']).optional().describe('respond: image when the model answered with an image ([exp]), else text'),
   boxes: z.array(box).optional().describe('x1, y1, x2, y2 in pixels, one per reference'),
   model: z.string(),
 });
@@ -109,6 +110,7 @@ export function outputView(result: PipelineResult, url: string): OutputView {
     ...(result.accepted === undefined ? {} : { accepted: result.accepted }),
     ...(result.plan ? { plan: result.plan } : {}),
     ...(result.text === undefined ? {} : { text: result.text }),
+    ...(result.modality === undefined ? {} : { modality: result.modality }),
     ...(result.boxes ? { boxes: result.boxes } : {}),
     model: `${result.model.name}@${result.model.version}`,
   };

@@ -40,7 +40,7 @@ export const webhookFields = {
 
 /** What a finished stage produced, as in the job's timeline. */
 export interface WebhookStage {
-  /** plan, generate, reflect, edit, ground, understand */
+  /** plan, generate, reflect, edit, ground, understand, respond */
   name: string;
   round?: number;
   /** The stage job's id. */

@@ -2,7 +2,7 @@ import type { JobStatus, PlanItem, Task, WebhookDeliveryRecord, WebhookEvent } f
 
 /** One stage of a job's timeline. */
 export interface StageDto {
-  /** plan, generate, reflect, edit, ground, understand */
+  /** plan, generate, reflect, edit, ground, understand, respond */
   stage: string;
   /** Round of a generate / reflect stage, from 1. */
   round?: number;
@@ -25,15 +25,17 @@ export interface StageDto {
 
 /** A job's output, by task. */
 export interface OutputDto {
-  /** text-to-image, edit: the PNG URL (text-to-image: the accepted attempt, else the last). */
+  /** text-to-image, edit, respond (an image answer): the PNG URL (text-to-image: the accepted attempt, else the last). */
   image?: string;
   tokens?: number[];
   /** text-to-image: every attempt with its verdict. */
   attempts?: { round: number; image: string; verdict?: string }[];
   accepted?: boolean;
   plan?: PlanItem[];
-  /** understand */
+  /** understand; respond when the answer is text */
   text?: string;
+  /** respond: `image` when the model answered with an image (`[exp]`), else `text` */
+  modality?: 'image' | 'text';
   /** ground: one box per reference, x1, y1, x2, y2 in pixels */
   boxes?: [number, number, number, number][];
   model: string;

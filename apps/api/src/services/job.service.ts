@@ -53,8 +53,10 @@ export class JobService {
   async create(body: CreateJob, baseUrl: string, id: string = randomUUID()): Promise<JobDto> {
     const webhook = webhookInput(body, this.config.WEBHOOK_ALLOW_PRIVATE);
     let input: PipelineInput;
-    if (body.task === 'text-to-image') {
-      input = { task: body.task, ...body.input, seed: body.input.seed ?? Math.floor(Math.random() * 2 ** 31) };
+    if (body.task === 'text-to-image' || body.task === 'respond') {
+      // An unset seed is drawn here, so the job's input shows the seed its image was (or would be) drawn with.
+      const seed = body.input.seed ?? Math.floor(Math.random() * 2 ** 31);
+      input = body.task === 'respond' ? { task: 'respond', ...body.input, seed } : { task: 'text-to-image', ...body.input, seed };
     } else {
       // Input images are checked here (a 400 naming the field), then kept as an artefact of the job.
       this.imageSize ??= modelImageSize(this.config.MODEL_DIR);
@@ -216,10 +218,12 @@ export class JobService {
     const value = job?.returnvalue as (GenerateResult & UnderstandingResult) | null | undefined;
     const produced: Partial<StageDto> = {};
     if (value) {
-      if (value.artifact) produced.image = `${url}/files/${value.artifact.name}`;
+      // A generation stage's artefact, or the image of a respond stage's `[exp]` answer.
+      const artifact = value.artifact ?? value.image?.artifact;
+      if (artifact) produced.image = `${url}/files/${artifact.name}`;
       if (ref.stage === 'plan') produced.plan = value.layout;
       if (ref.stage === 'reflect') produced.verdict = value.text;
-      if (ref.stage === 'understand') produced.text = value.text;
+      if (ref.stage === 'understand' || ref.stage === 'respond') produced.text = value.text;
       if (ref.stage === 'ground') produced.boxes = value.boxes;
     }
     return {

@@ -86,6 +86,44 @@ describe('pipeline decisions (nextStep)', () => {
     assert.equal(again.kind === 'stage' && again.ref.jobId, 'j-generate-1');
   });
 
+  it('respond: one stage on the understanding queue with the sampler options; the result is the image or the text, with the modality', () => {
+    const data: PipelineJobData = {
+      id: 'r',
+      task: 'respond',
+      input: {
+        task: 'respond',
+        prompt: 'a blue circle',
+        seed: 9,
+        steps: 12,
+        guidance: 1.5,
+        temperature: 0.5,
+        luminance: 0.25,
+        priority: 2,
+      },
+      createdAt: '',
+    };
+    const image = { artifact: { name: 'image.png', contentType: 'image/png', bytes: 10 }, tokens: [1, 2] };
+    const drawn = walk(data, () => ({ task: 'respond', modality: 'image', image, peer: 'g', model, timings: { totalMs: 1, forwards: 1 } }));
+    assert.equal(drawn.steps.length, 1);
+    const [stage] = drawn.steps;
+    assert.deepEqual(stage.ref, { stage: 'respond', queue: QueueName.Understanding, jobId: 'r-respond' });
+    assert.equal(stage.name, JobName.Respond);
+    assert.deepEqual(stage.data, {
+      jobId: 'r',
+      task: 'respond',
+      prompt: 'a blue circle',
+      seed: 9,
+      steps: 12,
+      guidance: 1.5,
+      temperature: 0.5,
+      luminance: 0.25,
+      output: 'image.png',
+    });
+    assert.deepEqual(drawn.result, { task: 'respond', modality: 'image', image, model });
+    const said = walk(data, () => ({ task: 'respond', modality: 'text', text: 'circle', model, timings: { totalMs: 1, forwards: 3 } }));
+    assert.deepEqual(said.result, { task: 'respond', modality: 'text', text: 'circle', model });
+  });
+
   it('a stage whose result is missing is an error, not a guess', () => {
     const data = {
       ...t2i({ reflect: true }),

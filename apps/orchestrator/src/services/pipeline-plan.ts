@@ -58,6 +58,34 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
       const r = result<UnderstandingResult>(stages[0]);
       return { kind: 'done', result: { task: 'understand', text: r.text, model: model(r) } };
     }
+    case 'respond': {
+      // One stage on the understanding queue: the model answers text, or `[exp]` and the und-worker
+      // draws the image (a generation worker serving the image side).
+      if (stages.length === 0) {
+        return understanding('respond', {
+          jobId: id,
+          task: 'respond',
+          prompt: input.prompt,
+          seed: input.seed,
+          steps: input.steps,
+          guidance: input.guidance,
+          temperature: input.temperature,
+          luminance: input.luminance,
+          output: 'image.png',
+        });
+      }
+      const r = result<UnderstandingResult>(stages[0]);
+      return {
+        kind: 'done',
+        result: {
+          task: 'respond',
+          modality: r.modality,
+          ...(r.image ? { image: r.image } : {}),
+          ...(r.text === undefined ? {} : { text: r.text }),
+          model: model(r),
+        },
+      };
+    }
     case 'ground': {
       if (stages.length === 0)
         return understanding('ground', { jobId: id, task: 'ground', image: input.image, refs: input.refs, steps: input.steps });

@@ -14,6 +14,7 @@ describe('webhook events (payloads)', () => {
   });
   const all = data({ url: 'https://hooks.example/x', events: ['start', 'stage', 'completed'] });
   const body = (m: { body: string } | undefined) => JSON.parse(m!.body) as WebhookPayload;
+  const model = { name: 'm', version: '1' };
 
   it('nothing for jobs without a webhook or for events the filter leaves out', () => {
     assert.equal(startMessage(data(undefined), now), undefined);
@@ -60,6 +61,28 @@ describe('webhook events (payloads)', () => {
         model: 'm@1',
       },
     });
+    // respond: the stage's image answer (an artefact inside `image`) or its text; the output names the modality.
+    const respond = { ...all, task: 'respond' as const, input: { task: 'respond' as const, prompt: 'a circle', seed: 1 } };
+    const respondRef = { stage: 'respond' as const, queue: QueueName.Understanding, jobId: 'j-respond' };
+    const drawn = { task: 'respond', modality: 'image', image: { artifact: { ...artifact, name: 'image.png' }, tokens: [3] }, model };
+    assert.deepEqual(body(stageMessage(respond, respondRef, drawn, url, now)).data.stage, {
+      name: 'respond',
+      job_id: 'j-respond',
+      image: `${url}/files/image.png`,
+    });
+    const said = { task: 'respond', modality: 'text', text: 'circle', model };
+    assert.deepEqual(body(stageMessage(respond, respondRef, said, url, now)).data.stage, {
+      name: 'respond',
+      job_id: 'j-respond',
+      text: 'circle',
+    });
+    const answered = { task: 'respond' as const, modality: 'text' as const, text: 'circle', model: { name: 'm', version: '1' } };
+    assert.deepEqual(body(completedMessage(respond, { status: 'succeeded', result: answered }, url, now)).data.output, {
+      text: 'circle',
+      modality: 'text',
+      model: 'm@1',
+    });
+
     const canceled = completedMessage(all, { status: 'canceled', error: 'canceled by request' }, url, now);
     assert.equal(canceled!.id, 'msg_j_completed');
     assert.deepEqual(body(canceled).data, { id: 'j', task: 'text-to-image', status: 'canceled', error: 'canceled by request' });

@@ -60,10 +60,11 @@ export function startMessage(data: PipelineJobData, now: Date): WebhookMessage |
 export function stageMessage(data: PipelineJobData, ref: StageRef, value: unknown, url: string, now: Date): WebhookMessage | undefined {
   const result = value as Partial<GenerateResult & UnderstandingResult> | null | undefined;
   const stage: WebhookStage = { name: ref.stage, ...(ref.round === undefined ? {} : { round: ref.round }), job_id: ref.jobId };
-  if (result?.artifact) stage.image = `${url}/files/${result.artifact.name}`;
+  const artifact = result?.artifact ?? result?.image?.artifact;
+  if (artifact) stage.image = `${url}/files/${artifact.name}`;
   if (ref.stage === 'plan' && result?.layout) stage.plan = result.layout;
   if (ref.stage === 'reflect' && result?.text !== undefined) stage.verdict = result.text;
-  if (ref.stage === 'understand' && result?.text !== undefined) stage.text = result.text;
+  if ((ref.stage === 'understand' || ref.stage === 'respond') && result?.text !== undefined) stage.text = result.text;
   if (ref.stage === 'ground' && result?.boxes) stage.boxes = result.boxes;
   return message(data, 'stage', { status: 'processing', stage }, now, ref.jobId);
 }
