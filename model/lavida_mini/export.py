@@ -41,7 +41,7 @@ from .vq import PatchVQ
 FORMAT = "lavida-model-package/v1"
 OPSET = 17
 SAMPLING = OrderedDict(steps=16, guidance=2.0, shift=3.0, temperature=1.0, order_seed=42)
-MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=1.0, order_seed=42)
+MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=0.7, order_seed=42)
 GOLDEN_PROMPT = "a red circle left of a blue square luminance : 0.125;"
 
 ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64, "uint8": onnx.TensorProto.UINT8}
