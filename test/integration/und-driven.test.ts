@@ -13,6 +13,7 @@ import {
   imageRequestIds,
   textToImage,
   textToImageFromText,
+  type ImagePeer,
   type ImageRequest,
   type TextToImageResult,
 } from '@lavida/model';
@@ -107,23 +108,33 @@ function parity(model: string, dir: string, chunk: number, cases: ImageRequest[]
         same(local, single, `und-driven in one process vs single process (${what})`);
         assert.equal(undDriven.text, single.text);
 
-        // One round trip a step (M = 2): layer 0's projections once, with open; a later step's
-        // layer 0 (begin_step) goes right behind the last layer's projections of the step before.
+        // One round trip a step (M = 2): layer 0's projections once, with open; the image side
+        // begins a later step on its own and sends its layer-0 partial with the step before's
+        // tokens, so the driver's only request per step is layer 1's projections.
         await waitFor(() => exchanges.some((e) => e.kind === 'close'), 5000, 'the answer to close');
         const steps = undDriven.steps;
         assert.equal(und.manifest.architecture.joint_layers, 2);
         assert.deepEqual(
           exchanges.map((e) => e.kind),
-          ['open', 'projections', 'projections', ...Array.from({ length: steps - 1 }, () => ['step', 'projections']).flat(), 'close'],
+          ['open', 'projections', ...Array.from({ length: steps }, () => 'projections'), 'close'],
         );
         // What travels per step does not grow with the image: text-side tensors only, and the step's few tokens.
         const { heads, head_dim: headDim } = und.manifest.architecture;
         const rows = (c.guidance ?? und.manifest.sampling.guidance) > 0 ? 2 : 1;
         const t = sideLength(und, request);
         const qkv = rows * heads * t * headDim * 4;
-        const [, first, last0] = exchanges;
-        assert.equal(first.bytes, 3 * qkv + qkv + rows * heads * t * 4, 'layer 0: q, k, v out; out and lse back');
-        assert.ok(last0.bytes >= 2 * qkv && last0.bytes < 2 * qkv + 4096, `last layer: k, v out, the step's tokens back (${last0.bytes})`);
+        const partial = qkv + rows * heads * t * 4;
+        const [, first, ...lasts] = exchanges.slice(0, -1);
+        assert.equal(first.bytes, 3 * qkv + partial, 'layer 0: q, k, v out; out and lse back');
+        for (const [step, last] of lasts.entries()) {
+          // The last step's answer carries the pixels instead of a next partial.
+          const { width, height, channels } = und.manifest.image;
+          const back = step + 1 < steps ? partial : width * height * channels;
+          assert.ok(
+            last.bytes >= 2 * qkv + back && last.bytes < 2 * qkv + back + 4096,
+            `step ${step}'s last layer: k, v out, the step's tokens and ${step + 1 < steps ? "the next step's partial" : 'the pixels'} back (${last.bytes})`,
+          );
+        }
       });
     }
 
@@ -165,6 +176,55 @@ parity('lavida-o-mini', MINI_MODEL, 4096, [
     feedback: { verdict: 'the blue square is missing', pixels: new Uint8Array(0) },
   },
 ]);
+
+/**
+ * A driver against an image side that does not begin the next step on its own (an older
+ * gen-worker: its steps come without the next step's layer-0 partial) asks for that step's layer 0
+ * with begin_step, one round trip more a step, and draws the same image.
+ */
+describe('fixture: an image side whose steps come without the next partial', () => {
+  let und: ModelPackage;
+  let all: ModelPackage;
+  before(async () => {
+    [und, all] = await Promise.all([
+      ModelPackage.load(FIXTURE_MODEL, { branch: 'und' }),
+      ModelPackage.load(FIXTURE_MODEL, { branch: 'all' }),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([und?.release(), all?.release()]);
+  });
+
+  it('the driver begins each later step itself (begin_step) and gets the same tokens', async () => {
+    const local = new LocalImagePeer(all);
+    const asked: string[] = [];
+    const older: ImagePeer = {
+      open: async (request) => {
+        const link = await local.open(request);
+        return {
+          peer: 'older',
+          layer: async (step, layer, qkv) => {
+            asked.push(`${step}/${layer}`);
+            const answer = await link.layer(step, layer, qkv);
+            if (!('positions' in answer)) return answer;
+            const withoutNext = { ...answer };
+            delete withoutNext.next;
+            return withoutNext;
+          },
+          close: () => link.close(),
+        };
+      },
+    };
+    const request = { prompt: 'a red circle above a blue square', seed: 4, steps: 5, guidance: 2 };
+    const fallback = await textToImageFromText(und, older, request, { sessionId: 'older/1' });
+    const single = await textToImage(all, new LocalJointPeer(all), request, { sessionId: 'older/single' });
+    same(fallback, single, 'begin_step fallback vs single process');
+    assert.deepEqual(asked, [
+      '0/0',
+      ...Array.from({ length: fallback.steps }, (_, s) => (s === 0 ? ['0/1'] : [`${s}/0`, `${s}/1`])).flat(),
+    ]);
+  });
+});
 
 /**
  * Bad input at the image side's boundary ends that call only, with a clear status; a serving
@@ -253,7 +313,29 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
     }
   }
 
-  it('a well-formed session: opened, the partial of layer 0, the step of the last layer, closed', async () => {
+  type StepFrame = { step: number; steps: number; positions: number[]; tokens: number[]; nextPartial?: { step: number; layer: number } };
+
+  it("a well-formed session: opened, the partial of layer 0, each step's tokens with the next step's layer-0 partial, closed", async () => {
+    const { heads, head_dim: headDim } = architecture();
+    const good = [ROWS, heads, TEXT_LEN, headDim];
+    const outcome = await raw([
+      open(),
+      projections(0, 0, good),
+      projections(0, 1, good, false),
+      // Step 1 begins on the image side: the driver's next request is its layer 1.
+      projections(1, 1, good, false),
+      request({ case: 'close', value: { $typeName: 'lavida.peer.v1.CloseSession', reason: 'test' } }),
+    ]);
+    assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'step', 'closed']);
+    for (const [i, response] of outcome.responses.slice(2, 4).entries()) {
+      const step = response.frame.value as StepFrame;
+      assert.deepEqual([step.step, step.steps], [i, 4]);
+      assert.ok(step.positions.length > 0 && step.positions.length === step.tokens.length);
+      assert.deepEqual([step.nextPartial?.step, step.nextPartial?.layer], [i + 1, 0], "the next step's layer-0 partial");
+    }
+  });
+
+  it("a driver that does not read the step's next partial may still begin the next step: begin_step gets that partial again", async () => {
     const { heads, head_dim: headDim } = architecture();
     const good = [ROWS, heads, TEXT_LEN, headDim];
     const outcome = await raw([
@@ -261,12 +343,14 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
       projections(0, 0, good),
       projections(0, 1, good, false),
       request({ case: 'beginStep', value: { $typeName: 'lavida.peer.v1.BeginStep', step: 1 } }),
+      projections(1, 1, good, false),
       request({ case: 'close', value: { $typeName: 'lavida.peer.v1.CloseSession', reason: 'test' } }),
     ]);
-    assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'partial', 'closed']);
-    const step = outcome.responses[2].frame.value as { step: number; steps: number; positions: number[]; tokens: number[] };
-    assert.deepEqual([step.step, step.steps], [0, 4]);
-    assert.ok(step.positions.length > 0 && step.positions.length === step.tokens.length);
+    assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'partial', 'step', 'closed']);
+    const sent = (outcome.responses[2].frame.value as { nextPartial?: { out?: { data: Uint8Array } } }).nextPartial?.out?.data;
+    const again = outcome.responses[3].frame.value as { step: number; layer: number; out?: { data: Uint8Array } };
+    assert.deepEqual([again.step, again.layer], [1, 0]);
+    assert.ok(sent && again.out && Buffer.from(again.out.data).equals(Buffer.from(sent)), 'the same partial');
   });
 
   it('wrong-shape projections end the call with INVALID_ARGUMENT naming the tensor', async () => {
@@ -306,6 +390,13 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
       status.INVALID_ARGUMENT,
       /step 0 layer 0 came without projections/,
       ['opened'],
+    );
+    // The image side began step 1 with step 0's answer: layer 0's projections again are out of order.
+    assertEnded(
+      await raw([open(), projections(0, 0, good), projections(0, 1, good, false), projections(1, 0, good)]),
+      status.INVALID_ARGUMENT,
+      /projections for step 1 layer 0, expected step 1 layer 1/,
+      ['opened', 'partial', 'step'],
     );
   });
 

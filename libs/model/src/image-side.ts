@@ -21,6 +21,13 @@ import {
  * layer and step the driver sends its projections; the image side answers a layer before the
  * last with the partial attention of the text queries over the image keys, and the last layer
  * (elastic activation: the text side stops there) with the step's sampled tokens.
+ *
+ * Per step, with M joint layers: the text side's layer-0 projections depend on the fixed text
+ * alone (and an image prefix, fixed too), so they travel once; its layer-l projections (l >= 1)
+ * need the image side's partial of layer l-1 of the same step; the image side needs every layer's
+ * text K/V (and Q below the last). So the image side can compute the next step's layer-0 partial
+ * as soon as it has sampled a step, and sends it with the step's answer: a step then costs M-1
+ * round trips (layers 1..M-1), one for M = 2.
  */
 
 /** What the driving text side asks an image side to hold for a session. */
@@ -46,20 +53,32 @@ export interface ImageStepResult extends StepTokens {
   imageTokens?: number[];
   /** The VQ-decoded image, uint8 [height, width, channels] (last step only). */
   pixels?: Tensor;
+  /**
+   * Layer 0's partial of step `step + 1`: the image side begins the next step on its own right
+   * after sampling this one (the text side's layer-0 projections never change). Set on every step
+   * but the last when there is more than one joint layer.
+   */
+  next?: PartialAttention;
 }
 
-/** What the image side answers one layer's projections with. */
+/**
+ * What the image side answers one layer's projections with. `rest` runs the remaining work of the
+ * layer whose partial is in the answer (call it once the answer is on its way): a layer before the
+ * last, or layer 0 of the next step begun with a step's result.
+ */
 export type ImageSideAnswer =
-  /** A layer before the last: the text queries' partial; `rest` runs the layer's remaining work (call it once the partial is on its way). */
+  /** A layer before the last: the text queries' partial. */
   | { kind: 'partial'; partial: PartialAttention; rest: () => Promise<void> }
-  /** The last joint layer: the step's result. */
-  | { kind: 'step'; result: ImageStepResult };
+  /** The last joint layer: the step's result (with the next step's layer-0 partial, `result.next`). */
+  | { kind: 'step'; result: ImageStepResult; rest: () => Promise<void> };
 
 /**
  * The driver's view of an image side for one session. `layer(step, l, qkv)` sends the text side's
- * projections of layer `l` (layer 0's only with the first step: a later step starts with the ones
- * the image side holds) and yields the partial of layer `l` or, for the last layer, the step. A
- * driver may ask for the next step's layer 0 before the step's answer has arrived.
+ * projections of layer `l` and yields the partial of layer `l` or, for the last layer, the step
+ * (with the next step's layer-0 partial when there is more than one joint layer). Layer 0's
+ * projections go only with the first step: a later step's layer 0 (begin_step: the image side
+ * holds them) is asked for only with one joint layer, or of a peer whose step came without `next`.
+ * Requests may be pipelined: answers come in order.
  */
 export interface ImageLink {
   readonly peer: string;
@@ -90,6 +109,8 @@ export class ImageSideSession {
   /** The layer and step the next projections must be for. */
   private nextStep = 0;
   private nextLayer = 0;
+  /** Layer 0's partial of the step this side began on its own, until that step's layer 1 comes (for a begin_step asking again). */
+  private begun?: { step: number; partial: PartialAttention };
   /** Zeros in place of the last layer's q (its text queries are not needed). */
   private zeroQ?: Tensor;
 
@@ -154,15 +175,24 @@ export class ImageSideSession {
 
   /**
    * Layer `layer` of step `step` with the text side's projections of that layer. For layer 0 of a
-   * step after the first, `qkv` is left out: the projections of step 0 are used. On the last layer
-   * q may be left out (no partial of it is needed).
+   * step after the first, `qkv` is left out (begin_step): the projections of step 0 are used. On
+   * the last layer q may be left out (no partial of it is needed). The last layer's answer, the
+   * step, carries the next step's layer-0 partial when there is more than one joint layer: this
+   * side begins that step right away, and expects its layer 1 next.
    */
   async layer(step: number, layer: number, qkv: { q?: Tensor; k?: Tensor; v?: Tensor } | undefined): Promise<ImageSideAnswer> {
     const last = this.diffusion.lastJoint;
+    if (!qkv && layer === 0 && this.begun?.step === step) {
+      // begin_step for a step begun here already (a driver that does not read the step's next partial): that partial again.
+      const { partial } = this.begun;
+      this.begun = undefined;
+      return { kind: 'partial', partial, rest: noRest };
+    }
     if (this.nextStep >= this.steps) throw new PeerProtocolError(`projections for step ${step} layer ${layer}, but the session's ${this.steps} steps are done`);
     if (step !== this.nextStep || layer !== this.nextLayer) {
       throw new PeerProtocolError(`projections for step ${step} layer ${layer}, expected step ${this.nextStep} layer ${this.nextLayer}`);
     }
+    this.begun = undefined;
     let projections: Projections;
     if (!qkv) {
       if (layer !== 0 || !this.first) throw new PeerProtocolError(`step ${step} layer ${layer} came without projections`);
@@ -172,17 +202,9 @@ export class ImageSideSession {
     }
     if (layer === 0) {
       this.first ??= projections;
-      this.stepsRun += 1;
-      await this.diffusion.embed();
+      await this.begin();
     }
-    if (layer < last) {
-      this.nextLayer = layer + 1;
-      if (this.partialFirst && this.diffusion.partialFirst(layer, Infinity)) {
-        const partial = await this.diffusion.textPartial(layer, projections.q);
-        return { kind: 'partial', partial, rest: async () => void (await this.diffusion.joint(layer, projections)) };
-      }
-      return { kind: 'partial', partial: await this.diffusion.joint(layer, projections), rest: async () => undefined };
-    }
+    if (layer < last) return { kind: 'partial', ...(await this.enter(layer, projections)) };
     await this.diffusion.joint(layer, projections);
     const sampled = await this.diffusion.sample(step);
     this.nextStep = step + 1;
@@ -192,8 +214,32 @@ export class ImageSideSession {
       const { height, width, channels } = this.pkg.manifest.image;
       result.imageTokens = [...this.diffusion.tokens];
       result.pixels = new Tensor('uint8', await decodeTokens(this.pkg, this.diffusion.tokens), [height, width, channels]);
+      return { kind: 'step', result, rest: noRest };
     }
-    return { kind: 'step', result };
+    if (last === 0) return { kind: 'step', result, rest: noRest };
+    // The next step needs nothing new from the text side for its layer 0: begin it now, and send
+    // its partial with this step's tokens. The driver's next request is that step's layer 1.
+    await this.begin();
+    const { partial, rest } = await this.enter(0, this.first!);
+    result.next = partial;
+    this.begun = { step: this.nextStep, partial };
+    return { kind: 'step', result, rest };
+  }
+
+  /** Starts step `nextStep`: the grid as sampled so far, embedded. */
+  private async begin(): Promise<void> {
+    this.stepsRun += 1;
+    await this.diffusion.embed();
+  }
+
+  /** Layer `layer` (below the last) of step `nextStep`: its partial first where the segment allows, the rest in `rest`. */
+  private async enter(layer: number, projections: Projections): Promise<{ partial: PartialAttention; rest: () => Promise<void> }> {
+    this.nextLayer = layer + 1;
+    if (this.partialFirst && this.diffusion.partialFirst(layer, Infinity)) {
+      const partial = await this.diffusion.textPartial(layer, projections.q);
+      return { partial, rest: async () => void (await this.diffusion.joint(layer, projections)) };
+    }
+    return { partial: await this.diffusion.joint(layer, projections), rest: noRest };
   }
 
   /** The text side's projections checked against the model: float32 [rows, heads, side_len, head_dim]. */
@@ -220,6 +266,8 @@ export class ImageSideSession {
   }
 }
 
+const noRest = async (): Promise<void> => undefined;
+
 /** An image side in this process: the single-process counterpart of a remote generation worker. */
 export class LocalImagePeer implements ImagePeer {
   constructor(private readonly pkg: ModelPackage) {}
@@ -229,13 +277,12 @@ export class LocalImagePeer implements ImagePeer {
     let queue: Promise<unknown> = Promise.resolve();
     return {
       peer: 'local',
-      // In order, like a remote side: a step's layer 0 may be asked for before the last answer is in.
+      // In order, like a remote side: a request may be made before the last answer is in.
       layer: (step, layer, qkv) => {
         const answer = queue.then(async () => {
           const a = await session.layer(step, layer, layer === 0 && step > 0 ? undefined : qkv);
-          if (a.kind === 'step') return a.result;
           await a.rest();
-          return a.partial;
+          return a.kind === 'step' ? a.result : a.partial;
         });
         queue = answer.catch(() => undefined);
         return answer;
@@ -286,31 +333,43 @@ export async function textToImageFromText(
   const link = await peer.open({ sessionId: options.sessionId, textIds, textPositions, stopAfterLayer: last, sampler, first }, options.signal);
   const tokens = new Array<number>(gridTokens).fill(image.mask_id);
   let final: ImageStepResult | undefined;
-  const asked = (answer: Promise<PartialAttention | ImageStepResult>) => {
+  const asked = <T>(answer: Promise<T>) => {
     answer.catch(() => undefined); // awaited in turn
     return answer;
   };
+  // The step before's progress, reported while this step runs on the image side.
+  let progress: Promise<void> | undefined;
   try {
+    // Step 0's layer 0 goes with open; a later step's layer-0 partial comes with the step before's tokens.
     let answer = asked(link.layer(0, 0, first));
+    let carried: PartialAttention | undefined;
     for (let step = 0; step < steps; step++) {
       if (options.signal?.aborted) throw new CanceledError('canceled');
       if (step > 0) await textSide.beginStep(step);
       for (let layer = 0; layer < last; layer++) {
-        const partial = await answer;
+        const partial = layer === 0 && carried ? carried : await answer;
         if (isStepResult(partial)) throw new PeerProtocolError(`peer ${link.peer} answered step ${step} layer ${layer} with a step's tokens`);
         answer = asked(link.layer(step, layer + 1, await textSide.partial(step, layer, partial)));
       }
       const stepAnswer = answer;
-      // The next step's layer 0 goes right behind this step's last layer: one round trip a step.
-      if (step + 1 < steps) answer = asked(link.layer(step + 1, 0, first));
+      // One joint layer: nothing from the text side changes, a later step's layer 0 (begin_step) goes right behind.
+      if (last === 0 && step + 1 < steps) answer = asked(link.layer(step + 1, 0, first));
+      await progress;
       const result = await stepAnswer;
       if (!isStepResult(result) || result.step !== step || result.steps !== steps || result.positions.length !== result.tokens.length) {
         throw new PeerProtocolError(`peer ${link.peer} answered step ${step}'s last layer with something other than that step of ${steps}`);
       }
       for (const [i, position] of result.positions.entries()) tokens[position] = result.tokens[i];
       if (step + 1 === steps) final = result;
-      await options.onStep?.(step + 1, steps);
+      else if (last > 0) {
+        // A peer that does not begin the next step on its own is asked for its layer 0 (begin_step): one round trip more.
+        const next = result.next ?? (await link.layer(step + 1, 0, first));
+        if (isStepResult(next)) throw new PeerProtocolError(`peer ${link.peer} answered step ${step + 1} layer 0 with a step's tokens`);
+        carried = next;
+      }
+      progress = asked(Promise.resolve(options.onStep?.(step + 1, steps)));
     }
+    await progress;
   } finally {
     await link.close();
   }

@@ -67,7 +67,11 @@ export interface GrpcJointPeerOptions extends GrpcPeerOptions {
 
 /** Options of an understanding worker driving generation workers (they serve the image side of text-to-image). */
 export interface GrpcImagePeerOptions extends GrpcPeerOptions {
-  /** Called after every exchange with its round trip (`step`: a later step's layer 0; `projections`: any other layer). */
+  /**
+   * Called after every exchange with its round trip (`projections`: a layer's; `step`: a later step's
+   * layer 0 asked for with begin_step, only with one joint layer or of a peer whose step came
+   * without the next step's partial).
+   */
   onExchange?: (kind: 'open' | 'step' | 'projections' | 'close', ms: number, bytes: number) => void;
 }
 
@@ -585,8 +589,10 @@ class GrpcLink extends GrpcSession implements JointLink {
 
 /**
  * A session with an image side (serve_side SIDE_IMAGE), driven by this text side: open and step
- * 0's layer-0 projections travel together, and a later step's layer 0 (begin_step: the image side
- * holds those projections) may be asked for right behind the last layer of the step before.
+ * 0's layer-0 projections travel together; the answer to a step's last layer carries the next
+ * step's layer-0 partial (the image side begins that step on its own), so a step costs M-1 round
+ * trips. A later step's layer 0 (begin_step: the image side holds those projections) is asked for
+ * with one joint layer only, or of a peer whose step came without that partial.
  */
 class GrpcImageLink extends GrpcSession implements ImageLink {
   /** The answer to step 0's layer-0 projections (sent with open). */
@@ -680,7 +686,12 @@ class GrpcImageLink extends GrpcSession implements ImageLink {
     if (f.case !== 'step')
       throw new PeerProtocolError(`peer ${this.peer} answered step ${step}'s last layer with ${f.case}, expected step`);
     if (f.value.step !== step) throw new PeerProtocolError(`peer ${this.peer} sent step ${f.value.step}, expected step ${step}`);
-    const { steps, positions, tokens, imageTokens, pixels } = f.value;
+    const { steps, positions, tokens, imageTokens, pixels, nextPartial: next } = f.value;
+    if (next && (next.step !== step + 1 || next.layer !== 0 || !next.out || !next.lse)) {
+      throw new PeerProtocolError(
+        `peer ${this.peer} sent with step ${step} the partial of step ${next.step} layer ${next.layer}${next.out && next.lse ? '' : ' without out and lse'}, expected step ${step + 1} layer 0`,
+      );
+    }
     return {
       step,
       steps,
@@ -688,17 +699,23 @@ class GrpcImageLink extends GrpcSession implements ImageLink {
       tokens,
       ...(imageTokens.length ? { imageTokens } : {}),
       ...(pixels ? { pixels: decodeTensor(pixels, 'pixels') } : {}),
+      ...(next ? { next: { out: decodeTensor(next.out!, 'next_partial.out'), lse: decodeTensor(next.lse!, 'next_partial.lse') } } : {}),
     };
   }
 }
 
 function frameBytes(frame: ExchangeRequest | ExchangeResponse): number {
-  const value = frame.frame.value as Record<string, unknown> | undefined;
-  if (!value) return 0;
+  return payload(frame.frame.value);
+}
+
+/** Tensor payload bytes of a message, its nested messages' included (a step's next partial). */
+function payload(value: unknown): number {
+  if (!value || typeof value !== 'object') return 0;
   let bytes = 0;
-  for (const field of Object.values(value)) {
+  for (const field of Object.values(value as Record<string, unknown>)) {
     if (field && typeof field === 'object' && 'data' in field && field.data instanceof Uint8Array) bytes += field.data.length;
     else if (field instanceof Uint8Array) bytes += field.length;
+    else if (field && typeof field === 'object' && '$typeName' in field) bytes += payload(field);
   }
   return bytes;
 }

@@ -13,7 +13,7 @@ export function frameTensors(frame: ExchangeRequest | ExchangeResponse): (WireTe
     case 'partial':
       return [f.value.out, f.value.lse];
     case 'step':
-      return [f.value.pixels];
+      return [f.value.pixels, f.value.nextPartial?.out, f.value.nextPartial?.lse];
     default:
       return [];
   }

@@ -119,31 +119,38 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
         });
       };
 
-      // Image side: a layer's partial (sent before the rest of the layer runs) or the step's tokens.
+      // Image side: a layer's partial, or the step's tokens with the next step's layer-0 partial;
+      // either is sent before the rest of that partial's layer runs.
       const imageAnswer = async (step: number, layer: number, answer: ImageSideAnswer) => {
         if (answer.kind === 'partial') {
-          const value = { $typeName: 'lavida.peer.v1.PartialAttention' as const, step, layer } as Extract<
-            ExchangeResponse['frame'],
-            { case: 'partial' }
-          >['value'];
+          const value = partialValue(step, layer);
           await send({ case: 'partial', value }, [answer.partial.out, answer.partial.lse], ([out, lse]) => {
             value.out = out;
             value.lse = lse;
           });
-          // The layer's own work while the partial travels and the driver merges it, before the next frame is handled.
-          await answer.rest();
-          return;
+        } else {
+          const r = answer.result;
+          const value = {
+            $typeName: 'lavida.peer.v1.ImageStep' as const,
+            step: r.step,
+            steps: r.steps,
+            positions: r.positions,
+            tokens: r.tokens,
+            imageTokens: r.imageTokens ?? [],
+          } as Extract<ExchangeResponse['frame'], { case: 'step' }>['value'];
+          const next = r.next && partialValue(r.step + 1, 0);
+          // Chunks in the receiver's order: pixels, then the next partial's out and lse.
+          const tensors = [...(r.pixels ? [r.pixels] : []), ...(r.next ? [r.next.out, r.next.lse] : [])];
+          await send({ case: 'step', value }, tensors, (wire) => {
+            if (r.pixels) value.pixels = wire.shift();
+            if (next) {
+              [next.out, next.lse] = wire;
+              value.nextPartial = next;
+            }
+          });
         }
-        const r = answer.result;
-        const value = {
-          $typeName: 'lavida.peer.v1.ImageStep' as const,
-          step: r.step,
-          steps: r.steps,
-          positions: r.positions,
-          tokens: r.tokens,
-          imageTokens: r.imageTokens ?? [],
-        } as Extract<ExchangeResponse['frame'], { case: 'step' }>['value'];
-        await send({ case: 'step', value }, r.pixels ? [r.pixels] : [], ([pixels]) => (value.pixels = pixels));
+        // The layer's own work while the answer travels and the driver merges the partial, before the next frame is handled.
+        await answer.rest();
       };
 
       const open = async (frame: OpenSession) => {
@@ -270,6 +277,11 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
       call.on('cancelled', () => finish('canceled'));
     },
   };
+}
+
+/** An empty PartialAttention message for step `step`, layer `layer` (its tensors are placed once encoded). */
+function partialValue(step: number, layer: number): Extract<ExchangeResponse['frame'], { case: 'partial' }>['value'] {
+  return { $typeName: 'lavida.peer.v1.PartialAttention', step, layer };
 }
 
 /** The exchange a request frame starts, by its case. */

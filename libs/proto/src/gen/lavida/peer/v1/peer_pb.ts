@@ -14,7 +14,7 @@ import type { Message } from '@bufbuild/protobuf';
 export const file_lavida_peer_v1_peer: GenFile =
   /*@__PURE__*/
   fileDesc(
-    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUiwQIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIABIpCgRzdGVwGAYgASgLMhkubGF2aWRhLnBlZXIudjEuSW1hZ2VTdGVwSABCBwoFZnJhbWUi6gIKC09wZW5TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKbW9kZWxfbmFtZRgCIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEigKCnNlcnZlX3NpZGUYBCABKA4yFC5sYXZpZGEucGVlci52MS5TaWRlEioKCHRleHRfaWRzGAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISMAoOdGV4dF9wb3NpdGlvbnMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIYChBzdG9wX2FmdGVyX2xheWVyGAcgASgNEhIKCmNodW5rX3NpemUYCCABKA0SLwoNcHJlZml4X3BpeGVscxgJIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjUKDmltYWdlX3NhbXBsaW5nGAogASgLMh0ubGF2aWRhLnBlZXIudjEuSW1hZ2VTYW1wbGluZyJTCg1JbWFnZVNhbXBsaW5nEgwKBHNlZWQYASABKA0SDQoFc3RlcHMYAiABKA0SEAoIZ3VpZGFuY2UYAyABKAESEwoLdGVtcGVyYXR1cmUYBCABKAEiiwEKCUltYWdlU3RlcBIMCgRzdGVwGAEgASgNEg0KBXN0ZXBzGAIgASgNEhEKCXBvc2l0aW9ucxgDIAMoDRIOCgZ0b2tlbnMYBCADKA0SFAoMaW1hZ2VfdG9rZW5zGAUgAygNEigKBnBpeGVscxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIjYKDVNlc3Npb25PcGVuZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkiGQoJQmVnaW5TdGVwEgwKBHN0ZXAYASABKA0imQEKC1Byb2plY3Rpb25zEgwKBHN0ZXAYASABKA0SDQoFbGF5ZXIYAiABKA0SIwoBcRgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiMKAWsYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgF2GAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IifQoQUGFydGlhbEF0dGVudGlvbhIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiUKA291dBgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiUKA2xzZRgEIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIh4KDENsb3NlU2Vzc2lvbhIOCgZyZWFzb24YASABKAkiHgoNU2Vzc2lvbkNsb3NlZBINCgVzdGVwcxgBIAEoDSIqCglQZWVyRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJKjsKBFNpZGUSFAoQU0lERV9VTlNQRUNJRklFRBAAEg0KCVNJREVfVEVYVBABEg4KClNJREVfSU1BR0UQAjJqChVKb2ludEF0dGVudGlvblNlcnZpY2USUQoIRXhjaGFuZ2USHy5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlcXVlc3QaIC5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlc3BvbnNlKAEwAWIGcHJvdG8z',
+    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUiwQIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIABIpCgRzdGVwGAYgASgLMhkubGF2aWRhLnBlZXIudjEuSW1hZ2VTdGVwSABCBwoFZnJhbWUi6gIKC09wZW5TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKbW9kZWxfbmFtZRgCIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEigKCnNlcnZlX3NpZGUYBCABKA4yFC5sYXZpZGEucGVlci52MS5TaWRlEioKCHRleHRfaWRzGAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISMAoOdGV4dF9wb3NpdGlvbnMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIYChBzdG9wX2FmdGVyX2xheWVyGAcgASgNEhIKCmNodW5rX3NpemUYCCABKA0SLwoNcHJlZml4X3BpeGVscxgJIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjUKDmltYWdlX3NhbXBsaW5nGAogASgLMh0ubGF2aWRhLnBlZXIudjEuSW1hZ2VTYW1wbGluZyJTCg1JbWFnZVNhbXBsaW5nEgwKBHNlZWQYASABKA0SDQoFc3RlcHMYAiABKA0SEAoIZ3VpZGFuY2UYAyABKAESEwoLdGVtcGVyYXR1cmUYBCABKAEiwwEKCUltYWdlU3RlcBIMCgRzdGVwGAEgASgNEg0KBXN0ZXBzGAIgASgNEhEKCXBvc2l0aW9ucxgDIAMoDRIOCgZ0b2tlbnMYBCADKA0SFAoMaW1hZ2VfdG9rZW5zGAUgAygNEigKBnBpeGVscxgGIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjYKDG5leHRfcGFydGlhbBgHIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb24iNgoNU2Vzc2lvbk9wZW5lZBISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCSIZCglCZWdpblN0ZXASDAoEc3RlcBgBIAEoDSKZAQoLUHJvamVjdGlvbnMSDAoEc3RlcBgBIAEoDRINCgVsYXllchgCIAEoDRIjCgFxGAMgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISIwoBaxgEIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiMKAXYYBSABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvciJ9ChBQYXJ0aWFsQXR0ZW50aW9uEgwKBHN0ZXAYASABKA0SDQoFbGF5ZXIYAiABKA0SJQoDb3V0GAMgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISJQoDbHNlGAQgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IiHgoMQ2xvc2VTZXNzaW9uEg4KBnJlYXNvbhgBIAEoCSIeCg1TZXNzaW9uQ2xvc2VkEg0KBXN0ZXBzGAEgASgNIioKCVBlZXJFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkqOwoEU2lkZRIUChBTSURFX1VOU1BFQ0lGSUVEEAASDQoJU0lERV9URVhUEAESDgoKU0lERV9JTUFHRRACMmoKFUpvaW50QXR0ZW50aW9uU2VydmljZRJRCghFeGNoYW5nZRIfLmxhdmlkYS5wZWVyLnYxLkV4Y2hhbmdlUmVxdWVzdBogLmxhdmlkYS5wZWVyLnYxLkV4Y2hhbmdlUmVzcG9uc2UoATABYgZwcm90bzM',
     [file_lavida_tensor_v1_tensor],
   );
 
@@ -162,7 +162,7 @@ export type ExchangeResponse = Message<'lavida.peer.v1.ExchangeResponse'> & {
     | {
         /**
          * step answers the driver's projections of its last joint layer (serve_side SIDE_IMAGE): the
-         * image tokens the serving side sampled in that step.
+         * image tokens the serving side sampled in that step, and the next step's layer-0 partial.
          *
          * @generated from field: lavida.peer.v1.ImageStep step = 6;
          */
@@ -364,6 +364,17 @@ export type ImageStep = Message<'lavida.peer.v1.ImageStep'> & {
    * @generated from field: lavida.tensor.v1.Tensor pixels = 6;
    */
   pixels?: Tensor | undefined;
+
+  /**
+   * next_partial is the partial attention of the text queries over the image keys in joint layer
+   * 0 of step step+1 (its step and layer say so), which the serving side begins right after
+   * sampling this one with the layer-0 projections it holds from step 0; the driver merges it and
+   * sends layer 1's projections of step step+1 next. Set on every step but the last when there is
+   * more than one joint layer; unset otherwise. Its tensors' chunks follow those of pixels.
+   *
+   * @generated from field: lavida.peer.v1.PartialAttention next_partial = 7;
+   */
+  nextPartial?: PartialAttention | undefined;
 };
 
 /**
@@ -402,7 +413,9 @@ export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ mess
 /**
  * BeginStep starts one diffusion step on the serving side. With serve_side SIDE_IMAGE it stands
  * for the driver's layer-0 projections of a step after the first: they are the same every step
- * (a function of the fixed text), and the image side keeps them from step 0.
+ * (a function of the fixed text), and the image side keeps them from step 0. There it is needed
+ * with one joint layer only: with more, the image side begins a step itself and sends its layer-0
+ * partial with the step before's ImageStep (a begin_step for such a step gets that partial again).
  *
  * @generated from message lavida.peer.v1.BeginStep
  */
@@ -636,8 +649,14 @@ export const SideSchema: GenEnum<Side> = /*@__PURE__*/ enumDesc(file_lavida_peer
  *   l < stop_after_layer with the partial attention of the text queries over the image keys, and
  *   those of the last joint layer (without q: elastic activation, the text side stops there) with
  *   the step's result (ImageStep) after running its own layers, tail and sampling. Layer 0's
- *   projections travel once (step 0); a later step starts with begin_step, answered like layer
- *   0's projections.
+ *   projections travel once (step 0): they depend on the fixed text alone. With more than one
+ *   joint layer the serving side then begins the next step on its own as soon as it has sampled
+ *   one, and the ImageStep carries that step's layer-0 partial (next_partial): the driver's next
+ *   request is already layer 1's projections, so a step costs M-1 round trips (one for M = 2) and
+ *   step 0 one more (open and layer 0 together). With one joint layer a later step starts with
+ *   begin_step (nothing else comes from the text side), answered with the ImageStep. A driver that
+ *   does not read next_partial may still send begin_step for a step the serving side has begun:
+ *   it is answered with that partial again.
  *
  * @generated from service lavida.peer.v1.JointAttentionService
  */
