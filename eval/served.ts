@@ -320,6 +320,7 @@ async function main(): Promise<number> {
       ...info,
       stage_jobs: client.finished,
       retried_jobs: client.retried,
+      retry_reasons: client.retryReasons,
       scorer_check: scorerCheck ?? 'not run (--check-scorer)',
       ...(lineAgreement ? { line_agreement: { torch_workdir: o.torchWorkdir, ...lineAgreement } } : {}),
     },

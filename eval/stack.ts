@@ -251,6 +251,8 @@ export class StageClient {
   lastProgress = Date.now();
   finished = 0;
   retried = 0;
+  /** Why each retried job failed its earlier attempts (its stack traces' first lines), by job id. */
+  readonly retryReasons: Record<string, string[]> = {};
 
   constructor(
     redisUrl: string,
@@ -331,8 +333,11 @@ export class StageClient {
       s.lastFinish = Date.now();
       this.lastProgress = Date.now();
       this.finished += 1;
-      const attempts = (await q.getJob(job.id!))?.attemptsMade ?? 1;
-      if (attempts > 1) this.retried += 1;
+      const done = await q.getJob(job.id!);
+      if ((done?.attemptsMade ?? 1) > 1) {
+        this.retried += 1;
+        this.retryReasons[`${data.jobId} (${part})`] = (done?.stacktrace ?? []).map((trace) => trace.split('\n')[0]);
+      }
       return result;
     });
   }
