@@ -124,3 +124,15 @@ export class HealthWatch {
     this.onChange(health, previous);
   }
 }
+
+/** An `onHealthChange` that logs each change of a peer's health: SERVING as info, anything else as a warning with the last error. */
+export function logPeerHealth(
+  logger: { log(message: string, fields: object): void; warn(message: string, fields: object): void },
+  message: string,
+): (peer: PeerSnapshot, previous: PeerHealth) => void {
+  return (peer, previous) => {
+    const fields = { peer: peer.address, health: peer.health, previous, inFlight: peer.inFlight };
+    if (peer.health === 'SERVING') logger.log(message, fields);
+    else logger.warn(message, { ...fields, lastError: peer.lastError });
+  };
+}

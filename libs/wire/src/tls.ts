@@ -31,3 +31,18 @@ export function peerTlsChannelOptions(tls?: PeerTls): ChannelOptions {
   if (!tls?.serverName) return {};
   return { 'grpc.ssl_target_name_override': tls.serverName, 'grpc.default_authority': tls.serverName };
 }
+
+/**
+ * A driver's channel to its serving peers: mutual TLS when `tls` is given (the server's certificate
+ * checked against `tls.serverName`, else the dialled host; ours presented), and the load-balancing
+ * policy over every address a peer name resolves to (`round_robin`: each pod of a headless Service).
+ */
+export function peerDriverChannel(
+  tls: PeerTls | undefined,
+  lbPolicy: 'pick_first' | 'round_robin',
+): { credentials: ChannelCredentials; channelOptions: ChannelOptions } {
+  return {
+    credentials: peerChannelCredentials(tls),
+    channelOptions: { ...peerTlsChannelOptions(tls), 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [lbPolicy]: {} }] }) },
+  };
+}

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { CONFIG, JsonLogger, peerTlsFiles, type Config } from '@lavida/config';
 import { ModelPackage, type JointLink, type JointPeer, type OpenRequest } from '@lavida/model';
-import { GrpcJointPeer, peerChannelCredentials, peerTlsChannelOptions, type PeerSnapshot } from '@lavida/wire';
+import { GrpcJointPeer, logPeerHealth, peerDriverChannel, type PeerSnapshot } from '@lavida/wire';
 
 /** The understanding workers this generation worker drives, chosen by health, with failover across them. */
 @Injectable()
@@ -18,19 +18,10 @@ export class PeerRepository implements JointPeer, OnApplicationShutdown {
       timeoutMs: config.EXCHANGE_TIMEOUT_MS,
       chunkBytes: config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
-      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked (against
-      // GRPC_TLS_SERVER_NAME, else the host in UND_PEERS), ours presented.
-      credentials: peerChannelCredentials(tls),
-      channelOptions: {
-        ...peerTlsChannelOptions(tls),
-        // round_robin spreads sessions over every address a name resolves to (a headless Service).
-        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [config.GRPC_LB_POLICY]: {} }] }),
-      },
-      onHealthChange: (peer, previous) => {
-        const fields = { peer: peer.address, health: peer.health, previous, inFlight: peer.inFlight };
-        if (peer.health === 'SERVING') this.logger.log('peer health', fields);
-        else this.logger.warn('peer health', { ...fields, lastError: peer.lastError });
-      },
+      // Mutual TLS when GRPC_TLS_* name the files (the und-workers' certificates checked against
+      // GRPC_TLS_SERVER_NAME, else the host in UND_PEERS), GRPC_LB_POLICY.
+      ...peerDriverChannel(tls, config.GRPC_LB_POLICY),
+      onHealthChange: logPeerHealth(this.logger, 'peer health'),
     });
   }
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { CONFIG, JsonLogger, peerTlsFiles, type Config } from '@lavida/config';
 import { ModelPackage, type ImageLink, type ImageOpenRequest, type ImagePeer } from '@lavida/model';
-import { GrpcImagePeer, peerChannelCredentials, peerTlsChannelOptions, type PeerSnapshot } from '@lavida/wire';
+import { GrpcImagePeer, logPeerHealth, peerDriverChannel, type PeerSnapshot } from '@lavida/wire';
 
 /**
  * The generation workers this understanding worker drives when an answer is an image (`[exp]`):
@@ -21,18 +21,10 @@ export class GenPeerRepository implements ImagePeer, OnApplicationShutdown {
       timeoutMs: config.EXCHANGE_TIMEOUT_MS,
       chunkBytes: config.TENSOR_CHUNK_BYTES,
       maxMessageBytes: config.GRPC_MAX_MESSAGE_BYTES,
-      // Mutual TLS when GRPC_TLS_* name the files: the peer's certificate is checked (against
-      // GRPC_TLS_GEN_SERVER_NAME, else the host in GEN_PEERS; never the und-workers' name), ours presented.
-      credentials: peerChannelCredentials(tls),
-      channelOptions: {
-        ...peerTlsChannelOptions(tls),
-        'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ [config.GRPC_LB_POLICY]: {} }] }),
-      },
-      onHealthChange: (peer, previous) => {
-        const fields = { peer: peer.address, health: peer.health, previous, inFlight: peer.inFlight };
-        if (peer.health === 'SERVING') this.logger.log('gen peer health', fields);
-        else this.logger.warn('gen peer health', { ...fields, lastError: peer.lastError });
-      },
+      // Mutual TLS when GRPC_TLS_* name the files (the gen-workers' certificates checked against
+      // GRPC_TLS_GEN_SERVER_NAME, else the host in GEN_PEERS; never the und-workers' name), GRPC_LB_POLICY.
+      ...peerDriverChannel(tls, config.GRPC_LB_POLICY),
+      onHealthChange: logPeerHealth(this.logger, 'gen peer health'),
     });
   }
 
