@@ -9,6 +9,8 @@
 # step to step+S (the step count and every argument are logged and stored in the checkpoint, so the same
 # train.py command on CPU reaches the same model given the same steps). Results go to $OUT: the slim
 # checkpoint in 15 MB parts (`cat ckpt.part.* > checkpoint.pt`), loss.csv, run.json.
+# TRAIN_ARGS (env) adds train.py flags to the probe and the run, e.g.
+#   TRAIN_ARGS="--eos-weight 0.1 --task-weights und=0.25,ground=0.15,plan=0.12,reflect=0.12"
 set -euo pipefail
 DATA_TAR=$1 CKPT=$2 SECONDS_BUDGET=$3 BATCH=$4 LR=$5 LR_END=$6
 export W=${WORK:-/tmp}
@@ -23,7 +25,7 @@ cd "$(dirname "$0")"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 START=$("$PY" -c "import torch; print(torch.load('$W/run/checkpoint.pt', map_location='cpu', weights_only=False)['step'])")
 "$PY" -m lavida_mini.train --data $W/prep/train --out $W/probe --device "${DEVICE:-cuda}" --threads 4 \
-  --batch "$BATCH" --lr "$LR" --steps $((START + 60)) --checkpoint-minutes 1000 > $W/probe.log
+  --batch "$BATCH" --lr "$LR" --steps $((START + 60)) --checkpoint-minutes 1000 ${TRAIN_ARGS:-} > $W/probe.log
 RATE=$("$PY" - "$START" <<'EOF'
 import csv, os, sys
 start = int(sys.argv[1])
@@ -33,10 +35,10 @@ EOF
 )
 STEPS=$("$PY" -c "print(int($RATE * ($SECONDS_BUDGET - 20)))")
 END=$((START + STEPS))
-echo "{\"start\": $START, \"steps_per_s\": $RATE, \"steps\": $STEPS, \"end\": $END, \"batch\": $BATCH, \"lr\": $LR, \"lr_end\": $LR_END}" | tee "$OUT/run.json"
+echo "{\"start\": $START, \"steps_per_s\": $RATE, \"steps\": $STEPS, \"end\": $END, \"batch\": $BATCH, \"lr\": $LR, \"lr_end\": $LR_END, \"train_args\": \"${TRAIN_ARGS:-}\"}" | tee "$OUT/run.json"
 "$PY" -m lavida_mini.train --data $W/prep/train --out $W/run --device "${DEVICE:-cuda}" --threads 4 \
   --batch "$BATCH" --lr "$LR" --lr-end "$LR_END" --decay-from "$START" --decay-to "$END" --steps "$END" \
-  --minutes $("$PY" -c "print(($SECONDS_BUDGET + 60) / 60)") --checkpoint-minutes 1000 | awk 'NR % 20 == 1'
+  --minutes $("$PY" -c "print(($SECONDS_BUDGET + 60) / 60)") --checkpoint-minutes 1000 ${TRAIN_ARGS:-} | awk 'NR % 20 == 1'
 "$PY" - <<'EOF'
 import os, torch
 s = torch.load(os.environ["W"] + "/run/checkpoint.pt", map_location="cpu", weights_only=False)
