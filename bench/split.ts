@@ -10,10 +10,9 @@ import {
   type TextToImageRequest,
 } from '@lavida/model';
 import { channelOptions, GrpcJointPeer, type TransportOptions } from '@lavida/wire';
-import { HOST, median, percentile, round, summarize, type Summary } from './support.js';
+import { HOST, percentile, round, summarize, timeAlternating, type Mode, type ModeTiming, type Summary } from './support.js';
 
 type ExchangeKind = 'open' | 'step' | 'partial' | 'close';
-type Mode = 'single' | 'split';
 
 export interface SplitPlan {
   request: TextToImageRequest;
@@ -28,7 +27,7 @@ export interface ExchangeStats extends Summary {
   bytes: number;
 }
 
-export interface SplitResult {
+export interface SplitResult extends ModeTiming {
   textTokens: number;
   rows: number;
   steps: number;
@@ -41,9 +40,6 @@ export interface SplitResult {
   /** What shipping the image side's K and V would cost instead: 2 * rows * heads * I * head_dim * 4. */
   imageKvBytesPerLayerStep: number;
   imageKvBytesPerImage: number;
-  runsMs: Record<Mode, number[]>;
-  medianMs: Record<Mode, number>;
-  splitOverSingle: number;
   tokensIdentical: true;
 }
 
@@ -158,13 +154,8 @@ export async function measureSplit(
       await runOnce('split');
     }
     const healthPing = await pingHealth(address, options, plan.pingWarmup, plan.pings);
-    const runsMs: Record<Mode, number[]> = { single: [], split: [] };
     recording = true;
-    for (let i = 0; i < plan.runs; i++) {
-      // Alternate which mode goes first so that neither always runs on a just-warmed cache.
-      const order: Mode[] = i % 2 === 0 ? ['single', 'split'] : ['split', 'single'];
-      for (const mode of order) runsMs[mode].push(await runOnce(mode));
-    }
+    const timing = await timeAlternating(runOnce, plan.runs);
     recording = false;
 
     const rows = (plan.request.guidance ?? sampling.guidance) > 0 ? 2 : 1;
@@ -175,7 +166,6 @@ export async function measureSplit(
       ...roundSummary(summarize(samples[kind].ms)),
       bytes: percentile(samples[kind].bytes, 50),
     });
-    const medianMs = { single: median(runsMs.single), split: median(runsMs.split) };
     return {
       textTokens: new WordTokenizer(gen.manifest.text).encode(conditioningText(plan.request)).length,
       rows,
@@ -188,9 +178,7 @@ export async function measureSplit(
       bytesPerImage: perImage!.bytes,
       imageKvBytesPerLayerStep: kvPerLayerStep,
       imageKvBytesPerImage: kvPerLayerStep * architecture.joint_layers * steps,
-      runsMs: { single: runsMs.single.map((ms) => round(ms)), split: runsMs.split.map((ms) => round(ms)) },
-      medianMs: { single: round(medianMs.single), split: round(medianMs.split) },
-      splitOverSingle: round(medianMs.split / medianMs.single),
+      ...timing,
       tokensIdentical: true,
     };
   } finally {

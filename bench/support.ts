@@ -160,3 +160,31 @@ export function summarize(samples: readonly number[]): Summary {
 export function round(value: number, digits = 3): number {
   return Number(value.toFixed(digits));
 }
+
+/** A split runtime against one process. */
+export type Mode = 'single' | 'split';
+
+/** Timed runs of both modes: raw milliseconds, medians and split / single (rounded). */
+export interface ModeTiming {
+  runsMs: Record<Mode, number[]>;
+  medianMs: Record<Mode, number>;
+  splitOverSingle: number;
+}
+
+/**
+ * `runs` timed runs of each mode, alternating which mode goes first so that neither always runs on
+ * a just-warmed cache; `runOnce` returns one run's milliseconds.
+ */
+export async function timeAlternating(runOnce: (mode: Mode) => Promise<number>, runs: number): Promise<ModeTiming> {
+  const runsMs: Record<Mode, number[]> = { single: [], split: [] };
+  for (let i = 0; i < runs; i++) {
+    const order: Mode[] = i % 2 === 0 ? ['single', 'split'] : ['split', 'single'];
+    for (const mode of order) runsMs[mode].push(await runOnce(mode));
+  }
+  const medianMs = { single: median(runsMs.single), split: median(runsMs.split) };
+  return {
+    runsMs: { single: runsMs.single.map((ms) => round(ms)), split: runsMs.split.map((ms) => round(ms)) },
+    medianMs: { single: round(medianMs.single), split: round(medianMs.split) },
+    splitOverSingle: round(medianMs.split / medianMs.single),
+  };
+}

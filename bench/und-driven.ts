@@ -11,9 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { REPO_ROOT } from '@lavida/config';
 import { LocalJointPeer, ModelPackage, textToImage, textToImageFromText, type TextToImageRequest } from '@lavida/model';
 import { GrpcImagePeer, type TransportOptions } from '@lavida/wire';
-import { defaultTransport, HOST, killAllChildren, median, round, startChild } from './support.js';
-
-type Mode = 'single' | 'split';
+import { defaultTransport, HOST, killAllChildren, startChild, timeAlternating, type Mode, type ModeTiming } from './support.js';
 
 export interface UndDrivenPlan {
   request: TextToImageRequest;
@@ -21,16 +19,13 @@ export interface UndDrivenPlan {
   runs: number;
 }
 
-export interface UndDrivenResult {
+export interface UndDrivenResult extends ModeTiming {
   steps: number;
   rows: number;
   /** Round trips per image (open, each step, not close: it is not waited for). */
   exchangesPerImage: number;
   /** Tensor and token payload bytes per image, both directions (as GrpcImagePeer's onExchange counts them). */
   bytesPerImage: number;
-  runsMs: Record<Mode, number[]>;
-  medianMs: Record<Mode, number>;
-  splitOverSingle: number;
   tokensIdentical: true;
 }
 
@@ -90,21 +85,13 @@ export async function measureUndDriven(
       await runOnce('single');
       await runOnce('split');
     }
-    const runsMs: Record<Mode, number[]> = { single: [], split: [] };
-    for (let i = 0; i < plan.runs; i++) {
-      // Alternate which mode goes first so that neither always runs on a just-warmed cache.
-      const order: Mode[] = i % 2 === 0 ? ['single', 'split'] : ['split', 'single'];
-      for (const mode of order) runsMs[mode].push(await runOnce(mode));
-    }
-    const medianMs = { single: median(runsMs.single), split: median(runsMs.split) };
+    const timing = await timeAlternating(runOnce, plan.runs);
     return {
       steps,
       rows: (plan.request.guidance ?? sampling.guidance) > 0 ? 2 : 1,
       exchangesPerImage: perImage!.exchanges,
       bytesPerImage: perImage!.bytes,
-      runsMs: { single: runsMs.single.map((ms) => round(ms)), split: runsMs.split.map((ms) => round(ms)) },
-      medianMs: { single: round(medianMs.single), split: round(medianMs.split) },
-      splitOverSingle: round(medianMs.split / medianMs.single),
+      ...timing,
       tokensIdentical: true,
     };
   } finally {
