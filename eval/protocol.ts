@@ -19,6 +19,7 @@ export interface ProtocolSettings {
   steps: number;
   guidance: number;
   editGuidance: number;
+  editTemperature: number;
   temperature: number;
   feedbackWithPlan: boolean;
   parts: Set<Part>;
@@ -255,7 +256,7 @@ export async function runProtocol(ctx: ProtocolContext): Promise<{ store: Store;
               seed: r.seed,
               steps: s.steps,
               guidance: s.editGuidance,
-              temperature: s.temperature,
+              temperature: s.editTemperature,
               output: 'edit.png',
             },
             'edit',

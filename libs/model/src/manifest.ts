@@ -82,6 +82,9 @@ export const ManifestSchema = z.object({
     shift: z.number().positive(),
     temperature: z.number().min(0),
     order_seed: z.number().int().min(0),
+    /** Editing defaults where they differ from text-to-image's (absent: guidance / temperature). */
+    edit_guidance: z.number().min(0).optional(),
+    edit_temperature: z.number().min(0).optional(),
   }),
   /** The text templates and answer lengths the model was trained with (documentation for the runtime). */
   tasks: z.record(z.string(), z.unknown()).optional(),

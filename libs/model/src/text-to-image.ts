@@ -148,10 +148,11 @@ export interface EditRequest {
   pixels: Uint8Array;
   seed: number;
   steps?: number;
-  /** Text guidance scale (instruction against none). */
+  /** Text guidance scale (instruction against none); default the manifest's `sampling.edit_guidance`, else `guidance`. */
   guidance?: number;
   /** Image guidance scale (source image against none); 0 leaves out the third row. */
   imageGuidance?: number;
+  /** Default the manifest's `sampling.edit_temperature`, else `temperature` (0: argmax). */
   temperature?: number;
 }
 
@@ -173,7 +174,7 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
   if (ids.length === 0) throw new InvalidInputError('instruction has no tokens');
   const codes = await encodeImage(pkg, request.pixels);
   const condition = codes.map((c) => c + image.condition_offset!);
-  const g = request.guidance ?? sampling.guidance;
+  const g = request.guidance ?? sampling.edit_guidance ?? sampling.guidance;
   const gi = request.imageGuidance ?? 0;
   if (gi < 0 || g < 0) throw new InvalidInputError('guidance scales must not be negative');
   const masked = ids.map(() => tokenizer.special.mask);
@@ -196,7 +197,12 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
   const result = await diffuse(
     pkg,
     peer,
-    { ...spec, seed: request.seed, steps: request.steps ?? sampling.steps, temperature: request.temperature ?? sampling.temperature },
+    {
+      ...spec,
+      seed: request.seed,
+      steps: request.steps ?? sampling.steps,
+      temperature: request.temperature ?? sampling.edit_temperature ?? sampling.temperature,
+    },
     options,
   );
   return imageResult(pkg, result, request.instruction);
