@@ -67,7 +67,8 @@ def batches(items: list, size: int):
         yield items[i:i + size]
 
 
-def sample_grouped(s: Sampler, jobs: List[dict], args, guidance: Optional[float] = None) -> List[List[int]]:
+def sample_grouped(s: Sampler, jobs: List[dict], args, guidance: Optional[float] = None,
+                   temperature: Optional[float] = None) -> List[List[int]]:
     """jobs: {ids, seed, prefix?, cond?}. Groups equal-length texts (the sampler runs texts unpadded,
     as the TypeScript one does) and samples them in batches of --batch images."""
     out: List[Optional[List[int]]] = [None] * len(jobs)
@@ -81,7 +82,8 @@ def sample_grouped(s: Sampler, jobs: List[dict], args, guidance: Optional[float]
             prefix = np.asarray([jobs[i]["prefix"] for i in chunk]) if has_prefix else None
             cond = np.asarray([jobs[i]["cond"] for i in chunk]) if has_cond else None
             g = args.guidance if guidance is None else guidance
-            toks = s.sample_images(texts, seeds, prefix, cond, args.steps, g, args.temperature, args.shift)
+            t = args.temperature if temperature is None else temperature
+            toks = s.sample_images(texts, seeds, prefix, cond, args.steps, g, t, args.shift)
             for i, t in zip(chunk, toks):
                 out[i] = t
     return out  # type: ignore[return-value]
@@ -212,7 +214,7 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
             out = [tokens[r["edit"]["target_image"]].tolist() for r in sub]
         else:
             jobs = [{"ids": s.enc("edit : " + r["edit"]["text"]), "seed": r["seed"], "cond": tokens[r["image"]].tolist()} for r in sub]
-            out = sample_grouped(s, jobs, args, guidance=args.edit_guidance)
+            out = sample_grouped(s, jobs, args, guidance=args.edit_guidance, temperature=args.edit_temperature)
         for r, im in zip(sub, s.decode_rgb(out)):
             store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"], image=store.image(im))
         times["edit"] = time.time() - t0
@@ -343,8 +345,10 @@ def main(argv=None) -> int:
     ap.add_argument("--feedback-with-plan", action="store_true", help="keep the plan in feedback rounds (not a trained template)")
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--guidance", type=float, default=3.0)
-    ap.add_argument("--edit-guidance", type=float, default=3.0,
-                    help="text guidance for edits (training never dropped the edit text, so its unconditional row is untrained)")
+    ap.add_argument("--edit-guidance", type=float, default=0.0,
+                    help="text guidance for edits (the package default since 0.2.2: up to 0.2.0 training never dropped "
+                         "the edit text, so the unconditional row is untrained and guidance 3 breaks the copy)")
+    ap.add_argument("--edit-temperature", type=float, default=0.0, help="edit sampling temperature (0: argmax; the package default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
@@ -381,7 +385,7 @@ def main(argv=None) -> int:
         "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
                      "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "temperature": args.temperature,
-                     "shift": args.shift, "edit_guidance": args.edit_guidance, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
+                     "shift": args.shift, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
                      "parts": args.parts, "feedback_with_plan": args.feedback_with_plan},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
         "workdir": args.workdir,
