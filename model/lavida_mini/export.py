@@ -41,7 +41,7 @@ from .vq import PatchVQ
 FORMAT = "lavida-model-package/v1"
 OPSET = 17
 SAMPLING = OrderedDict(steps=16, guidance=2.0, shift=3.0, temperature=1.0, order_seed=42)
-MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=0.7, order_seed=42)
+MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=0.7, order_seed=42, edit_guidance=0.0, edit_temperature=0.0)
 GOLDEN_PROMPT = "a red circle left of a blue square luminance : 0.125;"
 
 ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64, "uint8": onnx.TensorProto.UINT8}
@@ -354,14 +354,13 @@ TASKS = OrderedDict(
 def load_checkpoint(path: str, codebook_path: str):
     """-> (checkpoint dict, ModelConfig, vocab, Mini, LabelDecode, LabelEncode)."""
     from .labelvq import LabelCodebook, LabelDecode, LabelEncode
-    from .train import Mini
+    from .train import Mini, load_mini
     state = torch.load(path, map_location="cpu")
     conf = dict(state["config"])
     conf["image_locality_slopes"] = tuple(conf["image_locality_slopes"])
     cfg = ModelConfig(**conf)
     vocab = list(state["vocab"])
-    mini = Mini(cfg, len(vocab))
-    mini.load_state_dict(state["model"])
+    mini = load_mini(state, cfg, len(vocab))
     mini.eval()
     book = LabelCodebook.load(codebook_path)
     if book.size != cfg.codebook_size or book.patch != cfg.patch:

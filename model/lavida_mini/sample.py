@@ -35,7 +35,7 @@ import torch
 from .config import ModelConfig
 from .labelvq import LabelCodebook, LabelDecode
 from .tokenizer import WordTokenizer
-from .train import ANSWER_LEN, Mini
+from .train import ANSWER_LEN, Mini, load_mini
 
 MASK64 = (1 << 64) - 1
 PCG_MULTIPLIER = 6364136223846793005
@@ -505,8 +505,7 @@ def load(checkpoint_path: str, codebook_path: str, device: str = "cpu"):
     book = LabelCodebook.load(codebook_path)
     if book.size != cfg.codebook_size:
         raise ValueError(f"codebook has {book.size} codes, the checkpoint {cfg.codebook_size}")
-    model = Mini(cfg, len(tok))
-    model.load_state_dict(state["model"])
+    model = load_mini(state, cfg, len(tok))
     model.to(device).eval()
     s = Sampler(model, tok, book, cfg, device)
     s.step = int(state.get("step", -1))

@@ -53,12 +53,16 @@ def main(argv=None) -> int:
             image_ids = torch.randint(0, cfg.image_vocab_size, (B, I), generator=g)
             ref_t, ref_i = model(text_ids, image_ids)
             seg_t, seg_i = run_split(segs, text_ids, image_ids)
+            # float32: within TOL relative to the logits' scale (BLAS kernels differ by machine in the last bits)
+            tol_t = TOL * max(1.0, ref_t.abs().max().item())
+            tol_i = TOL * max(1.0, ref_i.abs().max().item())
             dt = (seg_t - ref_t).abs().max().item()
             di = (seg_i - ref_i).abs().max().item()
-            check(f"split == forward B={B} T={T}", dt <= TOL and di <= TOL, f"max|dtext|={dt:.2e} max|dimage|={di:.2e}")
+            check(f"split == forward B={B} T={T}", dt <= tol_t and di <= tol_i,
+                  f"max|dtext|={dt:.2e} (tol {tol_t:.1e}) max|dimage|={di:.2e} (tol {tol_i:.1e})")
             _, el_i = run_split(segs, text_ids, image_ids, stop_text_early=True)
             de = (el_i - ref_i).abs().max().item()
-            check(f"elastic t2i (text stops at layer M-1) B={B} T={T}", de <= TOL, f"max|dimage|={de:.2e}")
+            check(f"elastic t2i (text stops at layer M-1) B={B} T={T}", de <= tol_i, f"max|dimage|={de:.2e}")
             # float64: the decomposition is exact algebra, so it must agree to rounding of doubles
             ref_t, ref_i = model64(text_ids, image_ids)
             seg_t, seg_i = run_split(segs64, text_ids, image_ids)
@@ -87,6 +91,32 @@ def main(argv=None) -> int:
         all_codes = torch.arange(cfg.codebook_size).view(1, cfg.grid_rows, cfg.grid_cols) if cfg.num_image_tokens == cfg.codebook_size else None
         if all_codes is not None:
             check("vq round trip, every code", torch.equal(segs["vq_encode"].module(segs["vq_decode"].module(all_codes)), all_codes))
+
+    # Pattern factors (train.py --pattern-factors) fold into the plain tables without changing the function.
+    from dataclasses import replace as _replace
+    from .labelvq import LEVELS, NUM_LABELS
+    from .train import Mini, pattern_features
+    fcfg = _replace(cfg, codebook_size=LEVELS + 7, edit_conditions=True)
+    patterns = torch.randint(0, NUM_LABELS, (7, fcfg.patch * fcfg.patch), generator=g).numpy()
+    mini = Mini(fcfg, len(tok.vocab), pattern_features(patterns, LEVELS, NUM_LABELS))
+    with torch.no_grad():
+        for p in mini.factors.parameters():
+            p.normal_(0.0, 0.05, generator=g)
+    mini.eval()
+    K = fcfg.codebook_size
+    text = torch.randint(10, 60, (2, 6), generator=g)
+    pad = torch.zeros_like(text, dtype=torch.bool)
+    prefix = torch.randint(0, K, (2, I), generator=g)
+    image = torch.cat((torch.randint(0, K, (2, I), generator=g) + fcfg.condition_offset,
+                       torch.where(torch.rand(2, I, generator=g) < 0.5, torch.randint(0, K, (2, I), generator=g), K)), 1)
+    with torch.no_grad():
+        before = mini(text, pad, prefix, image, True)
+        factored = [p.abs().sum().item() for p in mini.factors.parameters()]
+        mini.fold()
+        after = mini(text, pad, prefix, image, True)
+    dfold = max((a - b).abs().max().item() for a, b in zip(before, after))
+    check("pattern factors fold into the plain tables", mini.factors is None and min(factored) > 0 and dfold <= 1e-5,
+          f"max|d|={dfold:.2e}")
 
     if args.package:
         import filecmp

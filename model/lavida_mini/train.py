@@ -57,10 +57,44 @@ class SemanticEncoder(nn.Module):
         return self.proj(self.norm(self.embed(codes) + self.pos))
 
 
+def pattern_features(patterns: np.ndarray, levels: int, num_labels: int) -> torch.Tensor:
+    """Label-codebook patterns [K - levels, P] -> one-hot label features [K, P * num_labels] of every code
+    (the pure-background codes 0..levels-1 are all label 0)."""
+    K, P = levels + len(patterns), patterns.shape[1]
+    labels = np.zeros((K, P), dtype=np.int64)
+    labels[levels:] = patterns
+    return F.one_hot(torch.from_numpy(labels), num_labels).reshape(K, P * num_labels).to(torch.float32)
+
+
+class PatternFactors(nn.Module):
+    """Code embeddings and image-head rows shared through the codes' label patterns (a training-time
+    parametrisation): every table row is its free row plus a linear map of the code's one-hot label
+    pattern, so what is learned for one code carries to every code with similar pixels (rare boundary
+    patterns above all), and copying an editing condition is one map for all codes. Zero-initialised:
+    a model gains them with its function unchanged. `Mini.fold` writes them into the plain tables, so
+    the exported package has the same segments and shapes with or without them."""
+
+    def __init__(self, cfg: ModelConfig, features: torch.Tensor) -> None:
+        super().__init__()
+        n = features.shape[1]
+        self.register_buffer("features", features, persistent=False)
+        self.embed = nn.Parameter(torch.zeros(n, cfg.gen_hidden))     # image tokens (generation branch input)
+        self.cond = nn.Parameter(torch.zeros(n, cfg.gen_hidden))      # editing condition tokens
+        self.head = nn.Parameter(torch.zeros(n, cfg.gen_hidden))      # image head rows
+        self.sem = nn.Parameter(torch.zeros(n, cfg.und_hidden))       # semantic encoder (text side)
+
+    def image_rows(self, ids: torch.Tensor, K: int) -> torch.Tensor:
+        """The pattern part of image_embed(ids): codes < K, [mask] = K (none), conditions K+1 .. 2K."""
+        code = torch.where(ids > K, ids - K - 1, ids).clamp(max=K - 1)
+        f = self.features[code]
+        out = torch.where((ids < K)[..., None], f @ self.embed, f @ self.cond)
+        return out * (ids != K)[..., None].to(out.dtype)
+
+
 class Mini(nn.Module):
     """ElasticMoT plus the semantic encoder: everything that is trained."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, features: Optional[torch.Tensor] = None) -> None:
         super().__init__()
         self.cfg = cfg
         self.core = ElasticMoT(cfg, text_vocab_size=vocab_size)
@@ -69,6 +103,35 @@ class Mini(nn.Module):
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
         nn.init.zeros_(self.sem.pos)
+        self.factors = PatternFactors(cfg, features) if features is not None else None
+
+    def image_embed(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.core.image_embed(ids)
+        return h if self.factors is None else h + self.factors.image_rows(ids, self.cfg.codebook_size)
+
+    def image_head(self, h: torch.Tensor) -> torch.Tensor:
+        if self.factors is None:
+            return self.core.image_head(h)
+        return F.linear(h, self.core.image_head.weight + self.factors.features @ self.factors.head)
+
+    def semantic(self, codes: torch.Tensor) -> torch.Tensor:
+        if self.factors is None:
+            return self.sem(codes)
+        s = self.sem
+        return s.proj(s.norm(s.embed(codes) + self.factors.features[codes] @ self.factors.sem + s.pos))
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Writes the pattern factors into the plain tables and drops them (same function, plain model)."""
+        if self.factors is None:
+            return
+        f, K, core = self.factors, self.cfg.codebook_size, self.core
+        core.image_embed.weight[:K] += f.features @ f.embed
+        core.image_embed.weight[K + 1:] += f.features @ f.cond
+        core.image_head.weight += f.features @ f.head
+        self.sem.embed.weight += f.features @ f.sem
+        self.factors = None
+
 
     def forward(self, text_ids, text_pad, prefix, image_ids, need_text: bool):
         """text_ids/text_pad [B,T]; prefix codes [B,64] or None; image_ids [B,I] or None.
@@ -80,11 +143,11 @@ class Mini(nn.Module):
         ht = m.text_embed(text_ids)
         pad = text_pad
         if prefix is not None:
-            ht = torch.cat((self.sem(prefix), ht), 1)
+            ht = torch.cat((self.semantic(prefix), ht), 1)
             pad = torch.cat((torch.zeros(prefix.shape, dtype=torch.bool, device=pad.device), pad), 1)
         B, T = pad.shape
         I = 0 if image_ids is None else image_ids.shape[1]
-        hi = m.image_embed(image_ids) if I else None
+        hi = self.image_embed(image_ids) if I else None
         S = T + I
         pos = torch.arange(S, device=ht.device)
         cos, sin = m.rotary.cos_sin(pos)
@@ -130,8 +193,21 @@ class Mini(nn.Module):
                 out = attend(rope(heads(ni, g.wq), c, s), rope(heads(ni, g.wk), c, s), heads(ni, g.wv), img_bias)
                 hi = g.finish(hi, out)
         text_logits = m.text_head(m.und_norm(ht)) if need_text else None
-        image_logits = m.image_head(m.gen_norm(hi)) if I else None
+        image_logits = self.image_head(m.gen_norm(hi)) if I else None
         return text_logits, image_logits
+
+
+def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
+    """A checkpoint's model as a plain Mini: pattern factors (train.py --pattern-factors) are folded in."""
+    weights = state["model"]
+    features = None
+    if any(k.startswith("factors.") for k in weights):
+        from .labelvq import LEVELS, NUM_LABELS
+        features = pattern_features(np.asarray(state["patterns"]), LEVELS, NUM_LABELS)
+    mini = Mini(cfg, vocab_size, features)
+    mini.load_state_dict(weights)
+    mini.fold()
+    return mini
 
 
 class Data:
@@ -144,6 +220,7 @@ class Data:
         self.vocab = json.load(open(os.path.join(folder, "vocab.json")))
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
+        self.edit_dropout = 0.0
         self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
 
     def enc(self, text: str) -> List[int]:
@@ -215,6 +292,8 @@ class Data:
             return head + ids, none(len(head)) + tgt, img[r["reflection"]["image"] + r["_base"]], None, None
         if task == "edit":
             text = self.enc("edit : " + r["edit"]["text"])
+            if self.edit_dropout and rng.uniform() < self.edit_dropout:  # trains the text-unconditional row of edit guidance
+                text = [mask] * len(text)
             cond = (img[r["image"] + r["_base"]] + self.cond_offset).tolist()
             ids, tgt = image_target(r["edit"]["target_image"] + r["_base"])
             return text, none(len(text)), None, cond + ids, none(len(cond)) + tgt
@@ -310,6 +389,12 @@ def main(argv=None) -> int:
                     help="override task sampling weights, e.g. und=0.25,ground=0.15 (the others keep theirs; renormalised)")
     ap.add_argument("--eos-weight", type=float, default=1.0,
                     help="loss weight of text targets that are an answer slot's [eos] padding (1: plain mean)")
+    ap.add_argument("--pattern-factors", action="store_true",
+                    help="share code embeddings and image-head rows through the codes' label patterns (PatternFactors; "
+                         "a checkpoint without them gains them zero-initialised)")
+    ap.add_argument("--edit-dropout", type=float, default=0.0,
+                    help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
+    ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -318,19 +403,32 @@ def main(argv=None) -> int:
     book_size = 57 + len(codebook["patterns"])
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
+    data.edit_dropout = args.edit_dropout
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 
     torch.manual_seed(args.seed)
-    model = Mini(cfg, len(data.vocab)).to(args.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
+    features = None
+    if args.pattern_factors:
+        from .labelvq import LEVELS, NUM_LABELS
+        features = pattern_features(codebook["patterns"], LEVELS, NUM_LABELS)
+    model = Mini(cfg, len(data.vocab), features).to(args.device)
+    factor_params = [] if model.factors is None else list(model.factors.parameters())
+    ids = {id(p) for p in factor_params}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr_scale": 1.0}]
+    if factor_params:
+        groups.append({"params": factor_params, "lr_scale": args.factor_lr_scale})
+    opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
     if os.path.exists(ckpt_path):
         state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        if "optimizer" in state:
+        gained = features is not None and not any(k.startswith("factors.") for k in state["model"])
+        model.load_state_dict(state["model"], strict=not gained)
+        if "optimizer" in state and not gained:
             opt.load_state_dict(state["optimizer"])
+        elif "optimizer" in state:  # the factors are new: Adam restarts for everything, so warm up again
+            warm_from = state["step"]
         else:
             # A slim checkpoint (weights only, as committed): Adam moments restart, so warm up again.
             warm_from = state["step"]
@@ -362,6 +460,8 @@ def main(argv=None) -> int:
             "elapsed": elapsed_before + time.time() - started, "numpy_rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "config": asdict(cfg), "vocab": data.vocab, "args": vars(args),
         }
+        if model.factors is not None:
+            state["patterns"] = codebook["patterns"]  # load_mini rebuilds the features from them
         torch.save(state, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
 
@@ -374,7 +474,7 @@ def main(argv=None) -> int:
         batch = data.batch(task, args.batch, rng, args.device)
         lr = lr_at(step, args, warm_from)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         loss, acc = loss_of(model, batch, need_text, data.sp["eos"], args.eos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
