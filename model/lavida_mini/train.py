@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, replace
 from typing import Dict, List, Optional, Tuple
@@ -221,6 +222,20 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
+        self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
+        self.own_tokens: Optional[np.ndarray] = None
+        self.own_failures: List[int] = []
+        self.own_share = 0.0
+
+    def load_own(self, folder: str, share: float) -> None:
+        """The model's own images (own.py) for `reflect` and `t2i_feedback`, drawn for `share` of those examples."""
+        self.own_tokens = np.load(os.path.join(folder, "tokens.npy")).astype(np.int64)
+        with open(os.path.join(folder, "samples.jsonl")) as f:
+            self.own = [json.loads(line) for line in f]
+        if len(self.own) != len(self.own_tokens):
+            raise ValueError(f"{folder}: {len(self.own)} records, {len(self.own_tokens)} images")
+        self.own_failures = [i for i, r in enumerate(self.own) if r["verdict"] != "correct"]
+        self.own_share = share
         self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
 
     def enc(self, text: str) -> List[int]:
@@ -258,6 +273,20 @@ class Data:
         def none(n):
             return [-100] * n
 
+        if task in ("reflect", "t2i_feedback") and self.own is not None and rng.uniform() < self.own_share:
+            # The model's own image: judge it (reflect), or regenerate the sample's image from it with its critique.
+            j = int(rng.choice(self.own_failures)) if task == "t2i_feedback" else int(rng.integers(len(self.own)))
+            own = self.own[j]
+            if task == "reflect":
+                head = self.enc("evaluate : " + own["prompt"])
+                ids, tgt = masked(self.answer(self.enc(own["verdict"]), ANSWER_LEN["reflect"]))
+                return head + ids, none(len(head)) + tgt, self.own_tokens[j], None, None
+            r = self.samples[own["sample"]]
+            text = self.enc(r["t2i"]["text"] + " feedback : " + own["verdict"])
+            if rng.uniform() < PROMPT_DROPOUT:
+                text = [mask] * len(text)
+            ids, tgt = image_target(r["image"] + r["_base"])
+            return text, none(len(text)), self.own_tokens[j], ids, tgt
         if task in ("t2i", "t2i_plan", "t2i_feedback"):
             text = self.enc(r["t2i"]["text"])
             prefix = None
@@ -394,6 +423,8 @@ def main(argv=None) -> int:
                          "a checkpoint without them gains them zero-initialised)")
     ap.add_argument("--edit-dropout", type=float, default=0.0,
                     help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
+    ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
+    ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
     args = ap.parse_args(argv)
 
@@ -404,6 +435,8 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
+    if args.own:
+        data.load_own(args.own, args.own_share)
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 
@@ -467,8 +500,11 @@ def main(argv=None) -> int:
 
     started = time.time()
     last_save = started
+    stop = []  # SIGTERM / SIGINT: finish the step, save, exit (a stopped run loses nothing)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
     model.train()
-    while step < args.steps and time.time() - started < args.minutes * 60:
+    while step < args.steps and time.time() - started < args.minutes * 60 and not stop:
         task = names[int(rng.choice(len(names), p=weights))]
         need_text = task not in ("t2i", "t2i_plan", "t2i_feedback", "edit")
         batch = data.batch(task, args.batch, rng, args.device)
