@@ -230,9 +230,11 @@ export interface EditJobData extends StageJobCommon {
   image: ImageRef;
   seed: number;
   steps?: number;
+  /** Text guidance scale; default the model's `sampling.edit_guidance` (else its `guidance`). */
   guidance?: number;
-  /** Image guidance scale; 0 (default) uses two guidance rows, more adds the third. */
+  /** Image guidance scale; 0 (default) leaves out the third guidance row, more adds it. */
   imageGuidance?: number;
+  /** Default the model's `sampling.edit_temperature` (else its `temperature`). */
   temperature?: number;
   output?: string;
 }
