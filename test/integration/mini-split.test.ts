@@ -106,11 +106,22 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     );
   });
 
-  it('editing with two guidance rows, three rows, and none', async () => {
-    const two = await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4 }, 'edit, 2 rows');
-    const three = await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, imageGuidance: 1.5 }, 'edit, 3 rows');
+  it("editing with two guidance rows, three rows, and none; the package's own edit defaults", async () => {
+    const request = { instruction: 'remove the red circle', pixels: source.pixels, seed: 4 };
+    const two = await edit({ ...request, guidance: 3, temperature: 0.7 }, 'edit, 2 rows');
+    const three = await edit({ ...request, guidance: 3, temperature: 0.7, imageGuidance: 1.5 }, 'edit, 3 rows');
     assert.notDeepEqual(two.tokens, three.tokens, 'the image scale changes the result');
-    await edit({ instruction: 'remove the red circle', pixels: source.pixels, seed: 4, guidance: 0 }, 'edit, unguided');
+    const none = await edit({ ...request, guidance: 0, temperature: 0.7 }, 'edit, unguided');
+    assert.notDeepEqual(two.tokens, none.tokens, 'guidance changes the result');
+    // lavida-o-mini edits unguided at argmax by default (sampling.edit_guidance / edit_temperature: the text
+    // guidance of edits breaks the copy of the source, see model/README.md), not with text-to-image's 3 / 0.7.
+    const { sampling } = gen.manifest;
+    assert.equal(sampling.edit_guidance, 0);
+    assert.equal(sampling.edit_temperature, 0);
+    const byDefault = await edit(request, 'edit, package defaults');
+    const argmax = await editImage(all, local, { ...request, guidance: 0, temperature: 0 }, { sessionId: 'edit-argmax' });
+    assert.deepEqual(byDefault.tokens, argmax.tokens, 'the defaults are edit_guidance and edit_temperature');
+    assert.notDeepEqual(byDefault.tokens, two.tokens, "the defaults are not text-to-image's");
   });
 
   it('[exp]: a generation prompt expands into the image slots on the generation branch, a question answers in text', async () => {
