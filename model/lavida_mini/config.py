@@ -1,7 +1,7 @@
 """Model configuration."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 
@@ -114,4 +114,7 @@ MINI = ModelConfig(
     edit_conditions=True,
 )
 
-CONFIGS: Dict[str, ModelConfig] = {"fixture": FIXTURE, "mini": MINI}
+# lavida-o-mini grown deeper (grow.py): the mini's widths and joint layers, four more split layers.
+MINI_DEEP = replace(MINI, name="mini-deep", num_layers=8)
+
+CONFIGS: Dict[str, ModelConfig] = {"fixture": FIXTURE, "mini": MINI, "mini-deep": MINI_DEEP}

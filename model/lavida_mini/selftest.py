@@ -118,6 +118,32 @@ def main(argv=None) -> int:
     check("pattern factors fold into the plain tables", mini.factors is None and min(factored) > 0 and dfold <= 1e-5,
           f"max|d|={dfold:.2e}")
 
+    # grow.py: two more split layers with zero output projections compute the same function.
+    from dataclasses import asdict
+    from .grow import grow
+    with torch.no_grad():
+        for p in mini.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    small = {"model": mini.state_dict(), "config": asdict(fcfg), "vocab": tok.vocab, "step": 7, "elapsed": 0.0}
+    deep = _replace(fcfg, num_layers=fcfg.num_layers + 2)
+    grown = grow(small, deep)
+    big = Mini(deep, len(tok.vocab))
+    big.load_state_dict(grown["model"])
+    big.eval()
+    with torch.no_grad():
+        before = mini(text, pad, prefix, image, True)
+        after = big(text, pad, prefix, image, True)
+    dgrow = max((a - b).abs().max().item() for a, b in zip(before, after))
+    new_out = [grown["model"][f"core.layers.{l}.{b}.{w}.weight"] for l in range(fcfg.num_layers, deep.num_layers)
+               for b in ("und", "gen") for w in ("wo", "w2")]
+    check("grow: deeper model, same function", dgrow == 0.0 and all(not w.any() for w in new_out)
+          and grown["step"] == 7, f"max|d|={dgrow:.2e}")
+    try:
+        grow(small, _replace(deep, gen_hidden=fcfg.gen_hidden * 2))
+        check("grow refuses a width change", False)
+    except ValueError as e:
+        check("grow refuses a width change", "gen_hidden" in str(e), str(e))
+
     if args.package:
         import filecmp
         import os
