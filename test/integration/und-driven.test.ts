@@ -286,6 +286,10 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
     });
   }
 
+  /** The shape of well-formed q/k/v projections: [rows, heads, text_len, head_dim]. */
+  const goodShape = () => [ROWS, architecture().heads, TEXT_LEN, architecture().head_dim];
+  const close = () => request({ case: 'close', value: { $typeName: 'lavida.peer.v1.CloseSession', reason: 'test' } });
+
   const zeros = (dims: number[]) => new Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
   function projections(step: number, layer: number, dims: number[], withQ = true): ExchangeRequest {
     const t = encodeTensor(zeros(dims), CHUNK).tensor;
@@ -316,15 +320,14 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
   type StepFrame = { step: number; steps: number; positions: number[]; tokens: number[]; nextPartial?: { step: number; layer: number } };
 
   it("a well-formed session: opened, the partial of layer 0, each step's tokens with the next step's layer-0 partial, closed", async () => {
-    const { heads, head_dim: headDim } = architecture();
-    const good = [ROWS, heads, TEXT_LEN, headDim];
+    const good = goodShape();
     const outcome = await raw([
       open(),
       projections(0, 0, good),
       projections(0, 1, good, false),
       // Step 1 begins on the image side: the driver's next request is its layer 1.
       projections(1, 1, good, false),
-      request({ case: 'close', value: { $typeName: 'lavida.peer.v1.CloseSession', reason: 'test' } }),
+      close(),
     ]);
     assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'step', 'closed']);
     for (const [i, response] of outcome.responses.slice(2, 4).entries()) {
@@ -336,15 +339,14 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
   });
 
   it("a driver that does not read the step's next partial may still begin the next step: begin_step gets that partial again", async () => {
-    const { heads, head_dim: headDim } = architecture();
-    const good = [ROWS, heads, TEXT_LEN, headDim];
+    const good = goodShape();
     const outcome = await raw([
       open(),
       projections(0, 0, good),
       projections(0, 1, good, false),
       request({ case: 'beginStep', value: { $typeName: 'lavida.peer.v1.BeginStep', step: 1 } }),
       projections(1, 1, good, false),
-      request({ case: 'close', value: { $typeName: 'lavida.peer.v1.CloseSession', reason: 'test' } }),
+      close(),
     ]);
     assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'partial', 'step', 'closed']);
     const sent = (outcome.responses[2].frame.value as { nextPartial?: { out?: { data: Uint8Array } } }).nextPartial?.out?.data;
@@ -377,8 +379,7 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
     assertEnded(await raw([open({ sampling: false })]), status.INVALID_ARGUMENT, /needs image_sampling/);
     assertEnded(await raw([open({ rows: 1 })]), status.INVALID_ARGUMENT, /text_ids must be int64 \[2, text_len\]/);
     assertEnded(await raw([open({ side: Side.TEXT })]), status.INVALID_ARGUMENT, /this peer serves the image side, asked for TEXT/);
-    const { heads, head_dim: headDim } = architecture();
-    const good = [ROWS, heads, TEXT_LEN, headDim];
+    const good = goodShape();
     assertEnded(
       await raw([open(), projections(0, 1, good, false)]),
       status.INVALID_ARGUMENT,
