@@ -226,6 +226,7 @@ class Data:
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
         self.own_share = 0.0
+        self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
 
     def load_own(self, folder: str, share: float) -> None:
         """The model's own images (own.py) for `reflect` and `t2i_feedback`, drawn for `share` of those examples."""
@@ -236,7 +237,6 @@ class Data:
             raise ValueError(f"{folder}: {len(self.own)} records, {len(self.own_tokens)} images")
         self.own_failures = [i for i, r in enumerate(self.own) if r["verdict"] != "correct"]
         self.own_share = share
-        self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
 
     def enc(self, text: str) -> List[int]:
         return self.tok.encode(text)
