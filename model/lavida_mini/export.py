@@ -136,35 +136,48 @@ def export_segment(seg: Segment, example: List[torch.Tensor], postprocess=None) 
     return proto.SerializeToString()
 
 
-def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: int = 100_000) -> List[str]:
+def _one_hot(arr: np.ndarray, depth: int) -> bool:
+    """A float32 matrix [P*depth, N] whose every column is P one-hot groups of `depth`."""
+    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] % depth:
+        return False
+    oh = np.ascontiguousarray(arr.T).reshape(arr.shape[1], arr.shape[0] // depth, depth)
+    return bool(np.all((oh == 0) | (oh == 1)) and np.all(oh.sum(-1) == 1))
+
+
+def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: int = 100_000,
+                     half: bool = False, min_half_elements: int = 4096) -> List[str]:
     """Stores large constants that are exactly representable in a smaller form as that form plus a few
     nodes that rebuild them (onnxruntime folds those once at load), so the file is smaller and the
     numbers are identical:
       - int64 tables with values 0..255 (LabelDecode.table, 4 MB) -> uint8 + Cast;
-      - float32 one-hot matrices [P*L, N] (LabelEncode.book, 14.6 MB) -> uint8 patterns [N, P] + Equal.
+      - float32 one-hot matrices [P*L, N] (LabelEncode.book, 14.6 MB) -> uint8 patterns [N, P] + Equal;
+      - with `half`, float32 constants (at least `min_half_elements`) whose every value is a float16
+        value, as in a checkpoint rounded by `halve.py` -> float16 + Cast (half the bytes, the same
+        float32 numbers).
     Returns a line per replaced constant."""
     from onnx import TensorProto, helper, numpy_helper
     g = proto.graph
     found = []          # (name, array, initializer or Constant node)
+    smallest = min(min_elements, min_half_elements) if half else min_elements
     for init in g.initializer:
-        if np.prod(init.dims) >= min_elements:
+        if np.prod(init.dims) >= smallest:
             found.append((init.name, numpy_helper.to_array(init), init))
     for node in g.node:
         if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
             t = node.attribute[0].t
-            if np.prod(t.dims) >= min_elements:
+            if np.prod(t.dims) >= smallest:
                 found.append((node.output[0], numpy_helper.to_array(t), node))
     nodes, inits, done = [], [], []
     for name, arr, owner in found:
         base = name.replace(":", "_") + "_compact"
-        if arr.dtype == np.int64 and arr.min() >= 0 and arr.max() <= 255:
+        large = arr.size >= min_elements
+        if large and arr.dtype == np.int64 and arr.min() >= 0 and arr.max() <= 255:
             inits.append(numpy_helper.from_array(arr.astype(np.uint8), base))
             nodes.append(helper.make_node("Cast", [base], [name], name=base + "_cast", to=TensorProto.INT64))
-        elif arr.dtype == np.float32 and arr.ndim == 2 and arr.shape[0] % one_hot_depth == 0:
+            into = "uint8"
+        elif large and _one_hot(arr, one_hot_depth):
             n, p, depth = arr.shape[1], arr.shape[0] // one_hot_depth, one_hot_depth
             oh = np.ascontiguousarray(arr.T).reshape(n, p, depth)
-            if not (np.all((oh == 0) | (oh == 1)) and np.all(oh.sum(-1) == 1)):
-                continue
             patterns = oh.argmax(-1).astype(np.uint8)
             inits += [numpy_helper.from_array(patterns, base),
                       numpy_helper.from_array(np.arange(depth, dtype=np.int64).reshape(1, 1, depth), base + "_labels"),
@@ -178,13 +191,19 @@ def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: i
                 helper.make_node("Reshape", [base + "_f32", base + "_shape"], [base + "_rows"], name=base + "_reshape"),
                 helper.make_node("Transpose", [base + "_rows"], [name], name=base + "_transpose", perm=[1, 0]),
             ]
+            into = "uint8"
+        elif (half and arr.dtype == np.float32 and arr.size >= min_half_elements and np.all(np.isfinite(arr))
+              and np.array_equal(arr.astype(np.float16).astype(np.float32), arr)):
+            inits.append(numpy_helper.from_array(arr.astype(np.float16), base))
+            nodes.append(helper.make_node("Cast", [base], [name], name=base + "_cast", to=TensorProto.FLOAT))
+            into = "float16"
         else:
             continue
         if isinstance(owner, onnx.NodeProto):
             g.node.remove(owner)
         else:
             g.initializer.remove(owner)
-        done.append(f"{name} {arr.dtype}{list(arr.shape)} -> uint8")
+        done.append(f"{name} {arr.dtype}{list(arr.shape)} -> {into}")
     for node in reversed(nodes):
         g.node.insert(0, node)
     g.initializer.extend(inits)
@@ -482,10 +501,11 @@ def export_checkpoint(args) -> int:
 
     sizes = {"B": 3, "T": 5, "I": cfg.num_image_tokens}
     hashes = {}
+    half = state.get("weights_rounded") == "float16"   # halve.py: every weight is a float16 value
     for seg in segs.values():
         shrunk: List[str] = []
         data = export_segment(seg, _example_inputs(seg, cfg, model.text_vocab_size, sizes),
-                              lambda proto: shrunk.extend(shrink_constants(proto, NUM_LABELS)))
+                              lambda proto: shrunk.extend(shrink_constants(proto, NUM_LABELS, half=half)))
         for line in shrunk:
             print(f"  {seg.name}: stored {line}")
         hashes[seg.name] = _write(os.path.join(args.out, f"{seg.name}.onnx"), data)
