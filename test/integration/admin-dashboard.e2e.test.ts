@@ -87,7 +87,7 @@ describe('admin dashboard in a headless browser (lavida-o-mini)', { skip }, () =
       headers: { 'content-type': 'application/json', ...bearer },
       body: JSON.stringify({
         task: 'text-to-image',
-        input: { prompt: 'a red circle above a blue square', seed: 5, plan: true, reflect: true, rounds: 1 },
+        input: { prompt: 'a red circle and a blue square', seed: 5, plan: true, reflect: true, rounds: 1 },
         webhook: receiver.url,
       }),
     });

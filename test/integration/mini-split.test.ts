@@ -107,7 +107,7 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
   });
 
   it("editing with two guidance rows, three rows, and none; the package's own edit defaults", async () => {
-    const request = { instruction: 'remove the red circle', pixels: source.pixels, seed: 4 };
+    const request = { instruction: 'change the blue square to green', pixels: source.pixels, seed: 4 };
     const two = await edit({ ...request, guidance: 3, temperature: 0.7 }, 'edit, 2 rows');
     const three = await edit({ ...request, guidance: 3, temperature: 0.7, imageGuidance: 1.5 }, 'edit, 3 rows');
     assert.notDeepEqual(two.tokens, three.tokens, 'the image scale changes the result');

@@ -101,9 +101,9 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
 
   it('a rejected image is regenerated with its critique (plan, generate, reflect, generate, reflect …), every webhook verified', async () => {
     // A prompt and seed whose first planned image the trained model rejects (found in evaluate.py's
-    // plan+reflect results of package 0.2.0 at temperature 1, the default until 0.2.1: "incorrect
-    // because wrong count of triangles").
-    const input = { prompt: 'four triangles', luminance: 0.192, seed: 4000000374, temperature: 1, plan: true, reflect: true, rounds: 3 };
+    // plan+reflect results of package 0.3.0 at temperature 0.7: "incorrect because wrong count of
+    // triangles", then "correct").
+    const input = { prompt: 'three triangles', luminance: 0.114, seed: 4000000025, temperature: 0.7, plan: true, reflect: true, rounds: 3 };
     const job = await run({ task: 'text-to-image', input, webhook: `${receiver.url}/regenerate` });
     assert.equal(job.status, 'succeeded', system.dump());
     const stages = job.timeline.map((s) => `${s.stage}${s.round ?? ''}`);
