@@ -211,6 +211,46 @@ def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     return mini
 
 
+def _centre(item: dict) -> Tuple[float, float]:
+    x1, y1, x2, y2 = item["box"]
+    return (x1 + x2) / 2, (y1 + y2) / 2
+
+
+def _in_relation(a: dict, b: dict, relation: str) -> bool:
+    """The world's `inRelation` (libs/world/src/scene.ts) on layout boxes: dx = cx_B - cx_A, dy = cy_B - cy_A."""
+    (ax, ay), (bx, by) = _centre(a), _centre(b)
+    dx, dy = bx - ax, by - ay
+    return {"left of": dx > 4 and dx > abs(dy), "right of": -dx > 4 and -dx > abs(dy),
+            "above": dy > 4 and dy > abs(dx), "below": -dy > 4 and -dy > abs(dx)}[relation]
+
+
+def prompt_first(spec: dict, layout: List[dict]) -> List[dict]:
+    """The layout with the objects the prompt names first, in the prompt's order (a pair in the relation for
+    position prompts, every object of the counted shape for counting), then the others in reading order."""
+    def first(shape, colour=None, taken=()):
+        return next((i for i, it in enumerate(layout) if i not in taken and it["shape"] == shape
+                     and (colour is None or it["colour"] == colour)), None)
+    cat, picked = spec["category"], []
+    if cat in ("single_object", "colors"):
+        picked = [first(spec["shape"], spec.get("colour"))]
+    elif cat == "two_object":
+        picked = [first(spec["shapes"][0])]
+        picked.append(first(spec["shapes"][1], taken=picked))
+    elif cat == "color_attr":
+        for o in spec["objects"]:
+            picked.append(first(o["shape"], o["colour"], taken=picked))
+    elif cat == "counting":
+        picked = [i for i, it in enumerate(layout) if it["shape"] == spec["shape"]]
+    elif cat == "position":
+        a, b = spec["shapes"]
+        picked = next(([i, j] for i, x in enumerate(layout) for j, y in enumerate(layout) if i != j
+                       and x["shape"] == a and y["shape"] == b and _in_relation(x, y, spec["relation"])), [])
+    else:
+        raise ValueError(f"prompt_first: unknown category {cat!r}")
+    picked = [i for i in picked if i is not None]
+    return [layout[i] for i in picked] + [it for i, it in enumerate(layout) if i not in picked]
+
+
 class Data:
     """Prepared data: samples, image tokens, vocabulary; builds one task's batch."""
 
@@ -222,6 +262,7 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
+        self.plan_order = "scene"   # or "prompt-first" (train.py --plan-order)
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
@@ -240,6 +281,11 @@ class Data:
 
     def enc(self, text: str) -> List[int]:
         return self.tok.encode(text)
+
+    def plan_layout(self, r: dict) -> List[dict]:
+        """A sample's plan target: the scene's layout in reading order, or with the prompt's objects first."""
+        layout = r["plan"]["layout"]
+        return prompt_first(r["t2i"]["spec"], layout) if self.plan_order == "prompt-first" else layout
 
     def layout(self, items) -> List[int]:
         ids: List[int] = []
@@ -291,7 +337,7 @@ class Data:
             text = self.enc(r["t2i"]["text"])
             prefix = None
             if task == "t2i_plan":
-                text += self.enc(" plan :") + self.layout(r["plan"]["layout"])
+                text += self.enc(" plan :") + self.layout(self.plan_layout(r))
             if task == "t2i_feedback":
                 text += self.enc(" feedback : " + r["reflection"]["text"])
                 prefix = img[r["reflection"]["image"] + r["_base"]]
@@ -304,7 +350,7 @@ class Data:
             return text, none(len(text) - 1) + [self.sp["exp"]], None, None, None
         if task == "plan":
             head = self.enc("plan : " + r["plan"]["prompt"])
-            ids, tgt = masked(self.answer(self.layout(r["plan"]["layout"]), ANSWER_LEN["plan"]))
+            ids, tgt = masked(self.answer(self.layout(self.plan_layout(r)), ANSWER_LEN["plan"]))
             return head + ids, none(len(head)) + tgt, None, None, None
         if task == "und":
             head = self.enc("question : " + r["question"]["text"])
@@ -426,6 +472,8 @@ def main(argv=None) -> int:
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
+    ap.add_argument("--plan-order", choices=["scene", "prompt-first"], default="scene",
+                    help="plan targets (plan, t2i_plan): the scene's layout in reading order, or the prompt's objects first")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -435,6 +483,7 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
+    data.plan_order = args.plan_order
     if args.own:
         data.load_own(args.own, args.own_share)
     os.makedirs(args.out, exist_ok=True)
