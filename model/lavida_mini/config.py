@@ -41,6 +41,11 @@ class ModelConfig:
         if self.grid_cols * self.patch != self.image_width or self.grid_rows * self.patch != self.image_height:
             raise ValueError("grid x patch must equal the image size")
 
+    @classmethod
+    def from_dict(cls, conf: dict) -> "ModelConfig":
+        """The config a checkpoint stores (`asdict`, the slopes as a list after a round trip)."""
+        return cls(**{**conf, "image_locality_slopes": tuple(conf["image_locality_slopes"])})
+
     @property
     def attn_dim(self) -> int:
         return self.heads * self.head_dim

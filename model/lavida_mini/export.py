@@ -136,12 +136,15 @@ def export_segment(seg: Segment, example: List[torch.Tensor], postprocess=None) 
     return proto.SerializeToString()
 
 
-def _one_hot(arr: np.ndarray, depth: int) -> bool:
-    """A float32 matrix [P*depth, N] whose every column is P one-hot groups of `depth`."""
+def _one_hot_patterns(arr: np.ndarray, depth: int) -> Optional[np.ndarray]:
+    """A float32 matrix [P*depth, N] whose every column is P one-hot groups of `depth` -> its patterns
+    [N, P] (uint8, the hot index of each group); anything else -> None."""
     if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[0] % depth:
-        return False
+        return None
     oh = np.ascontiguousarray(arr.T).reshape(arr.shape[1], arr.shape[0] // depth, depth)
-    return bool(np.all((oh == 0) | (oh == 1)) and np.all(oh.sum(-1) == 1))
+    if not (np.all((oh == 0) | (oh == 1)) and np.all(oh.sum(-1) == 1)):
+        return None
+    return oh.argmax(-1).astype(np.uint8)
 
 
 def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: int = 100_000,
@@ -171,14 +174,13 @@ def shrink_constants(proto: onnx.ModelProto, one_hot_depth: int, min_elements: i
     for name, arr, owner in found:
         base = name.replace(":", "_") + "_compact"
         large = arr.size >= min_elements
+        patterns = _one_hot_patterns(arr, one_hot_depth) if large else None
         if large and arr.dtype == np.int64 and arr.min() >= 0 and arr.max() <= 255:
             inits.append(numpy_helper.from_array(arr.astype(np.uint8), base))
             nodes.append(helper.make_node("Cast", [base], [name], name=base + "_cast", to=TensorProto.INT64))
             into = "uint8"
-        elif large and _one_hot(arr, one_hot_depth):
+        elif patterns is not None:
             n, p, depth = arr.shape[1], arr.shape[0] // one_hot_depth, one_hot_depth
-            oh = np.ascontiguousarray(arr.T).reshape(n, p, depth)
-            patterns = oh.argmax(-1).astype(np.uint8)
             inits += [numpy_helper.from_array(patterns, base),
                       numpy_helper.from_array(np.arange(depth, dtype=np.int64).reshape(1, 1, depth), base + "_labels"),
                       numpy_helper.from_array(np.array([2], dtype=np.int64), base + "_axis"),
@@ -375,9 +377,7 @@ def load_checkpoint(path: str, codebook_path: str):
     from .labelvq import LabelCodebook, LabelDecode, LabelEncode
     from .train import Mini, load_mini
     state = torch.load(path, map_location="cpu")
-    conf = dict(state["config"])
-    conf["image_locality_slopes"] = tuple(conf["image_locality_slopes"])
-    cfg = ModelConfig(**conf)
+    cfg = ModelConfig.from_dict(state["config"])
     vocab = list(state["vocab"])
     mini = load_mini(state, cfg, len(vocab))
     mini.eval()

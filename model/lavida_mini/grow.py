@@ -26,7 +26,7 @@ SAME = ("joint_layers", "und_hidden", "gen_hidden", "und_ffn", "gen_ffn", "heads
 
 
 def grow(state: dict, new: ModelConfig, seed: int = 0) -> dict:
-    old = ModelConfig(**{**state["config"], "image_locality_slopes": tuple(state["config"]["image_locality_slopes"])})
+    old = ModelConfig.from_dict(state["config"])
     new = replace(new, codebook_size=old.codebook_size)
     for key in SAME:
         if getattr(old, key) != getattr(new, key):

@@ -498,9 +498,7 @@ class Sampler:
 def load(checkpoint_path: str, codebook_path: str, device: str = "cpu"):
     """-> (Sampler (the model with every task's decoding), tokenizer, codebook, cfg)."""
     state = torch.load(checkpoint_path, map_location=device)
-    conf = dict(state["config"])
-    conf["image_locality_slopes"] = tuple(conf["image_locality_slopes"])
-    cfg = ModelConfig(**conf)
+    cfg = ModelConfig.from_dict(state["config"])
     tok = WordTokenizer(state["vocab"])
     book = LabelCodebook.load(codebook_path)
     if book.size != cfg.codebook_size:

@@ -262,7 +262,6 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
-        self.plan_order = "scene"   # or "prompt-first" (train.py --plan-order)
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
@@ -282,10 +281,11 @@ class Data:
     def enc(self, text: str) -> List[int]:
         return self.tok.encode(text)
 
-    def plan_layout(self, r: dict) -> List[dict]:
-        """A sample's plan target: the scene's layout in reading order, or with the prompt's objects first."""
-        layout = r["plan"]["layout"]
-        return prompt_first(r["t2i"]["spec"], layout) if self.plan_order == "prompt-first" else layout
+    def order_plans_prompt_first(self) -> None:
+        """Every sample's plan target (plan, t2i_plan) with the prompt's objects first (train.py --plan-order);
+        the prepared layouts are in the scene's reading order."""
+        for r in self.samples:
+            r["plan"]["layout"] = prompt_first(r["t2i"]["spec"], r["plan"]["layout"])
 
     def layout(self, items) -> List[int]:
         ids: List[int] = []
@@ -337,7 +337,7 @@ class Data:
             text = self.enc(r["t2i"]["text"])
             prefix = None
             if task == "t2i_plan":
-                text += self.enc(" plan :") + self.layout(self.plan_layout(r))
+                text += self.enc(" plan :") + self.layout(r["plan"]["layout"])
             if task == "t2i_feedback":
                 text += self.enc(" feedback : " + r["reflection"]["text"])
                 prefix = img[r["reflection"]["image"] + r["_base"]]
@@ -350,7 +350,7 @@ class Data:
             return text, none(len(text) - 1) + [self.sp["exp"]], None, None, None
         if task == "plan":
             head = self.enc("plan : " + r["plan"]["prompt"])
-            ids, tgt = masked(self.answer(self.layout(self.plan_layout(r)), ANSWER_LEN["plan"]))
+            ids, tgt = masked(self.answer(self.layout(r["plan"]["layout"]), ANSWER_LEN["plan"]))
             return head + ids, none(len(head)) + tgt, None, None, None
         if task == "und":
             head = self.enc("question : " + r["question"]["text"])
@@ -483,7 +483,8 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
-    data.plan_order = args.plan_order
+    if args.plan_order == "prompt-first":
+        data.order_plans_prompt_first()
     if args.own:
         data.load_own(args.own, args.own_share)
     os.makedirs(args.out, exist_ok=True)
