@@ -138,6 +138,17 @@ def main(argv=None) -> int:
                for b in ("und", "gen") for w in ("wo", "w2")]
     check("grow: deeper model, same function", dgrow == 0.0 and all(not w.any() for w in new_out)
           and grown["step"] == 7, f"max|d|={dgrow:.2e}")
+    # train.py --train-scope und-tail: the weights it trains reach the text outputs and no image output.
+    from .train import tail_parameters
+    with torch.no_grad():
+        before = big(text, pad, prefix, image, True)
+        for p in tail_parameters(big):
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+        after = big(text, pad, prefix, image, True)
+    dimg = (before[1] - after[1]).abs().max().item()
+    dtxt = (before[0] - after[0]).abs().max().item()
+    check("und-tail weights change text logits only", dimg == 0.0 and dtxt > 1e-3,
+          f"max|dimage|={dimg:.2e} max|dtext|={dtxt:.2e}")
     try:
         grow(small, _replace(deep, gen_hidden=fcfg.gen_hidden * 2))
         check("grow refuses a width change", False)

@@ -40,6 +40,7 @@ TASKS: Dict[str, float] = {
     "t2i": 0.30, "t2i_plan": 0.10, "t2i_feedback": 0.05, "exp": 0.03, "plan": 0.10,
     "und": 0.14, "ground": 0.10, "edit": 0.10, "reflect": 0.08,
 }
+IMAGE_TASKS = ("t2i", "t2i_plan", "t2i_feedback", "edit")   # tasks whose targets are image tokens only
 ANSWER_LEN = {"und": 24, "reflect": 16, "plan": 44}
 PROMPT_DROPOUT = 0.1
 
@@ -198,6 +199,16 @@ class Mini(nn.Module):
         return text_logits, image_logits
 
 
+def tail_parameters(model: "Mini") -> List[nn.Parameter]:
+    """The understanding branch after the joint layers, its final norm and the text head: the weights that no
+    image output depends on (the generation branch reads the text side only in layers 0..M-1)."""
+    core = model.core
+    params: List[nn.Parameter] = []
+    for layer in core.layers[model.cfg.joint_layers:]:
+        params += list(layer.und.parameters())
+    return params + list(core.und_norm.parameters()) + list(core.text_head.parameters())
+
+
 def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     """A checkpoint's model as a plain Mini: pattern factors (train.py --pattern-factors) are folded in."""
     weights = state["model"]
@@ -251,6 +262,15 @@ def prompt_first(spec: dict, layout: List[dict]) -> List[dict]:
     return [layout[i] for i in picked] + [it for i, it in enumerate(layout) if i not in picked]
 
 
+def named_colours(spec: dict) -> set:
+    """The (shape, colour) pairs whose colour a prompt names (colors, color_attr); other prompts name none."""
+    if spec["category"] == "colors":
+        return {(spec["shape"], spec["colour"])}
+    if spec["category"] == "color_attr":
+        return {(o["shape"], o["colour"]) for o in spec["objects"]}
+    return set()
+
+
 class Data:
     """Prepared data: samples, image tokens, vocabulary; builds one task's batch."""
 
@@ -262,6 +282,7 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
+        self.plan_colours = "all"   # "named": a plan item's colour is a target only where the prompt names it
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
@@ -287,9 +308,13 @@ class Data:
         for r in self.samples:
             r["plan"]["layout"] = prompt_first(r["t2i"]["spec"], r["plan"]["layout"])
 
-    def layout(self, items) -> List[int]:
+    def layout(self, items, free_colours: Optional[List[int]] = None) -> List[int]:
+        """Plan ids of layout items; with a `free_colours` list, the positions of the items' colour tokens are
+        appended to it (the colour is the first token after <box>)."""
         ids: List[int] = []
         for it in items:
+            if free_colours is not None:
+                free_colours.append(len(ids) + 1)
             ids += [self.sp["box_begin"], *self.enc(f"{it['colour']} {it['shape']}"), self.sp["box_end"], self.sp["loc_begin"]]
             ids += [self.tok.loc_id(b) for b in it["bins"]] + [self.sp["loc_end"]]
         return ids
@@ -350,7 +375,14 @@ class Data:
             return text, none(len(text) - 1) + [self.sp["exp"]], None, None, None
         if task == "plan":
             head = self.enc("plan : " + r["plan"]["prompt"])
-            ids, tgt = masked(self.answer(self.layout(r["plan"]["layout"]), ANSWER_LEN["plan"]))
+            layout = r["plan"]["layout"]
+            colour_at: List[int] = []
+            ids, tgt = masked(self.answer(self.layout(layout, colour_at), ANSWER_LEN["plan"]))
+            if self.plan_colours == "named":  # a colour the prompt leaves open is no target (it is a coin toss)
+                named = named_colours(r["t2i"]["spec"])
+                for it, at in zip(layout, colour_at):
+                    if (it["shape"], it["colour"]) not in named and at < len(tgt):
+                        tgt[at] = -100
             return head + ids, none(len(head)) + tgt, None, None, None
         if task == "und":
             head = self.enc("question : " + r["question"]["text"])
@@ -472,6 +504,13 @@ def main(argv=None) -> int:
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
+    ap.add_argument("--train-scope", choices=["all", "und-tail"], default="all",
+                    help="und-tail: train only the understanding branch after the joint layers, its final norm and the "
+                         "text head; everything the image side reads (embeddings, semantic encoder, joint layers, "
+                         "generation branch) stays fixed, so generated images are unchanged; only the text tasks are drawn")
+    ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
+                    help="plan targets: every item's colour, or only the colours the prompt names (the others are "
+                         "random in the data, and as targets they teach the text head that colours are unpredictable)")
     ap.add_argument("--plan-order", choices=["scene", "prompt-first"], default="scene",
                     help="plan targets (plan, t2i_plan): the scene's layout in reading order, or the prompt's objects first")
     args = ap.parse_args(argv)
@@ -483,6 +522,7 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
+    data.plan_colours = args.plan_colours
     if args.plan_order == "prompt-first":
         data.order_plans_prompt_first()
     if args.own:
@@ -498,7 +538,15 @@ def main(argv=None) -> int:
     model = Mini(cfg, len(data.vocab), features).to(args.device)
     factor_params = [] if model.factors is None else list(model.factors.parameters())
     ids = {id(p) for p in factor_params}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in ids], "lr_scale": 1.0}]
+    if args.train_scope == "und-tail":
+        if factor_params:
+            raise SystemExit("--train-scope und-tail trains no pattern factors: drop --pattern-factors")
+        trainable = tail_parameters(model)
+        keep = {id(p) for p in trainable}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in ids], "lr_scale": 1.0}]
     if factor_params:
         groups.append({"params": factor_params, "lr_scale": args.factor_lr_scale})
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -508,9 +556,10 @@ def main(argv=None) -> int:
         state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
         gained = features is not None and not any(k.startswith("factors.") for k in state["model"])
         model.load_state_dict(state["model"], strict=not gained)
-        if "optimizer" in state and not gained:
+        same_scope = state.get("args", {}).get("train_scope", "all") == args.train_scope
+        if "optimizer" in state and not gained and same_scope:
             opt.load_state_dict(state["optimizer"])
-        elif "optimizer" in state:  # the factors are new: Adam restarts for everything, so warm up again
+        elif "optimizer" in state:  # new factors or another --train-scope: Adam restarts, so warm up again
             warm_from = state["step"]
         else:
             # A slim checkpoint (weights only, as committed): Adam moments restart, so warm up again.
@@ -528,6 +577,9 @@ def main(argv=None) -> int:
         if name not in task_weights:
             raise SystemExit(f"--task-weights: unknown task {name!r} (tasks: {', '.join(TASKS)})")
         task_weights[name] = float(value)
+    if args.train_scope == "und-tail":  # the image tasks reach no trainable weight
+        for name in IMAGE_TASKS:
+            task_weights.pop(name)
     names, weights = list(task_weights), np.array(list(task_weights.values()))
     weights = weights / weights.sum()
     log_path = os.path.join(args.out, "loss.csv")
@@ -556,7 +608,7 @@ def main(argv=None) -> int:
     model.train()
     while step < args.steps and time.time() - started < args.minutes * 60 and not stop:
         task = names[int(rng.choice(len(names), p=weights))]
-        need_text = task not in ("t2i", "t2i_plan", "t2i_feedback", "edit")
+        need_text = task not in IMAGE_TASKS
         batch = data.batch(task, args.batch, rng, args.device)
         lr = lr_at(step, args, warm_from)
         for group in opt.param_groups:
@@ -564,7 +616,7 @@ def main(argv=None) -> int:
         loss, acc = loss_of(model, batch, need_text, data.sp["eos"], args.eos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         step += 1
         writer.writerow([step, task, f"{loss.item():.4f}", f"{acc:.4f}", f"{lr:.2e}", f"{elapsed_before + time.time() - started:.1f}"])
