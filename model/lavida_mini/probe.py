@@ -1,0 +1,107 @@
+"""Probes what the text side of a checkpoint reads, with single all-masked forwards (no decoding loop).
+
+    python3 -m lavida_mini.probe --checkpoint CK --codebook /tmp/prep/train/codebook.npz --data /tmp/prep/eval \
+        [--samples 400] [--out probe.json]
+
+- Understanding, per question kind: the first answer token's accuracy and mean log-probability with the
+  sample's own image and with another sample's image (the image of sample i+7 of the same batch). Equal
+  numbers mean the answer does not depend on the image.
+- Grounding: the same for the 4 coordinate tokens.
+- Text head: the mean pairwise cosine of the head rows of the colour words, the shape words and the
+  number words (rows near 1 cannot tell their words apart, whatever the hidden state holds).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from .sample import load
+from .train import ANSWER_LEN, Data
+
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
+SHAPES = ["circle", "square", "triangle"]
+NUMBERS = ["zero", "one", "two", "three", "four"]
+
+
+def _mean_cos(rows: torch.Tensor) -> float:
+    n = rows / rows.norm(dim=1, keepdim=True)
+    c = n @ n.T
+    k = len(rows)
+    return float((c.sum() - k) / (k * k - k))
+
+
+def probe(sampler, data: Data, samples: int, batch: int = 50) -> Dict[str, object]:
+    sp = data.sp
+    recs = data.samples[:samples]
+    und: Dict[str, List[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
+    ground = [0, 0, 0, 0.0, 0.0]
+    for i0 in range(0, len(recs), batch):
+        part = recs[i0:i0 + batch]
+        own = np.stack([data.tokens[r["image"]] for r in part])
+        other = np.roll(own, -7 % len(part), axis=0) if len(part) > 1 else own
+        q_heads = [data.enc("question : " + r["question"]["text"]) for r in part]
+        g_heads = [data.enc("locate : " + r["grounding"]["ref"]) + [sp["loc_begin"]] for r in part]
+        for which, codes in ((0, own), (1, other)):
+            lg, _ = sampler._forward([h + [sp["mask"]] * ANSWER_LEN["und"] for h in q_heads], codes, None, True)
+            for j, r in enumerate(part):
+                answer = data.enc(r["question"]["answer"])[0]
+                lp = torch.log_softmax(torch.from_numpy(lg[j, codes.shape[1] + len(q_heads[j])]).double(), -1)
+                st = und[r["question"]["kind"]]
+                if which == 0:
+                    st[0] += 1
+                st[1 + which] += int(int(lp.argmax()) == answer)
+                st[3 + which] += float(lp[answer])
+            lg, _ = sampler._forward([h + [sp["mask"]] * 4 + [sp["loc_end"]] for h in g_heads], codes, None, True)
+            for j, r in enumerate(part):
+                at = codes.shape[1] + len(g_heads[j])
+                for k, b in enumerate(r["grounding"]["bins"]):
+                    target = data.tok.loc_id(b)
+                    lp = torch.log_softmax(torch.from_numpy(lg[j, at + k]).double(), -1)
+                    if which == 0:
+                        ground[0] += 1
+                    ground[1 + which] += int(int(lp.argmax()) == target)
+                    ground[3 + which] += float(lp[target])
+
+    def row(st):
+        n = st[0]
+        return {"n": n, "acc_own_image": round(st[1] / n, 3), "acc_other_image": round(st[2] / n, 3),
+                "logp_own_image": round(st[3] / n, 3), "logp_other_image": round(st[4] / n, 3)}
+
+    head = sampler.model.core.text_head.weight.detach().float()
+    ids = data.tok.ids
+    return {
+        "understanding_first_token": {k: row(v) for k, v in sorted(und.items())},
+        "grounding_bins": row(ground),
+        "text_head_mean_cosine": {name: round(_mean_cos(head[[ids[w] for w in words]]), 3)
+                                  for name, words in (("colours", COLOURS), ("shapes", SHAPES), ("numbers", NUMBERS))},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--codebook", required=True)
+    ap.add_argument("--data", required=True, help="prepared eval data (prepare.py)")
+    ap.add_argument("--samples", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sampler = load(args.checkpoint, args.codebook)[0]
+    result = {"checkpoint": args.checkpoint, "samples": args.samples,
+              **probe(sampler, Data(args.data), args.samples)}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
