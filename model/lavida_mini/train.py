@@ -541,8 +541,7 @@ def main(argv=None) -> int:
     if args.train_scope == "und-tail":
         if factor_params:
             raise SystemExit("--train-scope und-tail trains no pattern factors: drop --pattern-factors")
-        trainable = tail_parameters(model)
-        keep = {id(p) for p in trainable}
+        keep = {id(p) for p in tail_parameters(model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     trainable = [p for p in model.parameters() if p.requires_grad]
