@@ -96,7 +96,8 @@ class PatternFactors(nn.Module):
 class Mini(nn.Module):
     """ElasticMoT plus the semantic encoder: everything that is trained."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, features: Optional[torch.Tensor] = None) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, features: Optional[torch.Tensor] = None,
+                 tie_text_head: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.core = ElasticMoT(cfg, text_vocab_size=vocab_size)
@@ -106,6 +107,24 @@ class Mini(nn.Module):
                 nn.init.normal_(p, std=0.02)
         nn.init.zeros_(self.sem.pos)
         self.factors = PatternFactors(cfg, features) if features is not None else None
+        # Tied text head (train.py --tie-text-head, a training-time parametrisation like the pattern factors):
+        # the head's row of a word is its free row plus the word's input embedding, so words the input side
+        # tells apart (every colour a prompt or question names) start apart at the output and cannot collapse
+        # into one row. `fold` writes the sum into the plain head.
+        self.tied = tie_text_head
+        if tie_text_head:
+            self.register_buffer("text_tie", torch.ones(()))
+
+    def text_head(self, h: torch.Tensor) -> torch.Tensor:
+        core = self.core
+        if not self.tied:
+            return core.text_head(h)
+        return F.linear(h, core.text_head.weight + self.text_tie * core.text_embed.weight)
+
+    def text_head_rows(self) -> torch.Tensor:
+        """[V, d_u] the effective head rows (the free rows plus the tie)."""
+        w = self.core.text_head.weight
+        return w + self.text_tie * self.core.text_embed.weight if self.tied else w
 
     def image_embed(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.core.image_embed(ids)
@@ -124,7 +143,11 @@ class Mini(nn.Module):
 
     @torch.no_grad()
     def fold(self) -> None:
-        """Writes the pattern factors into the plain tables and drops them (same function, plain model)."""
+        """Writes the pattern factors and the head tie into the plain tables and drops them (same function, plain model)."""
+        if self.tied:
+            self.core.text_head.weight += self.text_tie * self.core.text_embed.weight
+            self.tied = False
+            del self.text_tie
         if self.factors is None:
             return
         f, K, core = self.factors, self.cfg.codebook_size, self.core
@@ -194,7 +217,7 @@ class Mini(nn.Module):
                 c, s = cos[T:], sin[T:]
                 out = attend(rope(heads(ni, g.wq), c, s), rope(heads(ni, g.wk), c, s), heads(ni, g.wv), img_bias)
                 hi = g.finish(hi, out)
-        text_logits = m.text_head(m.und_norm(ht)) if need_text else None
+        text_logits = self.text_head(m.und_norm(ht)) if need_text else None
         image_logits = self.image_head(m.gen_norm(hi)) if I else None
         return text_logits, image_logits
 
@@ -216,7 +239,7 @@ def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     if any(k.startswith("factors.") for k in weights):
         from .labelvq import LEVELS, NUM_LABELS
         features = pattern_features(np.asarray(state["patterns"]), LEVELS, NUM_LABELS)
-    mini = Mini(cfg, vocab_size, features)
+    mini = Mini(cfg, vocab_size, features, tie_text_head="text_tie" in weights)
     mini.load_state_dict(weights)
     mini.fold()
     return mini
@@ -288,6 +311,22 @@ class Data:
         self.own_failures: List[int] = []
         self.own_share = 0.0
         self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
+        self.und_pools: Optional[Tuple[List[np.ndarray], np.ndarray]] = None   # set_und_kinds
+
+    def set_und_kinds(self, factors: Dict[str, float]) -> Dict[str, float]:
+        """`und` examples drawn by question kind: each kind's natural share times its factor (others 1),
+        renormalised. Returns the resulting shares."""
+        pools: Dict[str, List[int]] = {}
+        for i, r in enumerate(self.samples):
+            pools.setdefault(r["question"]["kind"], []).append(i)
+        for kind in factors:
+            if kind not in pools:
+                raise SystemExit(f"--und-kinds: unknown question kind {kind!r} (kinds: {', '.join(sorted(pools))})")
+        kinds = sorted(pools)
+        share = np.array([len(pools[k]) * factors.get(k, 1.0) for k in kinds], dtype=np.float64)
+        share /= share.sum()
+        self.und_pools = ([np.array(pools[k]) for k in kinds], share)
+        return {k: round(float(v), 4) for k, v in zip(kinds, share)}
 
     def load_own(self, folder: str, share: float) -> None:
         """The model's own images (own.py) for `reflect` and `t2i_feedback`, drawn for `share` of those examples."""
@@ -420,7 +459,12 @@ class Data:
         pool = self.feedback if task == "t2i_feedback" else None
         rows = []
         for _ in range(size):
-            i = int(rng.choice(pool)) if pool else int(rng.integers(len(self.samples)))
+            if task == "und" and self.und_pools is not None:
+                kind_pools, share = self.und_pools
+                kind_pool = kind_pools[int(rng.choice(len(share), p=share))]
+                i = int(kind_pool[int(rng.integers(len(kind_pool)))])
+            else:
+                i = int(rng.choice(pool)) if pool else int(rng.integers(len(self.samples)))
             rows.append(self.example(task, self.samples[i], rng))
         T = max(len(r[0]) for r in rows)
         pad = self.sp["pad"]
@@ -511,6 +555,12 @@ def main(argv=None) -> int:
     ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
                     help="plan targets: every item's colour, or only the colours the prompt names (the others are "
                          "random in the data, and as targets they teach the text head that colours are unpredictable)")
+    ap.add_argument("--und-kinds", default="",
+                    help="understanding examples by question kind: natural share times a factor, e.g. colour_of=3 "
+                         "(the others 1; renormalised)")
+    ap.add_argument("--tie-text-head", action="store_true",
+                    help="text head rows = free rows + the words' input embeddings (folded at export; a checkpoint "
+                         "without the tie gains it with its function unchanged)")
     ap.add_argument("--plan-order", choices=["scene", "prompt-first"], default="scene",
                     help="plan targets (plan, t2i_plan): the scene's layout in reading order, or the prompt's objects first")
     args = ap.parse_args(argv)
@@ -523,6 +573,9 @@ def main(argv=None) -> int:
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
     data.plan_colours = args.plan_colours
+    if args.und_kinds:
+        shares = data.set_und_kinds({k: float(v) for k, v in (item.split("=") for item in args.und_kinds.split(","))})
+        print(json.dumps({"und_kinds": shares}), flush=True)
     if args.plan_order == "prompt-first":
         data.order_plans_prompt_first()
     if args.own:
@@ -535,12 +588,14 @@ def main(argv=None) -> int:
     if args.pattern_factors:
         from .labelvq import LEVELS, NUM_LABELS
         features = pattern_features(codebook["patterns"], LEVELS, NUM_LABELS)
-    model = Mini(cfg, len(data.vocab), features).to(args.device)
+    state = torch.load(ckpt_path, map_location=args.device, weights_only=False) if os.path.exists(ckpt_path) else None
+    tie = args.tie_text_head or (state is not None and "text_tie" in state["model"])  # a tie, once there, stays
+    model = Mini(cfg, len(data.vocab), features, tie_text_head=tie).to(args.device)
     factor_params = [] if model.factors is None else list(model.factors.parameters())
     ids = {id(p) for p in factor_params}
     if args.train_scope == "und-tail":
-        if factor_params:
-            raise SystemExit("--train-scope und-tail trains no pattern factors: drop --pattern-factors")
+        if factor_params or tie:
+            raise SystemExit("--train-scope und-tail trains no pattern factors and no tied head: drop --pattern-factors / --tie-text-head")
         keep = {id(p) for p in tail_parameters(model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
@@ -551,14 +606,19 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
-    if os.path.exists(ckpt_path):
-        state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
+    if state is not None:
         gained = features is not None and not any(k.startswith("factors.") for k in state["model"])
-        model.load_state_dict(state["model"], strict=not gained)
+        gained_tie = tie and "text_tie" not in state["model"]
+        model.load_state_dict(state["model"], strict=not (gained or gained_tie))
+        if gained_tie:  # the free rows become the old head minus the embeddings: the same function to start
+            with torch.no_grad():
+                model.core.text_head.weight -= model.core.text_embed.weight
+            gained = True
         same_scope = state.get("args", {}).get("train_scope", "all") == args.train_scope
         if "optimizer" in state and not gained and same_scope:
             opt.load_state_dict(state["optimizer"])
-        elif "optimizer" in state:  # new factors or another --train-scope: Adam restarts, so warm up again
+            warm_from = state.get("warm_from", 0)  # a resumed run goes on with its own warm-up
+        elif "optimizer" in state:  # new factors, a new tie or another --train-scope: Adam restarts, so warm up again
             warm_from = state["step"]
         else:
             # A slim checkpoint (weights only, as committed): Adam moments restart, so warm up again.
@@ -591,7 +651,7 @@ def main(argv=None) -> int:
     def save():
         state = {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "elapsed": elapsed_before + time.time() - started, "numpy_rng": rng.bit_generator.state,
+            "elapsed": elapsed_before + time.time() - started, "warm_from": warm_from, "numpy_rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "config": asdict(cfg), "vocab": data.vocab, "args": vars(args),
         }
         if model.factors is not None:
