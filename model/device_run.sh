@@ -11,6 +11,8 @@
 # checkpoint in 15 MB parts (`cat ckpt.part.* > checkpoint.pt`), loss.csv, run.json.
 # TRAIN_ARGS (env) adds train.py flags to the probe and the run, e.g.
 #   TRAIN_ARGS="--eos-weight 0.1 --task-weights und=0.25,ground=0.15,plan=0.12,reflect=0.12"
+# FOCUS_STEPS (env, default 0) runs the first steps of the run with FOCUS_ARGS added after TRAIN_ARGS (a
+# curriculum: e.g. colour questions only, at the run's warm-up lr), then the rest resumes with the optimizer.
 set -euo pipefail
 DATA_TAR=$1 CKPT=$2 SECONDS_BUDGET=$3 BATCH=$4 LR=$5 LR_END=$6
 export W=${WORK:-/tmp}
@@ -35,9 +37,20 @@ EOF
 )
 STEPS=$("$PY" -c "print(int($RATE * ($SECONDS_BUDGET - 20)))")
 END=$((START + STEPS))
-echo "{\"start\": $START, \"steps_per_s\": $RATE, \"steps\": $STEPS, \"end\": $END, \"batch\": $BATCH, \"lr\": $LR, \"lr_end\": $LR_END, \"train_args\": \"${TRAIN_ARGS:-}\"}" | tee "$OUT/run.json"
+FOCUS_STEPS=${FOCUS_STEPS:-0}
+echo "{\"start\": $START, \"steps_per_s\": $RATE, \"steps\": $STEPS, \"end\": $END, \"batch\": $BATCH, \"lr\": $LR, \"lr_end\": $LR_END, \"train_args\": \"${TRAIN_ARGS:-}\", \"focus_steps\": $FOCUS_STEPS, \"focus_args\": \"${FOCUS_ARGS:-}\"}" | tee "$OUT/run.json"
+if [ "$FOCUS_STEPS" -gt 0 ]; then
+  # The decay starts after the focus steps: they run at the warm-up / peak lr.
+  "$PY" -m lavida_mini.train --data $W/prep/train --out $W/run --device "${DEVICE:-cuda}" --threads 4 \
+    --batch "$BATCH" --lr "$LR" --lr-end "$LR_END" --decay-from $((START + FOCUS_STEPS)) --decay-to "$END" \
+    --steps $((START + FOCUS_STEPS)) --minutes $("$PY" -c "print(($SECONDS_BUDGET + 60) / 60)") --checkpoint-minutes 1000 \
+    ${TRAIN_ARGS:-} ${FOCUS_ARGS:-} | awk 'NR % 20 == 1'
+  DECAY_FROM=$((START + FOCUS_STEPS))
+else
+  DECAY_FROM=$START
+fi
 "$PY" -m lavida_mini.train --data $W/prep/train --out $W/run --device "${DEVICE:-cuda}" --threads 4 \
-  --batch "$BATCH" --lr "$LR" --lr-end "$LR_END" --decay-from "$START" --decay-to "$END" --steps "$END" \
+  --batch "$BATCH" --lr "$LR" --lr-end "$LR_END" --decay-from "$DECAY_FROM" --decay-to "$END" --steps "$END" \
   --minutes $("$PY" -c "print(($SECONDS_BUDGET + 60) / 60)") --checkpoint-minutes 1000 ${TRAIN_ARGS:-} | awk 'NR % 20 == 1'
 "$PY" - <<'EOF'
 import os, torch
