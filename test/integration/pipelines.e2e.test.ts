@@ -8,6 +8,8 @@ import { LavidaClient, progressOf, type JobEvent } from '@lavida/client';
 import { decodePng, encodePng, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
+
+const COLOURS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange'];
 import { postJob, waitForJob } from '../support/http.js';
 import { MINI_MODEL, ROOT } from '../support/paths.js';
 import { waitFor } from '../support/wait.js';
@@ -229,12 +231,13 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     const output = job.output!;
     assert.equal(output.modality, 'text');
     assert.equal(output.text, want.kind === 'text' ? want.text : undefined);
-    assert.equal(output.text, 'blue');
+    // With no image the answer is the model's guess, but a colour word (which one depends on the weights).
+    assert.ok(COLOURS.includes(String(output.text)), String(output.text));
     assert.equal(output.image, undefined);
     assert.equal(output.tokens, undefined);
     assert.deepEqual(
       job.timeline.map((s) => [s.stage, s.status, s.text, s.image]),
-      [['respond', 'succeeded', 'blue', undefined]],
+      [['respond', 'succeeded', output.text, undefined]],
     );
     // The seed the api drew is shown with the input (an image answer would have been drawn with it).
     assert.ok(Number.isInteger(job.input?.seed), JSON.stringify(job.input));
@@ -311,7 +314,9 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
       assert.equal(said.code, 0, said.stderr);
       const text = JSON.parse(said.stdout) as { output: Record<string, unknown>; files: string[] };
       assert.equal(text.output.modality, 'text');
-      assert.equal(text.output.text, 'blue');
+      const want = await new UnderstandingEngine(pkg).respond('what colour is the circle?');
+      assert.equal(text.output.text, want.kind === 'text' ? want.text : undefined);
+      assert.ok(COLOURS.includes(String(text.output.text)), String(text.output.text));
       assert.deepEqual(text.files, []);
     } finally {
       await rm(dir, { recursive: true, force: true });
