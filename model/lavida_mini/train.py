@@ -540,6 +540,9 @@ def main(argv=None) -> int:
                     help="override task sampling weights, e.g. und=0.25,ground=0.15 (the others keep theirs; renormalised)")
     ap.add_argument("--eos-weight", type=float, default=1.0,
                     help="loss weight of text targets that are an answer slot's [eos] padding (1: plain mean)")
+    ap.add_argument("--eos-weight-tasks", default="",
+                    help="the tasks --eos-weight applies to, e.g. und,reflect (default: every text task). A plan "
+                         "must learn where it ends: with its [eos] down-weighted, plans run to their 44-token limit")
     ap.add_argument("--pattern-factors", action="store_true",
                     help="share code embeddings and image-head rows through the codes' label patterns (PatternFactors; "
                          "a checkpoint without them gains them zero-initialised)")
@@ -639,6 +642,9 @@ def main(argv=None) -> int:
     if args.train_scope == "und-tail":  # the image tasks reach no trainable weight
         for name in IMAGE_TASKS:
             task_weights.pop(name)
+    eos_tasks = set(filter(None, args.eos_weight_tasks.split(",")))
+    if eos_tasks - set(TASKS):
+        raise SystemExit(f"--eos-weight-tasks: unknown task(s) {sorted(eos_tasks - set(TASKS))}")
     names, weights = list(task_weights), np.array(list(task_weights.values()))
     weights = weights / weights.sum()
     log_path = os.path.join(args.out, "loss.csv")
@@ -672,7 +678,8 @@ def main(argv=None) -> int:
         lr = lr_at(step, args, warm_from)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        loss, acc = loss_of(model, batch, need_text, data.sp["eos"], args.eos_weight)
+        eos_weight = args.eos_weight if not eos_tasks or task in eos_tasks else 1.0
+        loss, acc = loss_of(model, batch, need_text, data.sp["eos"], eos_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
