@@ -8,7 +8,10 @@ One script for every variant of this session (the runs were made with one-off co
   --colour-batches P               share of batches drawn from colour_of questions only (the rest: the mix)
   --focus-steps N                  the first N steps colour_of only, then the mix
   --und-kinds colour_of=3          the mix's `und` examples by kind (train.py --und-kinds)
-The mix is half `und`, half `plan` (plan colours `named`), batch 32, eos weight 0.1, AdamW, lr 1e-3 from
+  --plan-colours all | named       plan colour targets (train.py --plan-colours; default named). The previous
+                                   session's test of them (runs/scratch-colour-experiment.jsonl) is
+                                   `NAME 20 --plan-colours all` against `--plan-colours named`, probed every 200 steps.
+The mix is half `und`, half `plan`, batch 32, eos weight 0.1, AdamW, lr 1e-3 from
 scratch (warm-up 100) or 4e-4 from a checkpoint (warm-up 30). Every --every steps it prints one JSON line: the
 first answer token of 300 eval colour_of questions (copy: the question names the colour; read: it does not),
 the mean cosine of the six colour rows of the text head, and the residual norm at the first answer slot.
@@ -26,10 +29,10 @@ ap.add_argument('name'); ap.add_argument('minutes', type=float)
 ap.add_argument('--init', default='scratch'); ap.add_argument('--seed', type=int, default=0)
 ap.add_argument('--tie', action='store_true'); ap.add_argument('--subset', choices=['copy', 'colour_of'])
 ap.add_argument('--colour-batches', type=float, default=0.0); ap.add_argument('--focus-steps', type=int, default=0)
-ap.add_argument('--und-kinds', default=''); ap.add_argument('--every', type=int, default=None)
+ap.add_argument('--und-kinds', default=''); ap.add_argument('--plan-colours', choices=['all', 'named'], default='named'); ap.add_argument('--every', type=int, default=None)
 a = ap.parse_args()
 torch.set_num_threads(1); torch.manual_seed(a.seed)
-d = Data('/tmp/prep/train'); d.plan_colours = 'named'
+d = Data('/tmp/prep/train'); d.plan_colours = a.plan_colours
 dv = Data('/tmp/prep/eval')
 if a.init == 'scratch':
     cfg = replace(CONFIGS['mini'], num_layers=4, joint_layers=2, und_hidden=128, und_ffn=384, gen_hidden=64, gen_ffn=128, codebook_size=8192)
