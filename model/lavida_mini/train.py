@@ -109,8 +109,8 @@ class Mini(nn.Module):
         self.factors = PatternFactors(cfg, features) if features is not None else None
         # Tied text head (train.py --tie-text-head, a training-time parametrisation like the pattern factors):
         # the head's row of a word is its free row plus the word's input embedding, so words the input side
-        # tells apart (every colour a prompt or question names) start apart at the output and cannot collapse
-        # into one row. `fold` writes the sum into the plain head.
+        # tells apart start apart at the output. `fold` writes the sum into the plain head. It did not stop the
+        # colour rows collapsing (the colour embeddings collapse with them; model/README.md), so it is off by default.
         self.tied = tie_text_head
         if tie_text_head:
             self.register_buffer("text_tie", torch.ones(()))
