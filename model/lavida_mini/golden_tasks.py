@@ -57,7 +57,6 @@ from .sample import LOC_MAX, Pcg32, Sampler, conditioning_text, detokenize, load
 from .train import ANSWER_LEN
 
 FORMAT = "lavida-task-golden/v1"
-PER_STEP = {"understand": 2, "reflect": 2, "plan": 4}
 DEFAULT_MARGIN = 1e-4          # text decisions, logits, worst case (sup norm): 10x onnxruntime vs PyTorch's max |diff|
 DEFAULT_SAMPLE_MARGIN = 2e-5   # multinomial draws, iid logit noise at one standard deviation
 
@@ -134,6 +133,8 @@ def _text_margins(s: Sampler, m: Margins, spec: dict, rows, prefix, logits: np.n
         lg = lg[:, allowed[0]:allowed[0] + allowed[1]]
     else:
         lg[:, [mask, s.sp["pad"]]] = -math.inf
+        if spec.get("eos_bias"):
+            lg[:, s.sp["eos"]] += spec["eos_bias"]
     conf = torch.softmax(lg, -1).max(-1).values.numpy()
     keep = np.argsort(-conf, kind="stable")[:per_step]
     top2 = lg.topk(2, -1).values
@@ -206,12 +207,13 @@ class Golden:
         return False
 
     def _decode(self, head: List[int], length: int, prefix: Optional[Sequence[int]], per_step: int,
-                tail: Optional[List[int]] = None, allowed: Optional[Tuple[int, int]] = None) -> Tuple[List[int], Margins]:
+                tail: Optional[List[int]] = None, allowed: Optional[Tuple[int, int]] = None,
+                eos_bias: float = 0.0) -> Tuple[List[int], Margins]:
         m = Margins()
         pre = None if prefix is None else np.asarray([prefix], np.int64)
         with watching(self.s, m) as ctx:
-            ctx["decode"] = dict(head=head, length=length, per_step=per_step, allowed=allowed)
-            ids = self.s.decode_text([head], length, pre, per_step, tail=tail, allowed=allowed)[0]
+            ctx["decode"] = dict(head=head, length=length, per_step=per_step, allowed=allowed, eos_bias=eos_bias)
+            ids = self.s.decode_text([head], length, pre, per_step, tail=tail, allowed=allowed, eos_bias=eos_bias)[0]
         return [int(i) for i in ids], m
 
     def _image(self, label: str, seed: int, guidance: float, run: Callable[[int], List[int]],
@@ -277,7 +279,8 @@ class Golden:
     def understand(self, r: dict) -> Optional[dict]:
         s = self.s
         codes, q = self.codes(r["image"]), r["question"]["text"]
-        ids, m = self._decode(s.enc("question : " + q), ANSWER_LEN["und"], codes, PER_STEP["understand"])
+        ids, m = self._decode(s.enc("question : " + q), ANSWER_LEN["und"], codes, s.per_step["und"],
+                              eos_bias=s.eos_bias.get("und", 0.0))
         answer = s.answer(codes, q)
         if detokenize(s.words(ids)) != answer:
             raise AssertionError(f"understand sample {r['id']}: decode_text {ids} != answer {answer!r}")
@@ -288,7 +291,8 @@ class Golden:
     def reflect(self, r: dict) -> Optional[dict]:
         s = self.s
         codes, prompt = self.codes(r["reflection"]["image"]), r["reflection"]["prompt"]
-        ids, m = self._decode(s.enc("evaluate : " + strip_micro(prompt)), ANSWER_LEN["reflect"], codes, PER_STEP["reflect"])
+        ids, m = self._decode(s.enc("evaluate : " + strip_micro(prompt)), ANSWER_LEN["reflect"], codes, s.per_step["reflect"],
+                              eos_bias=s.eos_bias.get("reflect", 0.0))
         verdict = s.reflect(codes, prompt)
         if detokenize(s.words(ids)) != verdict:
             raise AssertionError(f"reflect sample {r['id']}: decode_text {ids} != reflect {verdict!r}")
@@ -299,7 +303,8 @@ class Golden:
     def plan(self, r: dict) -> Optional[dict]:
         s = self.s
         prompt = r["plan"]["prompt"]
-        ids, m = self._decode(s.enc("plan : " + strip_micro(prompt)), ANSWER_LEN["plan"], None, PER_STEP["plan"])
+        ids, m = self._decode(s.enc("plan : " + strip_micro(prompt)), ANSWER_LEN["plan"], None, s.per_step["plan"],
+                              eos_bias=s.eos_bias.get("plan", 0.0))
         layout = s.plan(prompt)
         if s.parse_layout(ids) != layout:
             raise AssertionError(f"plan sample {r['id']}: decode_text {ids} != plan {layout}")
@@ -441,7 +446,9 @@ def document(g: Golden, name: str, version: str, step: int, margin: float, sampl
         "format": FORMAT,
         "model": {"name": name, "version": version, "checkpoint_step": int(step)},
         "settings": {"order_seed": sample_mod.ORDER_SEED, "shift": 3.0,
-                     "per_step": {**PER_STEP, "ground": "ceil(4 / steps)"},
+                     "per_step": {"understand": g.s.per_step["und"], "reflect": g.s.per_step["reflect"],
+                                  "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)"},
+                     "eos_bias": {("understand" if k == "und" else k): v for k, v in sorted(g.s.eos_bias.items())},
                      "answer_len": {"understand": ANSWER_LEN["und"], "reflect": ANSWER_LEN["reflect"], "plan": ANSWER_LEN["plan"]},
                      "min_margin": {"logit": margin, "sample": sample_margin}},
     }
@@ -479,11 +486,15 @@ def check_codebook(s: Sampler, package: Optional[str]) -> None:
 
 
 def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavida-o-mini", version: str = "0.1.0",
-          margin: float = DEFAULT_MARGIN, sample_margin: float = DEFAULT_SAMPLE_MARGIN, log: Callable[[str], None] = print) -> int:
+          margin: float = DEFAULT_MARGIN, sample_margin: float = DEFAULT_SAMPLE_MARGIN, log: Callable[[str], None] = print,
+          refiner: Optional[str] = None) -> int:
     """Writes tasks-golden.json to `out`; returns the number of cases."""
     torch.set_num_threads(1)          # reproducible float reductions
     t0 = time.time()
     s, tok, book, cfg = load(checkpoint, codebook)
+    if refiner:   # the package's decoder (no case holds pixels; kept so the sampler is the package's)
+        from .labelvq import LabelDecode, LabelRefiner
+        s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(refiner))
     check_codebook(s, os.path.dirname(os.path.abspath(out)))
     vocab = json.load(open(os.path.join(data, "vocab.json")))
     if list(vocab) != list(tok.vocab):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,6 +40,10 @@ from .train import ANSWER_LEN, Mini, load_mini
 MASK64 = (1 << 64) - 1
 PCG_MULTIPLIER = 6364136223846793005
 ORDER_SEED = 42
+# Answer slots fixed a forward. Plans one at a time since 0.4.1: four at once decodes a box's four
+# coordinates from one forward, each its own argmax, and they do not agree (x2 < x1; model/README).
+DEFAULT_PER_STEP = {"und": 2, "reflect": 2, "plan": 1}
+DEFAULT_EOS_BIAS_TASKS = ("plan",)
 CANVAS = 64
 LOC_MAX = 1024
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
@@ -263,6 +267,10 @@ class Sampler:
         self.order = stratified_order(cfg.grid_rows, cfg.grid_cols, ORDER_SEED)
         self.loc0 = tok.loc_first_id
         self.step: Optional[int] = None
+        # Answer-slot decoding per task (the package's `tasks.per_step` / `tasks.eos_bias`): `load` sets
+        # eos_bias from the checkpoint's training arguments (trained_eos_bias).
+        self.per_step: Dict[str, int] = dict(DEFAULT_PER_STEP)
+        self.eos_bias: Dict[str, float] = {}
 
     # -- low level -------------------------------------------------------------------------------
     def enc(self, text: str) -> List[int]:
@@ -371,10 +379,11 @@ class Sampler:
     # -- text decoding ----------------------------------------------------------------------------
     def decode_text(self, heads: List[List[int]], length: int, prefixes: Optional[np.ndarray] = None,
                     per_step: int = 2, tail: Optional[List[int]] = None,
-                    allowed: Optional[Tuple[int, int]] = None) -> List[List[int]]:
+                    allowed: Optional[Tuple[int, int]] = None, eos_bias: float = 0.0) -> List[List[int]]:
         """LLaDA low-confidence remasking over an answer slot of `length` masks after each head:
         every step, argmax at every masked slot, keep the `per_step` most confident (p of the argmax).
-        `tail` ids follow the slot; `allowed` = (first, count) restricts the argmax to a token range."""
+        `tail` ids follow the slot; `allowed` = (first, count) restricts the argmax to a token range;
+        `eos_bias` is added to the [eos] logit (log 1/w undoes a training loss weight w on [eos])."""
         B = len(heads)
         mask = self.sp["mask"]
         P = 0 if prefixes is None else prefixes.shape[1]
@@ -393,6 +402,8 @@ class Sampler:
                     lg = lg[:, allowed[0]:allowed[0] + allowed[1]]
                 else:  # a slot never decodes to [mask] (it would stay masked) or [pad]
                     lg[:, [mask, self.sp["pad"]]] = -math.inf
+                    if eos_bias:
+                        lg[:, self.sp["eos"]] += eos_bias
                 p = torch.softmax(lg, -1)
                 conf, arg = p.max(-1)
                 arg = arg.numpy() + (allowed[0] if allowed is not None else 0)
@@ -409,17 +420,19 @@ class Sampler:
             out.append(self.tok.vocab[i])
         return out
 
-    def answer_batch(self, codes: np.ndarray, questions: List[str], per_step: int = 2) -> List[str]:
+    def answer_batch(self, codes: np.ndarray, questions: List[str], per_step: Optional[int] = None) -> List[str]:
         heads = [self.enc("question : " + q) for q in questions]
-        out = self.decode_text(heads, ANSWER_LEN["und"], np.asarray(codes, np.int64), per_step)
+        out = self.decode_text(heads, ANSWER_LEN["und"], np.asarray(codes, np.int64), per_step or self.per_step["und"],
+                               eos_bias=self.eos_bias.get("und", 0.0))
         return [detokenize(self.words(o)) for o in out]
 
     def answer(self, image_codes: Sequence[int], question: str) -> str:
         return self.answer_batch(np.asarray([image_codes]), [question])[0]
 
-    def reflect_batch(self, codes: np.ndarray, prompts: List[str], per_step: int = 2) -> List[str]:
+    def reflect_batch(self, codes: np.ndarray, prompts: List[str], per_step: Optional[int] = None) -> List[str]:
         heads = [self.enc("evaluate : " + strip_micro(p)) for p in prompts]
-        out = self.decode_text(heads, ANSWER_LEN["reflect"], np.asarray(codes, np.int64), per_step)
+        out = self.decode_text(heads, ANSWER_LEN["reflect"], np.asarray(codes, np.int64), per_step or self.per_step["reflect"],
+                               eos_bias=self.eos_bias.get("reflect", 0.0))
         return [detokenize(self.words(o)) for o in out]
 
     def reflect(self, image_codes: Sequence[int], prompt: str) -> str:
@@ -453,12 +466,13 @@ class Sampler:
                 i = j + 1
         return items
 
-    def plan_batch(self, prompts: List[str], per_step: int = 4) -> List[List[dict]]:
+    def plan_batch(self, prompts: List[str], per_step: Optional[int] = None) -> List[List[dict]]:
         heads = [self.enc("plan : " + strip_micro(p)) for p in prompts]
-        out = self.decode_text(heads, ANSWER_LEN["plan"], None, per_step)
+        out = self.decode_text(heads, ANSWER_LEN["plan"], None, per_step or self.per_step["plan"],
+                               eos_bias=self.eos_bias.get("plan", 0.0))
         return [self.parse_layout(o) for o in out]
 
-    def plan(self, prompt: str, per_step: int = 4) -> List[dict]:
+    def plan(self, prompt: str, per_step: Optional[int] = None) -> List[dict]:
         """prompt -> layout [{colour, shape, bins, box (pixels)}] (micro-conditioning is stripped)."""
         return self.plan_batch([prompt], per_step)[0]
 
@@ -495,6 +509,19 @@ class Sampler:
         return {"image": attempts[-1], "attempts": attempts, "verdicts": [a.verdict for a in attempts], "plan": layout}
 
 
+def trained_eos_bias(train_args: dict, tasks: Sequence[str] = ("und", "reflect", "plan")) -> Dict[str, float]:
+    """-log w for each answer task whose [eos] targets train.py weighted w (`--eos-weight w`, on every text
+    task or on `--eos-weight-tasks`): a class weighted w in the cross-entropy is predicted w times too
+    often, so adding -log w to its logit restores the unweighted odds (logit adjustment). Only the plan
+    slot gets it (DEFAULT_EOS_BIAS_TASKS): on the short answers the weight was meant to stay (it keeps a
+    one-word answer from being drowned by its padding, model/README)."""
+    w = float(train_args.get("eos_weight", 1.0) or 1.0)
+    only = set(filter(None, str(train_args.get("eos_weight_tasks", "") or "").split(",")))
+    if w == 1.0 or w <= 0:
+        return {}
+    return {t: round(-math.log(w), 4) for t in tasks if t in DEFAULT_EOS_BIAS_TASKS and (not only or t in only)}
+
+
 def load(checkpoint_path: str, codebook_path: str, device: str = "cpu"):
     """-> (Sampler (the model with every task's decoding), tokenizer, codebook, cfg)."""
     state = torch.load(checkpoint_path, map_location=device)
@@ -507,6 +534,7 @@ def load(checkpoint_path: str, codebook_path: str, device: str = "cpu"):
     model.to(device).eval()
     s = Sampler(model, tok, book, cfg, device)
     s.step = int(state.get("step", -1))
+    s.eos_bias = trained_eos_bias(state.get("args") or {})
     return s, tok, book, cfg
 
 

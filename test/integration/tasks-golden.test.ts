@@ -19,6 +19,7 @@ interface Case {
 interface Golden {
   format: string;
   model: { name: string; version: string; checkpoint_step: number };
+  settings: { per_step: Record<string, number | string>; eos_bias?: Record<string, number> };
   cases: Case[];
 }
 
@@ -51,6 +52,20 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     const tasks = new Set(golden.cases.map((c) => c.task));
     for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond'])
       assert.ok(tasks.has(task as Case['task']), task);
+  });
+
+  it("decodes answer slots with the package's per_step and eos_bias, the reference sampler's settings", async () => {
+    const tasks = pkg.manifest.tasks as { per_step?: Record<string, number>; eos_bias?: Record<string, number> };
+    assert.equal(tasks.per_step?.plan ?? 4, golden.settings.per_step.plan);
+    assert.equal(tasks.eos_bias?.plan ?? 0, golden.settings.eos_bias?.plan ?? 0);
+    const plans = golden.cases.filter((c) => c.task === 'plan');
+    if (!tasks.eos_bias?.plan) return;
+    // The bias must decide something in the golden plans, or the cases above would not check it.
+    const unbiased = await Promise.all(plans.map((c) => engine.plan(c.prompt as string, { eosBias: 0 })));
+    assert.ok(
+      unbiased.some((r, i) => JSON.stringify(r.ids) !== JSON.stringify(plans[i].answer_ids)),
+      'every golden plan decodes the same without the [eos] bias',
+    );
   });
 
   for (const [index, c] of golden.cases.entries()) {

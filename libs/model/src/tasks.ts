@@ -21,6 +21,16 @@ export const TaskTemplatesSchema = z.object({
     reflect: z.number().int().positive(),
     plan: z.number().int().positive(),
   }),
+  /** Slots revealed per forward when the caller names none (absent: und 2, reflect 2, plan 4). */
+  per_step: z
+    .object({ und: z.number().int().positive(), reflect: z.number().int().positive(), plan: z.number().int().positive() })
+    .partial()
+    .optional(),
+  /**
+   * Added to the `[eos]` logit of an answer slot (absent: 0). -log w for a model trained with its
+   * `[eos]` targets weighted w, which otherwise ends answers and plans too late.
+   */
+  eos_bias: z.object({ und: z.number(), reflect: z.number(), plan: z.number() }).partial().optional(),
 });
 export type TaskTemplates = z.infer<typeof TaskTemplatesSchema>;
 

@@ -135,6 +135,11 @@ export interface SlotDecoding {
   /** Restricts the argmax to ids first..first+count-1 (e.g. the coordinate tokens). */
   allowed?: { first: number; count: number };
   /**
+   * Added to the `[eos]` logit before the argmax and the confidence (not with `allowed`). A model
+   * trained with its `[eos]` targets weighted w has them under-predicted by log w; -log w undoes it.
+   */
+  eosBias?: number;
+  /**
    * Keep the prompt's (image and head) keys and values from the first forward and run later
    * forwards on the slots and tail only (needs the per-layer text tail). Approximate: the prompt's
    * states no longer see the revealed answer tokens.
@@ -202,6 +207,8 @@ export async function decodeSlots(
     // Ids a slot never decodes to (none with `allowed`, which already restricts the range).
     const skipA = allowed ? -1 : special.mask;
     const skipB = allowed ? -1 : special.pad;
+    const eos = !allowed && decoding.eosBias ? special.eos : -1;
+    const eosBias = decoding.eosBias ?? 0;
     heads.forEach((head, b) => {
       const masked = slots[b].flatMap((id, i) => (id === special.mask ? [i] : []));
       const picks = masked.map((slot) => {
@@ -210,7 +217,7 @@ export async function decodeSlots(
         let top = 0;
         for (let i = from; i < to; i++) {
           if (i === skipA || i === skipB) continue;
-          const x = data[at + i];
+          const x = i === eos ? data[at + i] + eosBias : data[at + i];
           if (best < 0 || x > top) {
             best = i;
             top = x;
@@ -220,7 +227,7 @@ export async function decodeSlots(
         let sum = 0;
         for (let i = from; i < to; i++) {
           if (i === skipA || i === skipB) continue;
-          sum += Math.exp(data[at + i] - top);
+          sum += Math.exp((i === eos ? data[at + i] + eosBias : data[at + i]) - top);
         }
         return { slot, id: best, confidence: 1 / sum };
       });

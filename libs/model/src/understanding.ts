@@ -72,14 +72,14 @@ export class UnderstandingEngine {
     return ids;
   }
 
-  /** Answers a question about an image (or describes it): `answer_len.und` slots, 2 a step. */
+  /** Answers a question about an image (or describes it): `answer_len.und` slots, `per_step.und` (default 2) a step. */
   async understand(pixels: Pixels, question: string, options: TextTaskOptions & { perStep?: number } = {}): Promise<AnswerResult> {
     if (!question.trim()) throw new InvalidInputError('question must not be empty');
     const t = this.templates;
     const before = this.runner.forwards;
     const head = this.encode(fill(t.understand, { question }), 'question');
     const prefix = await this.runner.imageTokens(pixels, 1);
-    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.und, perStep: options.perStep ?? 2, ...options }, prefix);
+    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.und, perStep: options.perStep ?? t.per_step?.und ?? 2, eosBias: t.eos_bias?.und, ...options }, prefix);
     return { text: detokenize(answerWords(this.tokenizer, ids)), ids, forwards: this.runner.forwards - before };
   }
 
@@ -90,17 +90,17 @@ export class UnderstandingEngine {
     const before = this.runner.forwards;
     const head = this.encode(fill(t.reflect, { prompt: stripMicro(prompt) }), 'prompt');
     const prefix = await this.runner.imageTokens(pixels, 1);
-    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.reflect, perStep: options.perStep ?? 2, ...options }, prefix);
+    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.reflect, perStep: options.perStep ?? t.per_step?.reflect ?? 2, eosBias: t.eos_bias?.reflect, ...options }, prefix);
     return { text: detokenize(answerWords(this.tokenizer, ids)), ids, forwards: this.runner.forwards - before };
   }
 
-  /** A layout plan for a prompt: boxes with labels, `answer_len.plan` slots, 4 a step. */
-  async plan(prompt: string, options: TextTaskOptions & { perStep?: number } = {}): Promise<PlanResult> {
+  /** A layout plan for a prompt: boxes with labels, `answer_len.plan` slots, `per_step.plan` (default 4) a step. */
+  async plan(prompt: string, options: TextTaskOptions & { perStep?: number; eosBias?: number } = {}): Promise<PlanResult> {
     if (!prompt.trim()) throw new InvalidInputError('prompt must not be empty');
     const t = this.templates;
     const before = this.runner.forwards;
     const head = this.encode(fill(t.plan, { prompt: stripMicro(prompt) }), 'prompt');
-    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.plan, perStep: options.perStep ?? 4, ...options });
+    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.plan, perStep: options.perStep ?? t.per_step?.plan ?? 4, eosBias: t.eos_bias?.plan, ...options });
     return { layout: parseLayout(this.tokenizer, ids, this.pkg.manifest), ids, forwards: this.runner.forwards - before };
   }
 
