@@ -38,6 +38,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from .labelvq import LabelDecode, LabelRefiner
 from .prepare import encode_all
 from .sample import Sampler, load, strip_micro
 
@@ -353,20 +354,31 @@ def main(argv=None) -> int:
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
     ap.add_argument("--text-batch", type=int, default=64)
-    ap.add_argument("--text-per-step", type=int, default=2, help="answer / verdict tokens fixed per decoding step")
-    ap.add_argument("--plan-per-step", type=int, default=4, help="plan tokens fixed per decoding step")
+    ap.add_argument("--text-per-step", type=int, default=None, help="answer / verdict tokens fixed per decoding step")
+    ap.add_argument("--plan-per-step", type=int, default=None, help="plan tokens fixed per decoding step (default: the sampler's, 1; 4 before 0.4.1)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--baseline-samples", type=int, default=2000)
     ap.add_argument("--workdir", default="/tmp/lavida-eval")
     ap.add_argument("--out", default=os.path.join(REPO, "model", "quality.json"))
     ap.add_argument("--oracle", action="store_true", help="ground truth instead of the model (checks the scoring)")
+    ap.add_argument("--refiner", help="decode images through this trained LabelRefiner (refine.py's refiner.pt)")
+    ap.add_argument("--plan-eos-bias", type=float, default=None,
+                    help="added to the [eos] logit when decoding plans (default: -log w of the checkpoint's --eos-weight w on plans; 0 to turn off)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     times: Dict[str, float] = {}
     t0 = time.time()
     s, tok, book, cfg = load(args.checkpoint, os.path.join(args.data, "codebook.npz"), args.device)
+    if args.refiner:
+        s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(args.refiner))
+    if args.plan_eos_bias is not None:
+        s.eos_bias["plan"] = args.plan_eos_bias
+    if args.plan_per_step:
+        s.per_step["plan"] = args.plan_per_step
+    if args.text_per_step:
+        s.per_step["und"] = s.per_step["reflect"] = args.text_per_step
     tokens = np.load(os.path.join(args.data, "tokens.npy")).astype(np.int64)
     samples = [json.loads(l) for l in open(os.path.join(args.data, "samples.jsonl"))]
     meta = json.load(open(os.path.join(args.shard, "meta.json")))
@@ -386,7 +398,8 @@ def main(argv=None) -> int:
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
                      "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "temperature": args.temperature,
                      "shift": args.shift, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
-                     "parts": args.parts, "feedback_with_plan": args.feedback_with_plan},
+                     "parts": args.parts, "feedback_with_plan": args.feedback_with_plan,
+                     "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
         "workdir": args.workdir,
     }

@@ -372,9 +372,10 @@ TASKS = OrderedDict(
 )
 
 
-def load_checkpoint(path: str, codebook_path: str):
-    """-> (checkpoint dict, ModelConfig, vocab, Mini, LabelDecode, LabelEncode)."""
-    from .labelvq import LabelCodebook, LabelDecode, LabelEncode
+def load_checkpoint(path: str, codebook_path: str, refiner_path: Optional[str] = None):
+    """-> (checkpoint dict, ModelConfig, vocab, Mini, LabelDecode, LabelEncode); with `refiner_path`, the
+    decoder runs the lookup through that trained LabelRefiner (refine.py)."""
+    from .labelvq import LabelCodebook, LabelDecode, LabelEncode, LabelRefiner
     from .train import Mini, load_mini
     state = torch.load(path, map_location="cpu")
     cfg = ModelConfig.from_dict(state["config"])
@@ -385,7 +386,8 @@ def load_checkpoint(path: str, codebook_path: str):
     if book.size != cfg.codebook_size or book.patch != cfg.patch:
         raise ValueError(f"codebook {codebook_path} has {book.size} codes of patch {book.patch}, "
                          f"the checkpoint wants {cfg.codebook_size} of patch {cfg.patch}")
-    dec = LabelDecode(book, cfg.grid_rows, cfg.grid_cols).eval()
+    refiner = LabelRefiner.load(refiner_path) if refiner_path else None
+    dec = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, refiner).eval()
     enc = LabelEncode(book, cfg.grid_rows, cfg.grid_cols).eval()
     return state, cfg, vocab, mini, dec, enc
 
@@ -491,7 +493,8 @@ def mini_golden_cases(mini, segs: "OrderedDict[str, Segment]", tok: WordTokenize
 
 def export_checkpoint(args) -> int:
     from .labelvq import NUM_LABELS
-    state, cfg, vocab, mini, dec, enc = load_checkpoint(args.checkpoint, args.codebook)
+    from .sample import DEFAULT_PER_STEP, trained_eos_bias
+    state, cfg, vocab, mini, dec, enc = load_checkpoint(args.checkpoint, args.codebook, args.refiner)
     tok = WordTokenizer(vocab)
     model = mini.core
     if model.text_vocab_size != len(tok):
@@ -522,15 +525,22 @@ def export_checkpoint(args) -> int:
     params = sum(p.numel() for p in mini.parameters())
     description = (f"lavida-o-mini: Elastic-MoT ({params} parameters) trained on the Shapes world with train.py; "
                    f"checkpoint step {state['step']} after {minutes:.1f} training minutes; label-patch image "
-                   f"tokenizer of {cfg.codebook_size} codes. Export: cd model && python3 -m lavida_mini.export "
-                   "--checkpoint CHECKPOINT --codebook CODEBOOK.npz")
+                   f"tokenizer of {cfg.codebook_size} codes"
+                   + (f" with a trained refiner in its decoder ({os.path.basename(args.refiner)})" if args.refiner else "")
+                   + ". Export: cd model && python3 -m lavida_mini.export --checkpoint CHECKPOINT --codebook CODEBOOK.npz"
+                   + (" --refiner REFINER.pt" if args.refiner else ""))
+    tasks = OrderedDict(TASKS)
+    tasks["per_step"] = OrderedDict(DEFAULT_PER_STEP)
+    eos_bias = trained_eos_bias(state.get("args") or {})
+    if eos_bias:
+        tasks["eos_bias"] = OrderedDict(sorted(eos_bias.items()))
     man = manifest(cfg, tok, segs, hashes, args.name or "lavida-o-mini", args.version, 0,
-                   description=description, sampling=MINI_SAMPLING, tasks=TASKS)
+                   description=description, sampling=MINI_SAMPLING, tasks=tasks)
     _write(os.path.join(args.out, "manifest.json"), (json.dumps(man, indent=2) + "\n").encode())
     if args.golden_data:
         from .golden_tasks import write as write_task_golden
         write_task_golden(args.checkpoint, args.codebook, args.golden_data, os.path.join(args.out, "tasks-golden.json"),
-                          args.name or "lavida-o-mini", args.version)
+                          args.name or "lavida-o-mini", args.version, refiner=args.refiner)
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
     print(f"wrote {len(segs)} segments, manifest.json, golden.json ({len(cases)} cases) to {args.out}: "
           f"{total / 1e6:.1f} MB; step {state['step']}, {minutes:.1f} min")
@@ -560,6 +570,7 @@ def main(argv=None) -> int:
                     help="prepared data folder for the golden sample (default: the codebook's folder)")
     ap.add_argument("--golden-data", default=None,
                     help="prepared eval folder: also write tasks-golden.json (golden_tasks.py; with --checkpoint)")
+    ap.add_argument("--refiner", default=None, help="a refine.py refiner.pt: vq_decode runs the lookup through it (with --checkpoint)")
     ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
                     help="the text side after the joint layers as one und_tail, or per layer + und_head "
                          "(enables the runtime's prompt cache; default: layers for a checkpoint, whole for the fixture)")

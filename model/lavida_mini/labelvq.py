@@ -102,13 +102,67 @@ class LabelCodebook:
         return cls(data["patterns"], int(data["patch"]))
 
 
-class LabelDecode(nn.Module):
-    """image_ids int64 [B, rows, cols] -> pixels uint8 [B, H, W, 3] (exportable)."""
+class LabelRefiner(nn.Module):
+    """The trained half of the decoder: label map [B, H, W] (int64, the codebook lookup) -> refined label map.
 
-    def __init__(self, book: LabelCodebook, rows: int, cols: int) -> None:
+    A code stands for one 8x8 label pattern, and a pattern the codebook lacks was encoded as its nearest
+    code, which deforms a shape at one patch. The neighbouring patches still show the rest of the shape,
+    so a small residual convolutional net over the label map (dilated, receptive field 47 px, a little more
+    than the largest object) is trained (`refine.py`) to map the lookup of nearest-code encodings back to
+    the true labels. Its logits add `gain` times the input's one-hot, so the lookup is the default and the
+    net only has to learn the corrections. Input also has the pixel's place in its patch (two channels),
+    since deformations are patch-aligned.
+    """
+
+    def __init__(self, width: int = 32, dilations: Tuple[int, ...] = (1, 2, 4, 8, 4, 2, 1), patch: int = 8,
+                 gain: float = 4.0) -> None:
+        super().__init__()
+        self.width, self.dilations, self.patch, self.gain = width, tuple(dilations), patch, gain
+        self.inp = nn.Conv2d(NUM_LABELS + 2, width, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=d, dilation=d) for d in self.dilations)
+        self.out = nn.Conv2d(width, NUM_LABELS, 1)
+
+    def config(self) -> dict:
+        return {"width": self.width, "dilations": list(self.dilations), "patch": self.patch, "gain": self.gain}
+
+    def logits(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels int64 [B, H, W] -> logits float32 [B, NUM_LABELS, H, W]."""
+        b, h, w = labels.shape
+        onehot = torch.nn.functional.one_hot(labels, NUM_LABELS).to(torch.float32).permute(0, 3, 1, 2)
+        ys = (torch.arange(h, dtype=torch.float32) % self.patch) / (self.patch - 1) - 0.5
+        xs = (torch.arange(w, dtype=torch.float32) % self.patch) / (self.patch - 1) - 0.5
+        pos = torch.stack((ys.view(h, 1).expand(h, w), xs.view(1, w).expand(h, w))).unsqueeze(0).expand(b, 2, h, w)
+        x = torch.relu(self.inp(torch.cat((onehot, pos), 1)))
+        for conv in self.convs:
+            x = x + torch.relu(conv(x))
+        return self.out(x) + self.gain * onehot
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.logits(labels).argmax(1)
+
+    def save(self, path: str, **info) -> None:
+        torch.save({"format": "lavida-label-refiner/v1", "config": self.config(), "state": self.state_dict(), **info}, path)
+
+    @classmethod
+    def load(cls, path: str) -> "LabelRefiner":
+        data = torch.load(path, map_location="cpu")
+        if data.get("format") != "lavida-label-refiner/v1":
+            raise ValueError(f"{path} is not a lavida-label-refiner/v1 file")
+        net = cls(**data["config"])
+        net.load_state_dict(data["state"])
+        return net.eval()
+
+
+class LabelDecode(nn.Module):
+    """image_ids int64 [B, rows, cols] -> pixels uint8 [B, H, W, 3] (exportable).
+
+    With a `refiner` (`LabelRefiner`), the looked-up label map goes through it before it is painted."""
+
+    def __init__(self, book: LabelCodebook, rows: int, cols: int, refiner: "LabelRefiner | None" = None) -> None:
         super().__init__()
         p = book.patch
         self.rows, self.cols, self.patch = rows, cols, p
+        self.refiner = refiner
         # Label of every pixel of every code; background codes are all label 0.
         table = np.zeros((book.size, p * p), dtype=np.int64)
         table[LEVELS:] = book.patterns
@@ -128,6 +182,8 @@ class LabelDecode(nn.Module):
         level = torch.round(level)  # [B]
         labels = torch.index_select(self.table, 0, ids.reshape(-1)).view(b, self.rows, self.cols, p, p)
         labels = labels.permute(0, 1, 3, 2, 4).reshape(b, self.rows * p, self.cols * p)
+        if self.refiner is not None:
+            labels = self.refiner(labels)
         rgb = torch.index_select(self.colours, 0, labels.reshape(-1)).view(b, self.rows * p, self.cols * p, 3)
         bg = (labels == 0).unsqueeze(-1).to(torch.float32)
         rgb = rgb * (1.0 - bg) + bg * level.view(b, 1, 1, 1)

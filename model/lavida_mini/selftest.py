@@ -155,6 +155,23 @@ def main(argv=None) -> int:
     except ValueError as e:
         check("grow refuses a width change", "gen_hidden" in str(e), str(e))
 
+    # The decoder's refiner (labelvq.LabelRefiner): with a zero output layer it is the lookup, bit for bit;
+    # trained weights change only what it is taught (refine.py measures that on held-out scenes).
+    from .labelvq import LabelCodebook, LabelDecode, LabelRefiner
+    book = LabelCodebook(torch.randint(1, NUM_LABELS, (40, 64), generator=g).numpy().astype("uint8"), 8)
+    ids = torch.randint(0, book.size, (3, 8, 8), generator=g)
+    net = LabelRefiner(width=8)
+    with torch.no_grad():
+        net.out.weight.zero_()
+        net.out.bias.zero_()
+        plain = LabelDecode(book, 8, 8)(ids)
+        same = LabelDecode(book, 8, 8, net)(ids)
+        for p in net.parameters():
+            p.normal_(0.0, 0.5, generator=g)
+        changed = LabelDecode(book, 8, 8, net)(ids)
+    check("refiner with a zero output layer == the lookup decode; random weights change it",
+          torch.equal(plain, same) and not torch.equal(plain, changed) and changed.dtype == torch.uint8)
+
     if args.package:
         import filecmp
         import os
