@@ -540,7 +540,7 @@ def export_checkpoint(args) -> int:
     if args.golden_data:
         from .golden_tasks import write as write_task_golden
         write_task_golden(args.checkpoint, args.codebook, args.golden_data, os.path.join(args.out, "tasks-golden.json"),
-                          args.name or "lavida-o-mini", args.version, refiner=args.refiner)
+                          args.name or "lavida-o-mini", args.version)
     total = sum(os.path.getsize(os.path.join(args.out, f)) for f in os.listdir(args.out))
     print(f"wrote {len(segs)} segments, manifest.json, golden.json ({len(cases)} cases) to {args.out}: "
           f"{total / 1e6:.1f} MB; step {state['step']}, {minutes:.1f} min")

@@ -475,8 +475,7 @@ def check_codebook(s: Sampler, package: Optional[str]) -> None:
     import onnx
     from onnx import numpy_helper
     p2 = s.book.patch ** 2
-    table = np.zeros((s.book.size, p2), dtype=np.uint8)
-    table[LEVELS:] = s.book.patterns
+    table = s.book.label_table()
     for init in onnx.load(path).graph.initializer:
         if list(init.dims) == [s.book.size, p2]:
             if not np.array_equal(numpy_helper.to_array(init).astype(np.uint8), table):
@@ -486,15 +485,11 @@ def check_codebook(s: Sampler, package: Optional[str]) -> None:
 
 
 def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavida-o-mini", version: str = "0.1.0",
-          margin: float = DEFAULT_MARGIN, sample_margin: float = DEFAULT_SAMPLE_MARGIN, log: Callable[[str], None] = print,
-          refiner: Optional[str] = None) -> int:
+          margin: float = DEFAULT_MARGIN, sample_margin: float = DEFAULT_SAMPLE_MARGIN, log: Callable[[str], None] = print) -> int:
     """Writes tasks-golden.json to `out`; returns the number of cases."""
     torch.set_num_threads(1)          # reproducible float reductions
     t0 = time.time()
     s, tok, book, cfg = load(checkpoint, codebook)
-    if refiner:   # the package's decoder (no case holds pixels; kept so the sampler is the package's)
-        from .labelvq import LabelDecode, LabelRefiner
-        s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(refiner))
     check_codebook(s, os.path.dirname(os.path.abspath(out)))
     vocab = json.load(open(os.path.join(data, "vocab.json")))
     if list(vocab) != list(tok.vocab):

@@ -93,6 +93,12 @@ class LabelCodebook:
                 out[i, j] = code
         return out
 
+    def label_table(self) -> np.ndarray:
+        """uint8 [size, patch*patch]: the label of every pixel of every code (background codes are all 0)."""
+        table = np.zeros((self.size, self.patch * self.patch), dtype=np.uint8)
+        table[LEVELS:] = self.patterns
+        return table
+
     def save(self, path: str) -> None:
         np.savez_compressed(path, patterns=self.patterns, patch=np.array(self.patch))
 
@@ -164,9 +170,7 @@ class LabelDecode(nn.Module):
         self.rows, self.cols, self.patch = rows, cols, p
         self.refiner = refiner
         # Label of every pixel of every code; background codes are all label 0.
-        table = np.zeros((book.size, p * p), dtype=np.int64)
-        table[LEVELS:] = book.patterns
-        self.register_buffer("table", torch.from_numpy(table), persistent=False)
+        self.register_buffer("table", torch.from_numpy(book.label_table().astype(np.int64)), persistent=False)
         colours = np.zeros((NUM_LABELS, 3), dtype=np.float32)
         colours[1:] = PALETTE
         self.register_buffer("colours", torch.from_numpy(colours), persistent=False)

@@ -29,18 +29,16 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from .labelvq import LEVELS, NUM_LABELS, PALETTE, LabelCodebook, LabelRefiner, labels_of
+from .labelvq import LabelCodebook, LabelDecode, LabelRefiner, labels_of
 from .prepare import encode_all, load_images
 
 
 def lookup_labels(book: LabelCodebook, codes: np.ndarray) -> np.ndarray:
     """codes [N, rows*cols] -> the lookup label maps [N, H, W] uint8 (background codes are label 0)."""
     p = book.patch
-    table = np.zeros((book.size, p * p), dtype=np.uint8)
-    table[LEVELS:] = book.patterns
     n, k = codes.shape
     side = int(round(k ** 0.5))
-    lab = table[codes.astype(np.int64)].reshape(n, side, side, p, p)
+    lab = book.label_table()[codes.astype(np.int64)].reshape(n, side, side, p, p)
     return lab.transpose(0, 1, 3, 2, 4).reshape(n, side * p, side * p)
 
 
@@ -62,39 +60,28 @@ def pairs(book: LabelCodebook, shard: str, chunk: int = 20000) -> Tuple[np.ndarr
 
 
 @torch.no_grad()
-def refine_all(net: LabelRefiner, labels: np.ndarray, batch: int = 256) -> np.ndarray:
-    out = np.empty_like(labels)
-    for s in range(0, len(labels), batch):
-        out[s:s + batch] = net(torch.from_numpy(labels[s:s + batch].astype(np.int64))).numpy().astype(np.uint8)
-    return out
-
-
-def paint(labels: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """label maps [N, H, W] -> RGB uint8, background pixels at the grey level `grey` [N] (as LabelDecode)."""
-    colours = np.zeros((NUM_LABELS, 3), dtype=np.uint8)
-    colours[1:] = PALETTE
-    rgb = colours[labels]
-    bg = labels == 0
-    rgb[bg] = np.broadcast_to(grey.reshape(-1, 1, 1), labels.shape)[bg][:, None]
-    return rgb
+def decode_all(decoder: LabelDecode, codes: np.ndarray, batch: int = 256) -> np.ndarray:
+    """codes [N, rows*cols] -> pixels uint8 [N, H, W, 3] through the package's decoder."""
+    ids = torch.from_numpy(codes.astype(np.int64)).view(len(codes), decoder.rows, decoder.cols)
+    return np.concatenate([decoder(ids[s:s + batch]).numpy() for s in range(0, len(ids), batch)])
 
 
 def measure(net: LabelRefiner, book: LabelCodebook, eval_shard: str) -> dict:
     images = np.asarray(load_images(eval_shard))
-    truth, grey = labels_of(images)
+    truth, _ = labels_of(images)
     codes = encode_all(book, images)
     look = lookup_labels(book, codes)
     exact_look = (look == truth).reshape(len(images), -1).all(-1)
+    side = int(round(codes.shape[1] ** 0.5))
     t0 = time.time()
     net.eval()
-    ref = refine_all(net, look)
+    pixels = decode_all(LabelDecode(book, side, side, net), codes)
     seconds = time.time() - t0
     net.train()
+    ref, _ = labels_of(pixels)
     exact_ref = (ref == truth).reshape(len(images), -1).all(-1)
     # the runtime re-encodes decoded pixels (vq_encode(vq_decode(codes)) must give the codes back)
-    level = np.where(truth == 0, grey, 0).reshape(len(images), -1).max(-1).astype(np.uint8)
-    back = encode_all(book, paint(ref, level))
-    roundtrip = (back == codes).all(-1)
+    roundtrip = (encode_all(book, pixels) == codes).all(-1)
     wrong_px_look = (look != truth).reshape(len(images), -1).sum(-1)
     wrong_px_ref = (ref != truth).reshape(len(images), -1).sum(-1)
     return {
