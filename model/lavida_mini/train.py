@@ -232,6 +232,15 @@ def tail_parameters(model: "Mini") -> List[nn.Parameter]:
     return params + list(core.und_norm.parameters()) + list(core.text_head.parameters())
 
 
+def read_parameters(model: "Mini") -> List[nn.Parameter]:
+    """`tail_parameters` plus the semantic encoder (`--train-scope und-read`): everything between an image's
+    codes and the text answers that no prompt-only image depends on. Text-to-image with or without a plan
+    and editing never read the semantic encoder; only `t2i_feedback` does (its earlier attempt is a
+    semantic prefix), so those images change and the others stay bit for bit the same."""
+    factors = [] if model.factors is None else [model.factors.sem]   # --pattern-factors: only the semantic map
+    return tail_parameters(model) + list(model.sem.parameters()) + factors
+
+
 def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     """A checkpoint's model as a plain Mini: pattern factors (train.py --pattern-factors) are folded in."""
     weights = state["model"]
@@ -551,10 +560,12 @@ def main(argv=None) -> int:
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
-    ap.add_argument("--train-scope", choices=["all", "und-tail"], default="all",
+    ap.add_argument("--train-scope", choices=["all", "und-tail", "und-read"], default="all",
                     help="und-tail: train only the understanding branch after the joint layers, its final norm and the "
                          "text head; everything the image side reads (embeddings, semantic encoder, joint layers, "
-                         "generation branch) stays fixed, so generated images are unchanged; only the text tasks are drawn")
+                         "generation branch) stays fixed, so generated images are unchanged; only the text tasks are drawn. "
+                         "und-read: the same plus the semantic encoder (only t2i_feedback images, which read an earlier "
+                         "attempt through it, change)")
     ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
                     help="plan targets: every item's colour, or only the colours the prompt names (the others are "
                          "random in the data, and as targets they teach the text head that colours are unpredictable)")
@@ -596,16 +607,17 @@ def main(argv=None) -> int:
     model = Mini(cfg, len(data.vocab), features, tie_text_head=tie).to(args.device)
     factor_params = [] if model.factors is None else list(model.factors.parameters())
     ids = {id(p) for p in factor_params}
-    if args.train_scope == "und-tail":
-        if factor_params or tie:
-            raise SystemExit("--train-scope und-tail trains no pattern factors and no tied head: drop --pattern-factors / --tie-text-head")
-        keep = {id(p) for p in tail_parameters(model)}
+    if args.train_scope in ("und-tail", "und-read"):
+        if tie or (factor_params and args.train_scope == "und-tail"):
+            raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
+                             "drop --tie-text-head / --pattern-factors")
+        keep = {id(p) for p in (tail_parameters if args.train_scope == "und-tail" else read_parameters)(model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in ids], "lr_scale": 1.0}]
-    if factor_params:
-        groups.append({"params": factor_params, "lr_scale": args.factor_lr_scale})
+    if any(p.requires_grad for p in factor_params):  # und-read trains the semantic factor only: the image ones stay zero
+        groups.append({"params": [p for p in factor_params if p.requires_grad], "lr_scale": args.factor_lr_scale})
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
@@ -639,7 +651,7 @@ def main(argv=None) -> int:
         if name not in task_weights:
             raise SystemExit(f"--task-weights: unknown task {name!r} (tasks: {', '.join(TASKS)})")
         task_weights[name] = float(value)
-    if args.train_scope == "und-tail":  # the image tasks reach no trainable weight
+    if args.train_scope in ("und-tail", "und-read"):  # the image tasks reach no trainable weight (und-read: but t2i_feedback's prefix)
         for name in IMAGE_TASKS:
             task_weights.pop(name)
     eos_tasks = set(filter(None, args.eos_weight_tasks.split(",")))
