@@ -177,6 +177,22 @@ def main(argv=None) -> int:
     check("und-read with pattern factors: the semantic factor is trained, images without a prefix stay the same",
           dplain == 0.0 and dfed > 1e-3 and any(p is fmini.factors.sem for p in read_parameters(fmini))
           and not any(p is fmini.factors.embed for p in read_parameters(fmini)), f"max|dimage, no prefix|={dplain:.2e}")
+    # --sem-pattern-rows: rows that are a pattern map already are refitted exactly (same function), the
+    # patterned codes' free rows end at zero, the background codes' effective rows stay the same.
+    with torch.no_grad():
+        fmini.sem.embed.weight[LEVELS:] = 0
+        fmini.factors.sem.normal_(0.0, 0.05, generator=g)
+        fmini.sem.embed.weight[LEVELS:] = fmini.factors.features[LEVELS:] @ fmini.factors.sem   # move it into the free rows
+        fmini.factors.sem.zero_()
+        background = (fmini.sem.embed.weight + fmini.factors.features @ fmini.factors.sem)[:LEVELS].clone()
+        before = fmini(ftext, fpad, prefix, image, True)
+        residual = fmini.sem_rows_to_patterns(LEVELS)
+        after = fmini(ftext, fpad, prefix, image, True)
+    dspr = max((a - b).abs().max().item() for a, b in zip(before, after))
+    check("sem-pattern-rows: an exact pattern map is refitted with the same function, free rows zero",
+          residual < 1e-5 and dspr <= 1e-4 and not fmini.sem.embed.weight[LEVELS:].any()
+          and torch.allclose((fmini.sem.embed.weight + fmini.factors.features @ fmini.factors.sem)[:LEVELS], background, atol=1e-5),
+          f"residual={residual:.1e} max|d|={dspr:.2e}")
     try:
         grow(small, _replace(deep, gen_hidden=fcfg.gen_hidden * 2))
         check("grow refuses a width change", False)

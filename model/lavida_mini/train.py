@@ -142,6 +142,24 @@ class Mini(nn.Module):
         return s.proj(s.norm(s.embed(codes) + self.factors.features[codes] @ self.factors.sem + s.pos))
 
     @torch.no_grad()
+    def sem_rows_to_patterns(self, levels: int) -> float:
+        """`train.py --sem-pattern-rows`: the semantic encoder's rows of the patterned codes (>= levels) become a
+        linear map of their label pattern alone. The factor is refitted by least squares to the current rows
+        (free + factor), and those free rows are zeroed (the pure-background codes keep theirs: their patterns
+        are all alike and only the free rows tell the grey levels apart). Returns the fit's relative residual
+        (0: the same function). A rare code's own row is trained by its few examples only; a pattern map
+        shares what is learned for one code's pixels with every code, which is what colour presence needs."""
+        f, sem = self.factors, self.sem.embed.weight
+        rows = sem + f.features @ f.sem                  # every code's effective row
+        fit = torch.linalg.lstsq(f.features[levels:].double(), rows[levels:].double(),
+                                 driver="gelsd").solution.to(rows.dtype)   # the features are rank-deficient (385 of 448)
+        residual = float((f.features[levels:] @ fit - rows[levels:]).norm() / rows[levels:].norm())
+        f.sem.copy_(fit)
+        sem[levels:] = 0
+        sem[:levels] = rows[:levels] - f.features[:levels] @ fit   # the background codes' rows stay what they were
+        return residual
+
+    @torch.no_grad()
     def fold(self) -> None:
         """Writes the pattern factors and the head tie into the plain tables and drops them (same function, plain model)."""
         if self.tied:
@@ -560,6 +578,9 @@ def main(argv=None) -> int:
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
+    ap.add_argument("--sem-pattern-rows", action="store_true",
+                    help="with --pattern-factors: the semantic encoder reads a patterned code through its label pattern only "
+                         "(its free row is refitted into the semantic factor once, then held at zero)")
     ap.add_argument("--train-scope", choices=["all", "und-tail", "und-read"], default="all",
                     help="und-tail: train only the understanding branch after the joint layers, its final norm and the "
                          "text head; everything the image side reads (embeddings, semantic encoder, joint layers, "
@@ -614,6 +635,8 @@ def main(argv=None) -> int:
         keep = {id(p) for p in (tail_parameters if args.train_scope == "und-tail" else read_parameters)(model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
+    if args.sem_pattern_rows and model.factors is None:
+        raise SystemExit("--sem-pattern-rows needs --pattern-factors")
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in ids], "lr_scale": 1.0}]
     if any(p.requires_grad for p in factor_params):  # und-read trains the semantic factor only: the image ones stay zero
@@ -642,6 +665,13 @@ def main(argv=None) -> int:
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"].cpu())
         print(json.dumps({"resumed": step, "elapsed_min": round(elapsed_before / 60, 1)}), flush=True)
+    if args.sem_pattern_rows:
+        from .labelvq import LEVELS
+        if bool(model.sem.embed.weight[LEVELS:].abs().sum() > 0):   # once; a checkpoint already in this form keeps its factor
+            print(json.dumps({"sem_pattern_rows_residual": round(model.sem_rows_to_patterns(LEVELS), 4)}), flush=True)
+            for p in (model.sem.embed.weight, model.factors.sem):
+                opt.state.pop(p, None)   # their Adam moments belonged to the old split of the rows
+        model.sem.embed.weight.register_hook(lambda g: torch.cat([g[:LEVELS], torch.zeros_like(g[LEVELS:])]))
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
 
