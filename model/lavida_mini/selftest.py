@@ -152,14 +152,18 @@ def main(argv=None) -> int:
     # --train-scope und-read adds the semantic encoder: images without a semantic prefix (text-to-image with or
     # without a plan, edits) stay the same; a prefixed one (t2i_feedback) and the text change.
     from .train import read_parameters
-    with torch.no_grad():
-        before = big(text, pad, None, image, True), big(text, pad, prefix, image, True)
-        for p in read_parameters(big):
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-        after = big(text, pad, None, image, True), big(text, pad, prefix, image, True)
-    dplain = (before[0][1] - after[0][1]).abs().max().item()
-    dfed = (before[1][1] - after[1][1]).abs().max().item()
-    dtxt = (before[1][0] - after[1][0]).abs().max().item()
+
+    def perturb_read(model, text, pad):
+        """Perturbs read_parameters(model); max |d| of the image logits without and with a prefix, and of the text's."""
+        with torch.no_grad():
+            before = model(text, pad, None, image, True), model(text, pad, prefix, image, True)
+            for p in read_parameters(model):
+                p.add_(0.1 * torch.randn(p.shape, generator=g))
+            after = model(text, pad, None, image, True), model(text, pad, prefix, image, True)
+        return ((before[0][1] - after[0][1]).abs().max().item(), (before[1][1] - after[1][1]).abs().max().item(),
+                (before[1][0] - after[1][0]).abs().max().item())
+
+    dplain, dfed, dtxt = perturb_read(big, text, pad)
     check("und-read weights change text and prefixed-image logits only", dplain == 0.0 and dfed > 1e-3 and dtxt > 1e-3,
           f"max|dimage, no prefix|={dplain:.2e} max|dimage, prefix|={dfed:.2e} max|dtext|={dtxt:.2e}")
     # ... and with --pattern-factors it trains the semantic factor only (the image factors stay zero).
@@ -167,13 +171,7 @@ def main(argv=None) -> int:
     fmini.eval()
     ftext = torch.randint(10, 60, (2, 6), generator=g)
     fpad = torch.zeros_like(ftext, dtype=torch.bool)
-    with torch.no_grad():
-        before = fmini(ftext, fpad, None, image, True), fmini(ftext, fpad, prefix, image, True)
-        for p in read_parameters(fmini):
-            p.add_(0.1 * torch.randn(p.shape, generator=g))
-        after = fmini(ftext, fpad, None, image, True), fmini(ftext, fpad, prefix, image, True)
-    dplain = (before[0][1] - after[0][1]).abs().max().item()
-    dfed = (before[1][1] - after[1][1]).abs().max().item()
+    dplain, dfed, _ = perturb_read(fmini, ftext, fpad)
     check("und-read with pattern factors: the semantic factor is trained, images without a prefix stay the same",
           dplain == 0.0 and dfed > 1e-3 and any(p is fmini.factors.sem for p in read_parameters(fmini))
           and not any(p is fmini.factors.embed for p in read_parameters(fmini)), f"max|dimage, no prefix|={dplain:.2e}")
