@@ -159,6 +159,11 @@ class Mini(nn.Module):
         sem[:levels] = rows[:levels] - f.features[:levels] @ fit   # the background codes' rows stay what they were
         return residual
 
+    def hold_sem_pattern_rows(self, levels: int) -> None:
+        """Keeps the semantic encoder's free rows of the patterned codes (>= levels) where they are (zero after
+        `sem_rows_to_patterns`): their gradient is zeroed, so those codes learn through the factor only."""
+        self.sem.embed.weight.register_hook(lambda g: torch.cat([g[:levels], torch.zeros_like(g[levels:])]))
+
     @torch.no_grad()
     def fold(self) -> None:
         """Writes the pattern factors and the head tie into the plain tables and drops them (same function, plain model)."""
@@ -667,11 +672,11 @@ def main(argv=None) -> int:
         print(json.dumps({"resumed": step, "elapsed_min": round(elapsed_before / 60, 1)}), flush=True)
     if args.sem_pattern_rows:
         from .labelvq import LEVELS
-        if bool(model.sem.embed.weight[LEVELS:].abs().sum() > 0):   # once; a checkpoint already in this form keeps its factor
+        if model.sem.embed.weight[LEVELS:].any():   # once; a checkpoint already in this form keeps its factor
             print(json.dumps({"sem_pattern_rows_residual": round(model.sem_rows_to_patterns(LEVELS), 4)}), flush=True)
             for p in (model.sem.embed.weight, model.factors.sem):
                 opt.state.pop(p, None)   # their Adam moments belonged to the old split of the rows
-        model.sem.embed.weight.register_hook(lambda g: torch.cat([g[:LEVELS], torch.zeros_like(g[LEVELS:])]))
+        model.hold_sem_pattern_rows(LEVELS)
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
 

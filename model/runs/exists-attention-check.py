@@ -8,13 +8,13 @@ scored on the 340 of /tmp/prep/eval every 250 steps. Two code representations: a
 semantic encoder's embedding) and a linear map of the code's one-hot 8x8 label pattern (train.pattern_features,
 as --pattern-factors / --sem-pattern-rows). The rule "the colour's label is in some code" scores 0.888.
 """
-import json, sys
+import json
 import numpy as np, torch, torch.nn as nn
 from lavida_mini.labelvq import LEVELS, NUM_LABELS
+from lavida_mini.probe import COLOURS
 from lavida_mini.train import pattern_features
 
 torch.set_num_threads(1)
-COLOURS = ['red', 'green', 'blue', 'yellow', 'purple', 'orange']
 
 
 def load(split):

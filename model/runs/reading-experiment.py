@@ -17,11 +17,14 @@ one; exists: yes if so), i.e. how much of the answer the semantic prefix holds b
 Needs /tmp/prep/train and /tmp/prep/eval (model/README.md).
 """
 import argparse, json, sys, time
+from collections import Counter
 from dataclasses import replace
 import numpy as np, torch
 sys.path.insert(0, __file__.rsplit('/runs/', 1)[0])
 from lavida_mini.config import CONFIGS, ModelConfig
-from lavida_mini.train import ANSWER_LEN, Data, Mini, load_mini, loss_of, read_parameters
+from lavida_mini.labelvq import LEVELS, NUM_LABELS
+from lavida_mini.probe import COLOURS   # labels 1..6 (labelvq.PALETTE order)
+from lavida_mini.train import ANSWER_LEN, Data, Mini, load_mini, loss_of, pattern_features, read_parameters
 
 ap = argparse.ArgumentParser()
 ap.add_argument('name'); ap.add_argument('minutes', type=float)
@@ -35,19 +38,17 @@ ap.add_argument('--sem-pattern-rows', action='store_true',
                 help='train.py --sem-pattern-rows: the semantic rows of patterned codes are the factor alone (free rows zero)')
 ap.add_argument('--rule', action='store_true')
 a = ap.parse_args()
+patterns = np.load('/tmp/prep/train/codebook.npz')['patterns']
 if a.rule:
-    patterns = np.load('/tmp/prep/train/codebook.npz')['patterns']
-    from lavida_mini.labelvq import LEVELS
     labels = np.zeros((LEVELS + len(patterns), patterns.shape[1]), dtype=np.int64)
     labels[LEVELS:] = patterns
     tokens = np.load('/tmp/prep/eval/tokens.npy', mmap_mode='r')
-    colours = ['red', 'green', 'blue', 'yellow', 'purple', 'orange']   # labels 1..6 (labelvq.PALETTE order)
     hits = {'count_colour': [], 'count_colour_zero_or_not': [], 'exists': []}
     for line in open('/tmp/prep/eval/samples.jsonl'):
         r = json.loads(line); q = r['question']
         if q['kind'] not in ('count_colour', 'exists'):
             continue
-        label = colours.index(next(c for c in colours if c in q['text'].split())) + 1
+        label = COLOURS.index(next(c for c in COLOURS if c in q['text'].split())) + 1
         present = bool((labels[np.asarray(tokens[r['image']])] == label).any())
         if q['kind'] == 'exists':
             hits['exists'].append(('yes' if present else 'no') == q['answer'])
@@ -61,17 +62,12 @@ kinds = a.kinds.split(',')
 d = Data('/tmp/prep/train'); dv = Data('/tmp/prep/eval')
 if a.init == 'scratch':
     cfg = replace(CONFIGS['mini'], num_layers=4, joint_layers=2, und_hidden=128, und_ffn=384, gen_hidden=64, gen_ffn=128,
-                  codebook_size=57 + len(np.load('/tmp/prep/train/codebook.npz')['patterns']))
-    features = None
-    if a.pattern_factors:
-        from lavida_mini.labelvq import LEVELS, NUM_LABELS
-        from lavida_mini.train import pattern_features
-        features = pattern_features(np.load('/tmp/prep/train/codebook.npz')['patterns'], LEVELS, NUM_LABELS)
-    m = Mini(cfg, len(d.vocab), features)
-    if a.sem_pattern_rows:
+                  codebook_size=LEVELS + len(patterns))
+    m = Mini(cfg, len(d.vocab), pattern_features(patterns, LEVELS, NUM_LABELS) if a.pattern_factors else None)
+    if a.sem_pattern_rows:   # from scratch the factor starts at zero: nothing to refit, the free rows just start at zero
         with torch.no_grad():
             m.sem.embed.weight[LEVELS:] = 0
-        m.sem.embed.weight.register_hook(lambda g: torch.cat([g[:LEVELS], torch.zeros_like(g[LEVELS:])]))
+        m.hold_sem_pattern_rows(LEVELS)
     lr, warm = 1e-3, 100
 else:
     st = torch.load(a.init, map_location='cpu', weights_only=False)
@@ -80,9 +76,7 @@ else:
     lr, warm = 4e-4, 30
 d.bind(cfg); dv.bind(cfg)
 # Every kind equally often: its natural share divided out (set_und_kinds multiplies natural shares).
-counts = {}
-for r in d.samples:
-    counts[r['question']['kind']] = counts.get(r['question']['kind'], 0) + 1
+counts = Counter(r['question']['kind'] for r in d.samples)
 d.set_und_kinds({k: (1.0 / counts[k] if k in kinds else 0.0) for k in counts})
 params = read_parameters(m) if a.scope == 'read' else list(m.parameters())
 keep = {id(p) for p in params}
