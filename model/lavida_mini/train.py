@@ -337,6 +337,7 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
+        self.ground_mask_all = 0.0  # share of grounding examples with all 4 coordinates masked (the 1-step case)
         self.plan_colours = "all"   # "named": a plan item's colour is a target only where the prompt names it
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
@@ -400,7 +401,9 @@ class Data:
         K = None
         img = self.tokens
 
-        def masked(target: List[int]) -> Tuple[List[int], List[int]]:
+        def masked(target: List[int], all_share: float = 0.0) -> Tuple[List[int], List[int]]:
+            if all_share and rng.uniform() < all_share:
+                return [mask] * len(target), list(target)
             t = rng.uniform(0.0, 1.0)
             m = rng.uniform(size=len(target)) < t
             if not m.any():
@@ -461,7 +464,7 @@ class Data:
             return head + ids, none(len(head)) + tgt, img[r["image"] + r["_base"]], None, None
         if task == "ground":
             head = self.enc("locate : " + r["grounding"]["ref"]) + [self.sp["loc_begin"]]
-            ids, tgt = masked([self.tok.loc_id(b) for b in r["grounding"]["bins"]])
+            ids, tgt = masked([self.tok.loc_id(b) for b in r["grounding"]["bins"]], self.ground_mask_all)
             text = head + ids + [self.sp["loc_end"]]
             return text, none(len(head)) + tgt + [-100], img[r["image"] + r["_base"]], None, None
         if task == "reflect":
@@ -578,6 +581,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pattern-factors", action="store_true",
                     help="share code embeddings and image-head rows through the codes' label patterns (PatternFactors; "
                          "a checkpoint without them gains them zero-initialised)")
+    ap.add_argument("--ground-mask-all", type=float, default=0.0,
+                    help="share of grounding examples with all 4 coordinates masked, the one-step decoding case, "
+                         "where the box must come from reading which object the expression names (model/README)")
     ap.add_argument("--edit-dropout", type=float, default=0.0,
                     help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
@@ -612,6 +618,7 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
+    data.ground_mask_all = args.ground_mask_all
     data.plan_colours = args.plan_colours
     if args.und_kinds:
         shares = data.set_und_kinds({k: float(v) for k, v in (item.split("=") for item in args.und_kinds.split(","))})
