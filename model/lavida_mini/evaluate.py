@@ -2,7 +2,7 @@
 
     cd model && nice -n 10 /usr/bin/python3 -m lavida_mini.evaluate \\
         --checkpoint /tmp/ckpt-mini/checkpoint.pt --data /tmp/prep/eval --shard /tmp/shards/eval \\
-        [--prompts 50] [--samples 600] [--parts t2i,ground,answer,edit,reflect,readback] [--threads 1]
+        [--prompts 50] [--samples 600] [--parts t2i,plan,ground,answer,edit,reflect,readback] [--threads 1]
 
 Runs the reference sampler (sample.py) on the eval samples, writes every output image to
 WORKDIR/images.u8 and one line per output to WORKDIR/results.jsonl, and scores them with the world
@@ -16,6 +16,8 @@ Parts:
             regenerate with the critique and the previous codes as prefix while not `correct`, <= --rounds
             images). The plan itself is scored too (checkPlan), and the reflection verdicts on the
             model's own images ("own" reflection agreement).
+  plan      the planning step of t2i alone (the same --prompts prompts a category, scored by checkPlan;
+            part of t2i, so only needed without it: about a minute instead of t2i's twenty)
   ground    [email protected], 4 coordinate tokens in 1 step and in 4 steps
   answer    exact match per question kind
   edit      edit success per kind (checkEdit on the read-back output)
@@ -104,10 +106,28 @@ def layout_line(items: List[dict]) -> list:
     return [{"colour": it["colour"], "shape": it["shape"], "box": [float(v) for v in it["box"]]} for it in items]
 
 
-def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, args, times: dict) -> dict:
+def t2i_prompts(samples: List[dict], per_category: int) -> List[dict]:
     prompts = []
     for c in CATEGORIES:
-        prompts += [r for r in samples if r["t2i"]["category"] == c][: args.prompts]
+        prompts += [r for r in samples if r["t2i"]["category"] == c][:per_category]
+    return prompts
+
+
+def run_plans(s: Sampler, prompts: List[dict], store: Store, args, times: dict) -> list:
+    """The layouts planned for the prompts, each stored as a `plan` line (scored by checkPlan)."""
+    t0 = time.time()
+    if args.oracle:
+        layouts = [r["plan"]["layout"] for r in prompts]
+    else:
+        layouts = text_batched(s.plan_batch, None, [r["t2i"]["text"] for r in prompts], args.text_batch, per_step=args.plan_per_step)
+    for r, lay in zip(prompts, layouts):
+        store.add(task="plan", category=r["t2i"]["category"], prompt=r["plan"]["prompt"], layout=layout_line(lay) if lay else None)
+    times["plan"] = time.time() - t0
+    return layouts
+
+
+def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, args, times: dict) -> dict:
+    prompts = t2i_prompts(samples, args.prompts)
     K = args.images_per_prompt
     units = [(r, j, r["seed"] * K + j) for r in prompts for j in range(K)]
     info = {"prompts": len(prompts), "images_per_prompt": K}
@@ -126,14 +146,7 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
         return info
 
     # planning
-    t0 = time.time()
-    if args.oracle:
-        layouts = [r["plan"]["layout"] for r in prompts]
-    else:
-        layouts = text_batched(s.plan_batch, None, [r["t2i"]["text"] for r in prompts], args.text_batch, per_step=args.plan_per_step)
-    for r, lay in zip(prompts, layouts):
-        store.add(task="plan", category=r["t2i"]["category"], prompt=r["plan"]["prompt"], layout=layout_line(lay) if lay else None)
-    times["plan"] = time.time() - t0
+    layouts = run_plans(s, prompts, store, args, times)
     t0 = time.time()
     lay_of = {id(r): lay for r, lay in zip(prompts, layouts)}
     if args.oracle:
@@ -192,6 +205,10 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
     parts = set(args.parts.split(","))
     if "t2i" in parts:
         info["t2i"] = run_t2i(s, samples, tokens, store, args, times)
+    elif "plan" in parts:   # the planning step of t2i alone (t2i plans the same prompts)
+        prompts = t2i_prompts(samples, args.prompts)
+        run_plans(s, prompts, store, args, times)
+        info["t2i"] = {"prompts": len(prompts), "plans_only": True}
     sub = samples[: args.samples]
     codes = np.asarray([tokens[r["image"]] for r in sub], np.int64)
     if "ground" in parts:
