@@ -296,7 +296,8 @@ describe('admin dashboard in a headless browser (lavida-o-mini)', { skip }, () =
       peers?: { address: string; health: string; lastError?: string }[];
     };
     let workers: Heartbeat[] = [];
-    const serving = () => ['gen-worker', 'und-worker'].every((k) => workers.find((w) => w.kind === k)?.peers?.every((p) => p.health === 'SERVING'));
+    const serving = () =>
+      ['gen-worker', 'und-worker'].every((k) => workers.find((w) => w.kind === k)?.peers?.every((p) => p.health === 'SERVING'));
     await waitFor(
       async () => {
         ({ workers } = (await (await fetch(`${system.apiUrl}/admin/api/workers`, { headers: bearer })).json()) as { workers: Heartbeat[] });
@@ -308,7 +309,11 @@ describe('admin dashboard in a headless browser (lavida-o-mini)', { skip }, () =
     ).catch((error: Error) => {
       throw new Error(`${error.message}: ${JSON.stringify(workers.map((w) => [w.kind, w.peers]))}`);
     });
-    await reverse.locator('td').nth(2).filter({ hasText: /^SERVING$/ }).waitFor({ timeout: 30_000 });
+    await reverse
+      .locator('td')
+      .nth(2)
+      .filter({ hasText: /^SERVING$/ })
+      .waitFor({ timeout: 30_000 });
     assert.equal(await reverse.locator('td').nth(2).textContent(), 'SERVING');
     const heartbeat = (kind: string) => workers.find((w) => w.kind === kind)!;
     assert.deepEqual(
