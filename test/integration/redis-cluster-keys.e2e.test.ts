@@ -32,18 +32,27 @@ async function startClusterNode(): Promise<{ port: number; url: string; stop: ()
     { stdio: 'ignore' },
   );
   const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 100 });
-  probe.on('error', () => undefined);
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = `redis-server on port ${port} exited (${code ?? signal}) before it answered`));
+  // A fresh connection each poll: a lazy client whose first connect came before the server listened stays
+  // in its own reconnect loop, and every later connect() on it rejects, so it would never see the server.
   await waitFor(
-    async () =>
-      (await probe.connect().then(
-        () => true,
-        () => false,
-      )) && (await probe.ping()) === 'PONG',
+    async () => {
+      if (exited) throw new Error(exited);
+      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    },
     10_000,
     'redis-server',
   );
-  probe.disconnect();
   return {
     port,
     url,
