@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
-import { loadConfig } from '@lavida/config';
+import { loadConfig, redisAnswers } from '@lavida/config';
 import { TestSystem } from '../support/system.js';
 import { freePort, waitFor } from '../support/wait.js';
 
@@ -34,21 +34,12 @@ async function startClusterNode(): Promise<{ port: number; url: string; stop: ()
   const url = `redis://127.0.0.1:${port}`;
   let exited: string | undefined;
   child.once('exit', (code, signal) => (exited = `redis-server on port ${port} exited (${code ?? signal}) before it answered`));
-  // A fresh connection each poll: a lazy client whose first connect came before the server listened stays
+  // A fresh connection each poll (redisAnswers): a lazy client whose first connect came before the server listened stays
   // in its own reconnect loop, and every later connect() on it rejects, so it would never see the server.
   await waitFor(
     async () => {
       if (exited) throw new Error(exited);
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
+      return redisAnswers(url);
     },
     10_000,
     'redis-server',
