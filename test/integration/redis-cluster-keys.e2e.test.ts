@@ -34,25 +34,29 @@ async function startClusterNode(): Promise<{ port: number; url: string; stop: ()
   const url = `redis://127.0.0.1:${port}`;
   let exited: string | undefined;
   child.once('exit', (code, signal) => (exited = `redis-server on port ${port} exited (${code ?? signal}) before it answered`));
-  // A fresh connection each poll (redisAnswers): a lazy client whose first connect came before the server listened stays
-  // in its own reconnect loop, and every later connect() on it rejects, so it would never see the server.
-  await waitFor(
-    async () => {
-      if (exited) throw new Error(exited);
-      return redisAnswers(url);
-    },
-    10_000,
-    'redis-server',
-  );
-  return {
-    port,
-    url,
-    stop: async () => {
+  const stop = async (): Promise<void> => {
+    if (!exited) {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
-      rmSync(dir, { recursive: true, force: true });
-    },
+    }
+    rmSync(dir, { recursive: true, force: true });
   };
+  try {
+    // A fresh connection each poll (redisAnswers): a lazy client whose first connect came before the server listened stays
+    // in its own reconnect loop, and every later connect() on it rejects, so it would never see the server.
+    await waitFor(
+      async () => {
+        if (exited) throw new Error(exited);
+        return redisAnswers(url);
+      },
+      10_000,
+      'redis-server',
+    );
+  } catch (err) {
+    await stop(); // a node that never answered leaves no process or folder behind
+    throw err;
+  }
+  return { port, url, stop };
 }
 
 async function clusterOk(url: string): Promise<boolean> {
@@ -226,7 +230,10 @@ describe('a three-node Redis Cluster (REDIS_CLUSTER=true)', { skip: hasRedisServ
   let cluster: Cluster;
 
   before(async () => {
-    nodes = await Promise.all([0, 1, 2].map(() => startClusterNode()));
+    // Keep the nodes that did start, so that after() stops them when another one failed.
+    const started = await Promise.allSettled([0, 1, 2].map(() => startClusterNode()));
+    nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
     const create = spawnSync(
       'redis-cli',
       ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
