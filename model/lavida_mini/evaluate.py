@@ -369,6 +369,10 @@ def main(argv=None) -> int:
     ap.add_argument("--edit-temperature", type=float, default=0.0, help="edit sampling temperature (0: argmax; the package default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--shift", type=float, default=3.0)
+    ap.add_argument("--order-cutoff", type=float, default=1.0,
+                    help="image steps up to this share of the schedule reveal the stratified order, later ones the most "
+                         "confident masked positions (1: stratified only, the default; 0: confidence from the first step)")
+    ap.add_argument("--alg-temp", type=float, default=1.0, help="Gumbel noise scale on the confidence of confidence steps")
     ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
     ap.add_argument("--text-batch", type=int, default=64)
     ap.add_argument("--text-per-step", type=int, default=None, help="answer / verdict tokens fixed per decoding step")
@@ -390,6 +394,7 @@ def main(argv=None) -> int:
     s, tok, book, cfg = load(args.checkpoint, os.path.join(args.data, "codebook.npz"), args.device)
     if args.refiner:
         s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(args.refiner))
+    s.order_cutoff, s.alg_temp = args.order_cutoff, args.alg_temp
     if args.plan_eos_bias is not None:
         s.eos_bias["plan"] = args.plan_eos_bias
     if args.plan_per_step:
@@ -414,7 +419,7 @@ def main(argv=None) -> int:
         "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
                      "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "temperature": args.temperature,
-                     "shift": args.shift, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
+                     "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
                      "parts": args.parts, "feedback_with_plan": args.feedback_with_plan,
                      "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},

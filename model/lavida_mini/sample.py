@@ -199,6 +199,26 @@ def sample_logits_rows(logits: np.ndarray, temperature: float, rng: Pcg32) -> Li
     return out
 
 
+def log_softmax_at(logits: np.ndarray, picks: Sequence[int]) -> np.ndarray:
+    """log p(picks[r]) of each row's softmax at temperature 1, float64 with fexp and a sequential sum."""
+    logits = np.asarray(logits, np.float64)
+    mx = logits.max(-1)
+    total = np.add.accumulate(fexp(logits - mx[:, None]), axis=1)[:, -1]
+    return logits[np.arange(len(logits)), np.asarray(picks)] - mx - np.log(total)
+
+
+def confidence_pick(scores: np.ndarray, drawn: Sequence[int], count: int, alg_temp: float, rng: Pcg32) -> List[int]:
+    """The published code's "mmada" policy: confidence = log p(drawn code) + alg_temp * Gumbel noise
+    (one draw a row, in row order, after the codes), the `count` most confident rows, ties to the lower
+    row; returned in ascending row order."""
+    conf = log_softmax_at(scores, drawn)
+    if alg_temp > 0:
+        u = np.asarray([max(rng.next_float(), 1e-20) for _ in range(len(conf))])
+        conf = conf + alg_temp * -np.log(-np.log(u))
+    order = sorted(range(len(conf)), key=lambda r: (-conf[r], r))
+    return sorted(order[:count])
+
+
 def sample_logits(logits: Sequence[float], temperature: float, rng: Pcg32) -> int:
     return sample_logits_rows(np.asarray(logits, np.float64)[None], temperature, rng)[0]
 
@@ -271,6 +291,13 @@ class Sampler:
         # eos_bias from the checkpoint's training arguments (trained_eos_bias).
         self.per_step: Dict[str, int] = dict(DEFAULT_PER_STEP)
         self.eos_bias: Dict[str, float] = {}
+        # Which image positions a step reveals (the published code's `confidence_policy` and
+        # `order_cutoff`): steps whose 1-based index / steps is at most `order_cutoff` take the next
+        # positions of the stratified order; later steps take the masked positions of highest
+        # confidence log p(sampled code) + alg_temp * Gumbel noise ("mmada"). 1.0: stratified only
+        # (the default, as every package up to 0.4.1); 0.0: confidence from the first step.
+        self.order_cutoff: float = 1.0
+        self.alg_temp: float = 1.0
 
     # -- low level -------------------------------------------------------------------------------
     def enc(self, text: str) -> List[int]:
@@ -333,17 +360,29 @@ class Sampler:
         pre = None if prefixes is None else np.concatenate([prefixes] * rows, 0)
         cond = None if condition is None else np.asarray(condition, np.int64) + cfg.condition_offset
         cursor = 0
-        for count in schedule:
+        offset = n if cond is not None else 0
+        for step, count in enumerate(schedule):
             image = np.concatenate([tokens] * rows, 0)
             if cond is not None:
                 image = np.concatenate((np.concatenate([cond] * rows, 0), image), 1)
-            idx = self.order[cursor:cursor + count]
-            offset = n if cond is not None else 0
-            _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in idx])
-            for b in range(B):
-                c = logits[b]
-                scores = guide(c, logits[B + b], guidance) if rows == 2 else c.astype(np.float64)
-                tokens[b, idx] = sample_logits_rows(scores, temperature, rngs[b])
+            if (step + 1) / len(schedule) <= self.order_cutoff:
+                idx = self.order[cursor:cursor + count]
+                _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in idx])
+                for b in range(B):
+                    c = logits[b]
+                    scores = guide(c, logits[B + b], guidance) if rows == 2 else c.astype(np.float64)
+                    tokens[b, idx] = sample_logits_rows(scores, temperature, rngs[b])
+            else:
+                # Confidence steps: every row's masked positions are predicted; masked sets differ per row
+                # once confidence has chosen, so the head runs on all positions (cheap at 64).
+                _, logits = self._forward(text_rows, pre, image, need_text=False)
+                for b in range(B):
+                    masked = np.flatnonzero(tokens[b] == cfg.mask_id)
+                    c = logits[b, masked]
+                    scores = guide(c, logits[B + b, masked], guidance) if rows == 2 else c.astype(np.float64)
+                    drawn = sample_logits_rows(scores, temperature, rngs[b])
+                    chosen = confidence_pick(scores, drawn, count, self.alg_temp, rngs[b])
+                    tokens[b, masked[chosen]] = [drawn[i] for i in chosen]
             cursor += count
         return tokens.tolist()
 
