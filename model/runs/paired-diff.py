@@ -16,5 +16,6 @@ a=load(sys.argv[1]); b=load(sys.argv[2])
 for k in a:
     x=np.array(a[k]); y=np.array(b[k]); d=y-x
     print(k, len(x), round(x.mean(),3), round(y.mean(),3), 'diff', round(d.mean(),3), 'paired SE', round(d.std(ddof=1)/np.sqrt(len(d)),3))
-ua=np.concatenate([np.array(v) for k,v in a.items() if k[0]=='answer']); ub=np.concatenate([np.array(v) for k,v in b.items() if k[0]=='answer'])
-d=ub-ua; print('answer all', len(d), round(ua.mean(),3), round(ub.mean(),3), round(d.mean(),3), round(d.std(ddof=1)/np.sqrt(len(d)),3))
+ua=np.array([x for k,v in a.items() if k[0]=='answer' for x in v]); ub=np.array([x for k,v in b.items() if k[0]=='answer' for x in v])
+d=ub-ua
+if len(d): print('answer all', len(d), round(ua.mean(),3), round(ub.mean(),3), round(d.mean(),3), round(d.std(ddof=1)/np.sqrt(len(d)),3))
