@@ -365,24 +365,21 @@ class Sampler:
             image = np.concatenate([tokens] * rows, 0)
             if cond is not None:
                 image = np.concatenate((np.concatenate([cond] * rows, 0), image), 1)
-            if (step + 1) / len(schedule) <= self.order_cutoff:
-                idx = self.order[cursor:cursor + count]
-                _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in idx])
-                for b in range(B):
-                    c = logits[b]
-                    scores = guide(c, logits[B + b], guidance) if rows == 2 else c.astype(np.float64)
-                    tokens[b, idx] = sample_logits_rows(scores, temperature, rngs[b])
-            else:
-                # Confidence steps: every row's masked positions are predicted; masked sets differ per row
-                # once confidence has chosen, so the head runs on all positions (cheap at 64).
-                _, logits = self._forward(text_rows, pre, image, need_text=False)
-                for b in range(B):
-                    masked = np.flatnonzero(tokens[b] == cfg.mask_id)
-                    c = logits[b, masked]
-                    scores = guide(c, logits[B + b, masked], guidance) if rows == 2 else c.astype(np.float64)
-                    drawn = sample_logits_rows(scores, temperature, rngs[b])
+            stratified = (step + 1) / len(schedule) <= self.order_cutoff
+            # Stratified steps run the image head on the cells they reveal; confidence steps on the whole
+            # output grid (each row's masked cells differ once confidence has chosen), never on the condition.
+            cells = self.order[cursor:cursor + count] if stratified else range(n)
+            _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in cells])
+            for b in range(B):
+                at = slice(None) if stratified else np.flatnonzero(tokens[b] == cfg.mask_id)
+                c = logits[b, at]
+                scores = guide(c, logits[B + b, at], guidance) if rows == 2 else c.astype(np.float64)
+                drawn = sample_logits_rows(scores, temperature, rngs[b])
+                if stratified:
+                    tokens[b, cells] = drawn
+                else:
                     chosen = confidence_pick(scores, drawn, count, self.alg_temp, rngs[b])
-                    tokens[b, masked[chosen]] = [drawn[i] for i in chosen]
+                    tokens[b, at[chosen]] = [drawn[i] for i in chosen]
             cursor += count
         return tokens.tolist()
 
