@@ -25,6 +25,8 @@ Parts:
   readback  eval scene images encoded with the label codebook, decoded, read back: share equal to the scene
 --samples limits the per-sample parts (ground, answer, edit, reflect, readback) to the first N eval samples.
 --oracle replaces every model output by the ground truth (a check of the scoring pipeline: ~1.0 everywhere).
+--oracle-plan gives t2i the true layouts as plans and keeps the model's images: how well the generation
+branch follows a right plan, apart from how well the text branch plans.
 """
 from __future__ import annotations
 
@@ -116,7 +118,7 @@ def t2i_prompts(samples: List[dict], per_category: int) -> List[dict]:
 def run_plans(s: Sampler, prompts: List[dict], store: Store, args, times: dict) -> list:
     """The layouts planned for the prompts, each stored as a `plan` line (scored by checkPlan)."""
     t0 = time.time()
-    if args.oracle:
+    if args.oracle or args.oracle_plan:
         layouts = [r["plan"]["layout"] for r in prompts]
     else:
         layouts = text_batched(s.plan_batch, None, [r["t2i"]["text"] for r in prompts], args.text_batch, per_step=args.plan_per_step)
@@ -136,11 +138,12 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
     t0 = time.time()
     if args.oracle:
         codes = [tokens[r["image"]].tolist() for r, _, _ in units]
-    else:
+    elif not args.no_plain:
         codes = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"]), "seed": seed} for r, _, seed in units], args)
-    rgb = s.decode_rgb(codes)
-    for (r, j, seed), im in zip(units, rgb):
-        store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)
+    if args.oracle or not args.no_plain:
+        rgb = s.decode_rgb(codes)
+        for (r, j, seed), im in zip(units, rgb):
+            store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)
     times["t2i_plain"] = time.time() - t0
     if args.plain_only:
         return info
@@ -152,7 +155,8 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
     if args.oracle:
         planned = [tokens[r["image"]].tolist() for r, _, _ in units]
     else:
-        planned = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)]), "seed": seed} for r, _, seed in units], args)
+        planned = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)]), "seed": seed} for r, _, seed in units], args,
+                                 guidance=args.plan_guidance)
     rgb = s.decode_rgb(planned)
     for (r, j, seed), im in zip(units, rgb):
         store.add(task="t2i", mode="plan", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed, rounds=1)
@@ -186,7 +190,7 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
             r, _, seed = units[i]
             jobs.append({"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)] if args.feedback_with_plan else None, verdict_log[i][-1]),
                          "seed": seed + (rnd + 1) * 2 ** 32, "prefix": current[i]})
-        new = sample_grouped(s, jobs, args)
+        new = sample_grouped(s, jobs, args, guidance=args.feedback_guidance)
         for i, t in zip(still, new):
             current[i] = t
             rounds[i] += 1
@@ -359,10 +363,15 @@ def main(argv=None) -> int:
     ap.add_argument("--full-samples", type=int, default=600, help="--samples assumed by the full-run estimate")
     ap.add_argument("--parts", default="t2i,ground,answer,edit,reflect,readback")
     ap.add_argument("--plain-only", action="store_true", help="t2i: plain images only (no planning, no reflection), e.g. for sampler sweeps")
+    ap.add_argument("--no-plain", action="store_true", help="t2i: skip the plain images (planning sweeps)")
     ap.add_argument("--rounds", type=int, default=3, help="reflection: at most this many images per prompt")
     ap.add_argument("--feedback-with-plan", action="store_true", help="keep the plan in feedback rounds (not a trained template)")
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--guidance", type=float, default=3.0)
+    ap.add_argument("--plan-guidance", type=float, default=None,
+                    help="guidance of the image drawn with a plan (default: --guidance)")
+    ap.add_argument("--feedback-guidance", type=float, default=None,
+                    help="guidance of the images regenerated from a critique (default: --guidance)")
     ap.add_argument("--edit-guidance", type=float, default=0.0,
                     help="text guidance for edits (the package default since 0.2.2: up to 0.2.0 training never dropped "
                          "the edit text, so the unconditional row is untrained and guidance 3 breaks the copy)")
@@ -383,9 +392,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="/tmp/lavida-eval")
     ap.add_argument("--out", default=os.path.join(REPO, "model", "quality.json"))
     ap.add_argument("--oracle", action="store_true", help="ground truth instead of the model (checks the scoring)")
+    ap.add_argument("--oracle-plan", action="store_true",
+                    help="t2i: the true layouts as plans, the model's images (how well the generation branch follows a right plan)")
     ap.add_argument("--refiner", help="decode images through this trained LabelRefiner (refine.py's refiner.pt)")
     ap.add_argument("--plan-eos-bias", type=float, default=None,
                     help="added to the [eos] logit when decoding plans (default: -log w of the checkpoint's --eos-weight w on plans; 0 to turn off)")
+    ap.add_argument("--reflect-eos-bias", type=float, default=None,
+                    help="added to the [eos] logit when decoding verdicts (default: none, as the package)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -397,6 +410,8 @@ def main(argv=None) -> int:
     s.order_cutoff, s.alg_temp = args.order_cutoff, args.alg_temp
     if args.plan_eos_bias is not None:
         s.eos_bias["plan"] = args.plan_eos_bias
+    if args.reflect_eos_bias is not None:
+        s.eos_bias["reflect"] = args.reflect_eos_bias
     if args.plan_per_step:
         s.per_step["plan"] = args.plan_per_step
     if args.text_per_step:
@@ -418,9 +433,9 @@ def main(argv=None) -> int:
     q = {
         "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
-                     "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "temperature": args.temperature,
+                     "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "plan_guidance": args.plan_guidance, "feedback_guidance": args.feedback_guidance, "temperature": args.temperature,
                      "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
-                     "parts": args.parts, "feedback_with_plan": args.feedback_with_plan,
+                     "parts": args.parts, "feedback_with_plan": args.feedback_with_plan, "oracle_plan": args.oracle_plan,
                      "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
         "workdir": args.workdir,
