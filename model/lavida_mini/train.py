@@ -264,6 +264,19 @@ def read_parameters(model: "Mini") -> List[nn.Parameter]:
     return tail_parameters(model) + list(model.sem.parameters()) + factors
 
 
+def gen_parameters(model: "Mini") -> List[nn.Parameter]:
+    """The generation branch of every layer, the image embeddings, its final norm and the image head
+    (`--train-scope gen`): the weights no text output depends on. The text tasks run with no generation-branch
+    token in the sequence (an image reaches the text side as a semantic prefix), so plans, answers, grounding
+    and verdicts stay bit for bit the same; only images (text-to-image with or without a plan or critique,
+    edits) change."""
+    core = model.core
+    params: List[nn.Parameter] = []
+    for layer in core.layers:
+        params += list(layer.gen.parameters())
+    return params + list(core.image_embed.parameters()) + list(core.gen_norm.parameters()) + list(core.image_head.parameters())
+
+
 def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     """A checkpoint's model as a plain Mini: pattern factors (train.py --pattern-factors) are folded in."""
     weights = state["model"]
@@ -592,12 +605,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sem-pattern-rows", action="store_true",
                     help="with --pattern-factors: the semantic encoder reads a patterned code through its label pattern only "
                          "(its free row is refitted into the semantic factor once, then held at zero)")
-    ap.add_argument("--train-scope", choices=["all", "und-tail", "und-read"], default="all",
+    ap.add_argument("--train-scope", choices=["all", "und-tail", "und-read", "gen"], default="all",
                     help="und-tail: train only the understanding branch after the joint layers, its final norm and the "
                          "text head; everything the image side reads (embeddings, semantic encoder, joint layers, "
                          "generation branch) stays fixed, so generated images are unchanged; only the text tasks are drawn. "
                          "und-read: the same plus the semantic encoder (only t2i_feedback images, which read an earlier "
-                         "attempt through it, change)")
+                         "attempt through it, change). gen: only the generation branch, image embeddings and image head; "
+                         "only the image tasks are drawn and every text output stays the same")
     ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
                     help="plan targets: every item's colour, or only the colours the prompt names (the others are "
                          "random in the data, and as targets they teach the text head that colours are unpredictable)")
@@ -645,6 +659,12 @@ def main(argv=None) -> int:
             raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
                              "drop --tie-text-head / --pattern-factors")
         keep = {id(p) for p in (tail_parameters if args.train_scope == "und-tail" else read_parameters)(model)}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
+    if args.train_scope == "gen":
+        if factor_params:
+            raise SystemExit("--train-scope gen trains no pattern factors: drop --pattern-factors")
+        keep = {id(p) for p in gen_parameters(model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     if args.sem_pattern_rows and model.factors is None:
@@ -695,6 +715,9 @@ def main(argv=None) -> int:
         task_weights[name] = float(value)
     if args.train_scope in ("und-tail", "und-read"):  # the image tasks reach no trainable weight (und-read: but t2i_feedback's prefix)
         for name in IMAGE_TASKS:
+            task_weights.pop(name)
+    if args.train_scope == "gen":  # the text tasks reach no trainable weight
+        for name in [n for n in task_weights if n not in IMAGE_TASKS]:
             task_weights.pop(name)
     eos_tasks = set(filter(None, args.eos_weight_tasks.split(",")))
     if eos_tasks - set(TASKS):
