@@ -18,6 +18,9 @@ export interface ProtocolSettings {
   rounds: number;
   steps: number;
   guidance: number;
+  /** Guidance of the image drawn with a plan, and of those regenerated from a critique. */
+  planGuidance: number;
+  feedbackGuidance: number;
   editGuidance: number;
   editTemperature: number;
   temperature: number;
@@ -168,7 +171,7 @@ export async function runProtocol(ctx: ProtocolContext): Promise<{ store: Store;
           units
             .filter((u) => u.r === r)
             .map(async (u) => {
-              const first = await generate(u, plan ? { plan } : {}, 'round1.png', 't2i_plan');
+              const first = await generate(u, plan ? { plan, guidance: s.planGuidance } : {}, 'round1.png', 't2i_plan');
               planned[u.index] = first.rgb;
               let current = first;
               for (let rnd = 0; rnd < s.rounds; rnd++) {
@@ -183,7 +186,8 @@ export async function runProtocol(ctx: ProtocolContext): Promise<{ store: Store;
                 const extra: Partial<GenerateJobData> = {
                   seed: u.seed + (rnd + 1) * 2 ** 32,
                   feedback: { verdict, image: current.ref },
-                  ...(s.feedbackWithPlan && plan ? { plan } : {}),
+                  guidance: s.feedbackGuidance,
+                  ...(s.feedbackWithPlan && plan ? { plan, guidance: s.planGuidance } : {}),
                 };
                 try {
                   current = await generate(u, extra, `round${rnd + 2}.png`, 't2i_reflect');

@@ -14,7 +14,9 @@
  * the two queues), --workdir DIR (results.jsonl + images.u8 for score.js), --check-scorer (also run
  * libs/world/dist/cli/score.js on them and require the same scores), --torch-workdir DIR (an
  * evaluate.py --workdir of the same settings: share of outputs identical to PyTorch's), --timeout-min 240 (watchdog),
- * --stall-min 15 (abort when no job finishes for this long), --verbose (worker logs to stderr).
+ * --stall-min 15 (abort when no job finishes for this long), --verbose (worker logs to stderr); sampler
+ * overrides --steps, --guidance (every image), --plan-guidance, --feedback-guidance, --temperature,
+ * --edit-guidance, --edit-temperature (default: the package's manifest).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -49,6 +51,8 @@ function options() {
       rounds: { type: 'string', default: '3' },
       steps: { type: 'string' },
       guidance: { type: 'string' },
+      'plan-guidance': { type: 'string' },
+      'feedback-guidance': { type: 'string' },
       'edit-guidance': { type: 'string' },
       'edit-temperature': { type: 'string' },
       temperature: { type: 'string' },
@@ -90,6 +94,8 @@ function options() {
     rounds: int('rounds', 1),
     steps: values.steps === undefined ? undefined : int('steps', 1),
     guidance: values.guidance === undefined ? undefined : Number(values.guidance),
+    planGuidance: values['plan-guidance'] === undefined ? undefined : Number(values['plan-guidance']),
+    feedbackGuidance: values['feedback-guidance'] === undefined ? undefined : Number(values['feedback-guidance']),
     editGuidance: values['edit-guidance'] === undefined ? undefined : Number(values['edit-guidance']),
     editTemperature: values['edit-temperature'] === undefined ? undefined : Number(values['edit-temperature']),
     temperature: values.temperature === undefined ? undefined : Number(values.temperature),
@@ -164,6 +170,8 @@ async function main(): Promise<number> {
     rounds: o.rounds,
     steps: o.steps ?? manifest.sampling.steps,
     guidance: o.guidance ?? manifest.sampling.guidance,
+    planGuidance: o.planGuidance ?? o.guidance ?? manifest.sampling.plan_guidance ?? manifest.sampling.guidance,
+    feedbackGuidance: o.feedbackGuidance ?? o.guidance ?? manifest.sampling.feedback_guidance ?? manifest.sampling.guidance,
     editGuidance: o.editGuidance ?? manifest.sampling.edit_guidance ?? manifest.sampling.guidance,
     editTemperature: o.editTemperature ?? manifest.sampling.edit_temperature ?? manifest.sampling.temperature,
     temperature: o.temperature ?? manifest.sampling.temperature,
@@ -304,6 +312,8 @@ async function main(): Promise<number> {
       rounds: settings.rounds,
       steps: settings.steps,
       guidance: settings.guidance,
+      plan_guidance: settings.planGuidance,
+      feedback_guidance: settings.feedbackGuidance,
       temperature: settings.temperature,
       shift: manifest.sampling.shift,
       edit_guidance: settings.editGuidance,

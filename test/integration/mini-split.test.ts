@@ -92,6 +92,14 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     assert.ok(plan.layout.length > 0, 'the plan parses into boxes');
     const planned = await t2i({ prompt: 'a red circle and a blue square', seed: 11, plan: plan.layout }, 'planned');
     assert.notDeepEqual(planned.tokens, source.tokens, 'the plan changes the image');
+    // A planned image is guided by the package's plan_guidance, not text-to-image's guidance (model/README).
+    const { sampling } = gen.manifest;
+    assert.ok(sampling.plan_guidance !== undefined && sampling.plan_guidance < sampling.guidance);
+    const request = { prompt: 'a red circle and a blue square', seed: 11, plan: plan.layout };
+    const atPlanGuidance = await textToImage(all, local, { ...request, guidance: sampling.plan_guidance }, { sessionId: 'plan-g' });
+    assert.deepEqual(planned.tokens, atPlanGuidance.tokens, 'the default is plan_guidance');
+    const atGuidance = await textToImage(all, local, { ...request, guidance: sampling.guidance }, { sessionId: 'plan-g3' });
+    assert.notDeepEqual(planned.tokens, atGuidance.tokens, "the default is not plain text-to-image's guidance");
     const before = bytes.length;
     const again = await t2i(
       { prompt: 'a red circle and a blue square', seed: 12, feedback: { verdict: 'the blue square is missing', pixels: source.pixels } },
@@ -99,6 +107,15 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     );
     const plain = await textToImage(all, local, { prompt: 'a red circle and a blue square', seed: 12 }, { sessionId: 'plain' });
     assert.notDeepEqual(again.tokens, plain.tokens, 'the feedback and the earlier image change the image');
+    // ... guided by the package's feedback_guidance.
+    const feedback = { verdict: 'the blue square is missing', pixels: source.pixels };
+    const atFeedbackGuidance = await textToImage(
+      all,
+      local,
+      { prompt: 'a red circle and a blue square', seed: 12, feedback, guidance: sampling.feedback_guidance },
+      { sessionId: 'feedback-g' },
+    );
+    assert.deepEqual(again.tokens, atFeedbackGuidance.tokens, 'the default is feedback_guidance');
     // The open frame carried the feedback image (2 rows x 64 x 64 x 3 bytes) to the text side.
     assert.ok(
       bytes.slice(before).some((n) => n >= 2 * 64 * 64 * 3),

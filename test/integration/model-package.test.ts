@@ -4,20 +4,20 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ModelPackageError } from '@lavida/contracts';
-import { ModelPackage, type Branch, type Manifest } from '@lavida/model';
+import { ModelPackage, textToImageSpec, type Branch, type ImageRequest, type Manifest } from '@lavida/model';
 import { startApp } from '../support/processes.js';
-import { FIXTURE_MODEL } from '../support/paths.js';
+import { FIXTURE_MODEL, MINI_MODEL } from '../support/paths.js';
 
 const UND = ['und_embed', 'und_joint_qkv_0', 'und_joint_out_0', 'und_joint_qkv_1', 'und_joint_out_1', 'und_tail'];
 const GEN = ['gen_embed', 'gen_joint_0', 'gen_joint_1', 'gen_text_partial_0', 'gen_tail', 'vq_decode', 'vq_encode'];
 
 const temps: string[] = [];
 
-/** A copy of the fixture package (without golden.json), broken by `breakIt`. */
-function brokenCopy(breakIt: (dir: string) => void): string {
+/** A copy of a package (the fixture unless named; without its golden files), broken by `breakIt`. */
+function brokenCopy(breakIt: (dir: string) => void, from = FIXTURE_MODEL): string {
   const dir = mkdtempSync(join(tmpdir(), 'lavida-pkg-'));
   temps.push(dir);
-  cpSync(FIXTURE_MODEL, dir, { recursive: true, filter: (src) => !src.endsWith('golden.json') });
+  cpSync(from, dir, { recursive: true, filter: (src) => !src.endsWith('golden.json') });
   breakIt(dir);
   return dir;
 }
@@ -123,6 +123,43 @@ describe('model package loading', () => {
     );
     await assertRefused(dir, 'gen', /segment gen_joint_1 is missing from the manifest/);
     await assertRefused(dir, 'all', /segment gen_joint_1 is missing from the manifest/);
+  });
+
+  it('image guidance defaults: plan_guidance with a plan, feedback_guidance with a critique, else guidance; a negative one is refused', async () => {
+    const plan = [{ label: 'red circle', bins: [0, 0, 512, 512] as [number, number, number, number] }];
+    const guidanceOf = (pkg: ModelPackage, request: Partial<ImageRequest>) =>
+      textToImageSpec(pkg, { prompt: 'a red circle', seed: 1, ...request }).sampler.guidance;
+    // lavida-o-mini sets both (model/README "Guidance with a plan"); a copy without them falls back to guidance.
+    const mini = await ModelPackage.load(MINI_MODEL, { branch: 'gen' });
+    const bare = brokenCopy(
+      editManifest((m) => {
+        delete m.sampling.plan_guidance;
+        delete m.sampling.feedback_guidance;
+      }),
+      MINI_MODEL,
+    );
+    const plain = await ModelPackage.load(bare, { branch: 'gen' });
+    try {
+      const { guidance, plan_guidance, feedback_guidance } = mini.manifest.sampling;
+      assert.ok(plan_guidance !== undefined && feedback_guidance !== undefined);
+      const feedback = { verdict: 'wrong', pixels: new Uint8Array(mini.manifest.image.width * mini.manifest.image.height * 3) };
+      assert.equal(guidanceOf(mini, {}), guidance);
+      assert.equal(guidanceOf(mini, { plan }), plan_guidance);
+      assert.equal(guidanceOf(mini, { feedback }), feedback_guidance);
+      assert.equal(guidanceOf(mini, { plan: [], feedback }), feedback_guidance, 'an empty plan is no plan');
+      assert.equal(guidanceOf(mini, { plan, guidance: 2 }), 2, 'a request names its own');
+      assert.equal(guidanceOf(plain, { plan }), guidance, 'without plan_guidance a plan gets guidance');
+      assert.equal(guidanceOf(plain, { feedback }), guidance);
+    } finally {
+      await mini.release();
+      await plain.release();
+    }
+    const negative = brokenCopy(
+      editManifest((m) => {
+        m.sampling.plan_guidance = -1;
+      }),
+    );
+    await assertRefused(negative, 'gen', /plan_guidance/);
   });
 
   it('refuses gen_hidden above und_hidden', async () => {

@@ -30,6 +30,10 @@ export const TextToImageInputSchema = z
     prompt: z.string().trim().min(1, 'must not be empty').max(2000),
     seed: seed.optional(),
     steps: steps.optional(),
+    /**
+     * Guidance of every image of the request. Unset: the model's `sampling.guidance`, and for the image drawn
+     * with a plan and those regenerated from a critique its `plan_guidance` / `feedback_guidance` where it has them.
+     */
     guidance: guidance.optional(),
     temperature: temperature.optional(),
     luminance: z.number().min(0).max(1).optional(),

@@ -82,6 +82,13 @@ export const ManifestSchema = z.object({
     shift: z.number().positive(),
     temperature: z.number().min(0),
     order_seed: z.number().int().min(0),
+    /**
+     * Guidance of an image drawn with a plan, and of one regenerated from a critique, where they differ
+     * from plain text-to-image's (absent: guidance). A plan conditions far more strongly than a prompt,
+     * so the guidance that suits a prompt overshoots with one (model/README "Guidance with a plan").
+     */
+    plan_guidance: z.number().min(0).optional(),
+    feedback_guidance: z.number().min(0).optional(),
     /** Editing defaults where they differ from text-to-image's (absent: guidance / temperature). */
     edit_guidance: z.number().min(0).optional(),
     edit_temperature: z.number().min(0).optional(),

@@ -1,6 +1,7 @@
 import { InvalidInputError, type TextToImageRequest } from '@lavida/contracts';
 import { diffuse, type DiffusionResult } from './diffusion.js';
 import { int64Tensor, type JointPeer } from './joint.js';
+import type { Manifest } from './manifest.js';
 import { Tensor, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
 import { guide } from './sampling.js';
@@ -122,7 +123,7 @@ export function textToImageSpec(
   const ids = imageRequestIds(pkg, request, tokenizer);
   if (ids.length === 0) throw new InvalidInputError('prompt has no tokens');
   if (request.feedback) checkPixels(pkg, request.feedback.pixels, 'feedback image');
-  const guidance = request.guidance ?? sampling.guidance;
+  const guidance = request.guidance ?? defaultGuidance(sampling, request);
   const textRows = guidance > 0 ? [ids, ids.map(() => tokenizer.special.mask)] : [ids];
   return {
     text,
@@ -134,6 +135,13 @@ export function textToImageSpec(
       temperature: request.temperature ?? sampling.temperature,
     },
   };
+}
+
+/** The model's guidance for a request that names none: `plan_guidance` with a plan, `feedback_guidance` with a critique, else `guidance`. */
+function defaultGuidance(sampling: Manifest['sampling'], request: Pick<ImageRequest, 'plan' | 'feedback'>): number {
+  if (request.plan?.length) return sampling.plan_guidance ?? sampling.guidance;
+  if (request.feedback) return sampling.feedback_guidance ?? sampling.guidance;
+  return sampling.guidance;
 }
 
 /** How text-to-image combines its rows' logits: `(1 + g) cond - g uncond`, or the one row as it is. */
