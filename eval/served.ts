@@ -24,7 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { REPO_ROOT } from '@lavida/config';
-import { ModelPackage } from '@lavida/model';
+import { ModelPackage, modelGuidance } from '@lavida/model';
 import { EVAL_SEED_START, readShard, writeShard, type SampleRecord } from '@lavida/world';
 import { compareWithTorch } from './lines.js';
 import { compare, markdown } from './report.js';
@@ -170,8 +170,8 @@ async function main(): Promise<number> {
     rounds: o.rounds,
     steps: o.steps ?? manifest.sampling.steps,
     guidance: o.guidance ?? manifest.sampling.guidance,
-    planGuidance: o.planGuidance ?? o.guidance ?? manifest.sampling.plan_guidance ?? manifest.sampling.guidance,
-    feedbackGuidance: o.feedbackGuidance ?? o.guidance ?? manifest.sampling.feedback_guidance ?? manifest.sampling.guidance,
+    planGuidance: o.planGuidance ?? o.guidance ?? modelGuidance(manifest.sampling, 'plan'),
+    feedbackGuidance: o.feedbackGuidance ?? o.guidance ?? modelGuidance(manifest.sampling, 'feedback'),
     editGuidance: o.editGuidance ?? manifest.sampling.edit_guidance ?? manifest.sampling.guidance,
     editTemperature: o.editTemperature ?? manifest.sampling.edit_temperature ?? manifest.sampling.temperature,
     temperature: o.temperature ?? manifest.sampling.temperature,

@@ -136,11 +136,11 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
 
     # plain
     t0 = time.time()
-    if args.oracle:
-        codes = [tokens[r["image"]].tolist() for r, _, _ in units]
-    elif not args.no_plain:
-        codes = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"]), "seed": seed} for r, _, seed in units], args)
     if args.oracle or not args.no_plain:
+        if args.oracle:
+            codes = [tokens[r["image"]].tolist() for r, _, _ in units]
+        else:
+            codes = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"]), "seed": seed} for r, _, seed in units], args)
         rgb = s.decode_rgb(codes)
         for (r, j, seed), im in zip(units, rgb):
             store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)

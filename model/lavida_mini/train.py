@@ -277,6 +277,9 @@ def gen_parameters(model: "Mini") -> List[nn.Parameter]:
     return params + list(core.image_embed.parameters()) + list(core.gen_norm.parameters()) + list(core.image_head.parameters())
 
 
+SCOPE_PARAMETERS = {"und-tail": tail_parameters, "und-read": read_parameters, "gen": gen_parameters}   # --train-scope
+
+
 def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     """A checkpoint's model as a plain Mini: pattern factors (train.py --pattern-factors) are folded in."""
     weights = state["model"]
@@ -654,17 +657,13 @@ def main(argv=None) -> int:
     model = Mini(cfg, len(data.vocab), features, tie_text_head=tie).to(args.device)
     factor_params = [] if model.factors is None else list(model.factors.parameters())
     ids = {id(p) for p in factor_params}
-    if args.train_scope in ("und-tail", "und-read"):
-        if tie or (factor_params and args.train_scope == "und-tail"):
-            raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
-                             "drop --tie-text-head / --pattern-factors")
-        keep = {id(p) for p in (tail_parameters if args.train_scope == "und-tail" else read_parameters)(model)}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in keep)
-    if args.train_scope == "gen":
-        if factor_params:
-            raise SystemExit("--train-scope gen trains no pattern factors: drop --pattern-factors")
-        keep = {id(p) for p in gen_parameters(model)}
+    if args.train_scope in ("und-tail", "und-read") and (tie or (factor_params and args.train_scope == "und-tail")):
+        raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
+                         "drop --tie-text-head / --pattern-factors")
+    if args.train_scope == "gen" and factor_params:
+        raise SystemExit("--train-scope gen trains no pattern factors: drop --pattern-factors")
+    if args.train_scope != "all":
+        keep = {id(p) for p in SCOPE_PARAMETERS[args.train_scope](model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
     if args.sem_pattern_rows and model.factors is None:
@@ -713,12 +712,10 @@ def main(argv=None) -> int:
         if name not in task_weights:
             raise SystemExit(f"--task-weights: unknown task {name!r} (tasks: {', '.join(TASKS)})")
         task_weights[name] = float(value)
-    if args.train_scope in ("und-tail", "und-read"):  # the image tasks reach no trainable weight (und-read: but t2i_feedback's prefix)
-        for name in IMAGE_TASKS:
-            task_weights.pop(name)
-    if args.train_scope == "gen":  # the text tasks reach no trainable weight
-        for name in [n for n in task_weights if n not in IMAGE_TASKS]:
-            task_weights.pop(name)
+    if args.train_scope != "all":  # only the tasks that reach a trainable weight: the image tasks under gen, the text
+        # tasks under und-tail / und-read (und-read reaches t2i_feedback's prefix too, but trains on text tasks only)
+        image_side = args.train_scope == "gen"
+        task_weights = {name: w for name, w in task_weights.items() if (name in IMAGE_TASKS) == image_side}
     eos_tasks = set(filter(None, args.eos_weight_tasks.split(",")))
     if eos_tasks - set(TASKS):
         raise SystemExit(f"--eos-weight-tasks: unknown task(s) {sorted(eos_tasks - set(TASKS))}")

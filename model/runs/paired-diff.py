@@ -8,13 +8,13 @@ per-sample difference. With two modes, the t2i images of mode MODE_A in A are pa
 in B (the same prompts and seeds, in order).
 """
 import json, sys, numpy as np
-def load(d, rename=None):
+def load(d, only_mode=None):
     res=[json.loads(l) for l in open(d+'/results.jsonl')]; sc=[json.loads(l) for l in open(d+'/scores.jsonl')]
     out={}
     for r,s in zip(res,sc):
         mode = r.get('mode')
-        if rename is not None:
-            if r['task'] != 't2i' or mode != rename:
+        if only_mode is not None:   # this mode's t2i images only, under one key for both runs
+            if r['task'] != 't2i' or mode != only_mode:
                 continue
             mode = 'paired'
         v = s.get('pass', s.get('agree'))

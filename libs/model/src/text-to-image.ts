@@ -123,7 +123,7 @@ export function textToImageSpec(
   const ids = imageRequestIds(pkg, request, tokenizer);
   if (ids.length === 0) throw new InvalidInputError('prompt has no tokens');
   if (request.feedback) checkPixels(pkg, request.feedback.pixels, 'feedback image');
-  const guidance = request.guidance ?? defaultGuidance(sampling, request);
+  const guidance = request.guidance ?? modelGuidance(sampling, request.plan?.length ? 'plan' : request.feedback ? 'feedback' : 'plain');
   const textRows = guidance > 0 ? [ids, ids.map(() => tokenizer.special.mask)] : [ids];
   return {
     text,
@@ -137,11 +137,13 @@ export function textToImageSpec(
   };
 }
 
-/** The model's guidance for a request that names none: `plan_guidance` with a plan, `feedback_guidance` with a critique, else `guidance`. */
-function defaultGuidance(sampling: Manifest['sampling'], request: Pick<ImageRequest, 'plan' | 'feedback'>): number {
-  if (request.plan?.length) return sampling.plan_guidance ?? sampling.guidance;
-  if (request.feedback) return sampling.feedback_guidance ?? sampling.guidance;
-  return sampling.guidance;
+/**
+ * The model's guidance for an image whose request names none: `plan_guidance` for one drawn with a plan,
+ * `feedback_guidance` for one regenerated from a critique (a plan wins when both are given), else `guidance`.
+ */
+export function modelGuidance(sampling: Manifest['sampling'], image: 'plain' | 'plan' | 'feedback'): number {
+  const own = image === 'plan' ? sampling.plan_guidance : image === 'feedback' ? sampling.feedback_guidance : undefined;
+  return own ?? sampling.guidance;
 }
 
 /** How text-to-image combines its rows' logits: `(1 + g) cond - g uncond`, or the one row as it is. */
