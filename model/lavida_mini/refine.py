@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", help="start a new run from this refiner.pt's weights (fresh optimizer, warm-up and "
+                                   "cosine); a run folder that holds refiner-train.pt resumes that instead")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -138,7 +140,8 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    net = LabelRefiner(width=args.width)
+    net = LabelRefiner.load(args.init) if args.init else LabelRefiner(width=args.width)
+    net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
     state_path = os.path.join(args.out, "refiner-train.pt")
