@@ -373,8 +373,9 @@ def main(argv=None) -> int:
     ap.add_argument("--feedback-guidance", type=float, default=None,
                     help="guidance of the images regenerated from a critique (default: --guidance)")
     ap.add_argument("--edit-guidance", type=float, default=0.0,
-                    help="text guidance for edits (the package default since 0.2.2: up to 0.2.0 training never dropped "
-                         "the edit text, so the unconditional row is untrained and guidance 3 breaks the copy)")
+                    help="text guidance for edits (0: the package default from 0.2.2 to 0.4.2, when up to 0.2.0 training "
+                         "never dropped the edit text and guidance 3 broke the copy; package 0.4.3 serves 0.75, "
+                         "pass it to measure that)")
     ap.add_argument("--edit-temperature", type=float, default=0.0, help="edit sampling temperature (0: argmax; the package default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--shift", type=float, default=3.0)

@@ -130,14 +130,17 @@ describe('lavida-o-mini: split (gRPC) against single-process, every image task',
     assert.notDeepEqual(two.tokens, three.tokens, 'the image scale changes the result');
     const none = await edit({ ...request, guidance: 0, temperature: 0.7 }, 'edit, unguided');
     assert.notDeepEqual(two.tokens, none.tokens, 'guidance changes the result');
-    // lavida-o-mini edits unguided at argmax by default (sampling.edit_guidance / edit_temperature: the text
-    // guidance of edits breaks the copy of the source, see model/README.md), not with text-to-image's 3 / 0.7.
+    // lavida-o-mini edits at text guidance 0.75 and argmax by default (sampling.edit_guidance / edit_temperature:
+    // guidance 3 breaks the copy of the source, 0 keeps it whole, 0.75 made the most edits; model/README.md),
+    // not with text-to-image's 3 / 0.7.
     const { sampling } = gen.manifest;
-    assert.equal(sampling.edit_guidance, 0);
+    assert.equal(sampling.edit_guidance, 0.75);
     assert.equal(sampling.edit_temperature, 0);
     const byDefault = await edit(request, 'edit, package defaults');
-    const argmax = await editImage(all, local, { ...request, guidance: 0, temperature: 0 }, { sessionId: 'edit-argmax' });
+    const argmax = await editImage(all, local, { ...request, guidance: 0.75, temperature: 0 }, { sessionId: 'edit-argmax' });
     assert.deepEqual(byDefault.tokens, argmax.tokens, 'the defaults are edit_guidance and edit_temperature');
+    const unguided = await editImage(all, local, { ...request, guidance: 0, temperature: 0 }, { sessionId: 'edit-unguided' });
+    assert.notDeepEqual(byDefault.tokens, unguided.tokens, 'the default edit guidance is not 0');
     assert.notDeepEqual(byDefault.tokens, two.tokens, "the defaults are not text-to-image's");
   });
 
