@@ -96,7 +96,9 @@ export class JobEventsService implements OnModuleDestroy {
         job.timeline.forEach((stage, i) => {
           if (now.stages[i] !== last.stages[i]) send('stage', { id, index: i, ...stage });
         });
-        if (now.progress !== last.progress && job.progress !== null) {
+        // A stage's progress is the worker's step report ({ stage, step, steps }); BullMQ's initial 0 of a stage
+        // job that has not reported yet is not one, and would arrive as a step-less event before the first.
+        if (now.progress !== last.progress && typeof job.progress === 'object' && job.progress !== null) {
           const running = job.timeline.filter((s) => s.status === 'processing').at(-1) ?? job.timeline.at(-1);
           send('progress', {
             id,
