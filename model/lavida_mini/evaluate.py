@@ -53,14 +53,17 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 class Store:
-    """Output images (uint8 64x64x3) and result lines."""
+    """Output images (uint8 64x64x3), the VQ codes each was decoded from (None for an image that is not a
+    decode, e.g. an eval image) and result lines."""
 
     def __init__(self) -> None:
         self.images: List[np.ndarray] = []
+        self.codes: List[Optional[List[int]]] = []
         self.lines: List[dict] = []
 
-    def image(self, rgb: np.ndarray) -> int:
+    def image(self, rgb: np.ndarray, codes=None) -> int:
         self.images.append(np.asarray(rgb, np.uint8).reshape(64, 64, 3))
+        self.codes.append(None if codes is None else [int(c) for c in codes])
         return len(self.images) - 1
 
     def add(self, **line) -> None:
@@ -142,8 +145,8 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
         else:
             codes = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"]), "seed": seed} for r, _, seed in units], args)
         rgb = s.decode_rgb(codes)
-        for (r, j, seed), im in zip(units, rgb):
-            store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed)
+        for (r, j, seed), im, c in zip(units, rgb, codes):
+            store.add(task="t2i", mode="plain", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im, c), seed=seed)
     times["t2i_plain"] = time.time() - t0
     if args.plain_only:
         return info
@@ -158,8 +161,8 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
         planned = sample_grouped(s, [{"ids": s.t2i_text(r["t2i"]["text"], lay_of[id(r)]), "seed": seed} for r, _, seed in units], args,
                                  guidance=args.plan_guidance)
     rgb = s.decode_rgb(planned)
-    for (r, j, seed), im in zip(units, rgb):
-        store.add(task="t2i", mode="plan", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im), seed=seed, rounds=1)
+    for (r, j, seed), im, c in zip(units, rgb, planned):
+        store.add(task="t2i", mode="plan", category=r["t2i"]["category"], prompt=r["t2i"]["text"], image=store.image(im, c), seed=seed, rounds=1)
     times["t2i_plan"] = time.time() - t0
 
     # planning + reflection: round 1 is the planned image.
@@ -178,10 +181,10 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
         else:
             verdicts = text_batched(s.reflect_batch, cur_codes, ptexts, args.text_batch, per_step=args.text_per_step)
         cur_rgb = s.decode_rgb(cur_codes)
-        for i, v, im in zip(open_, verdicts, cur_rgb):
+        for i, v, im, c in zip(open_, verdicts, cur_rgb, cur_codes):
             verdict_log[i].append(v)
             store.add(task="reflect", set="own", prompt=strip_micro(units[i][0]["t2i"]["text"]), predicted=v,
-                      image=store.image(im), round=rnd + 1)
+                      image=store.image(im, c), round=rnd + 1)
         still = [i for i, v in zip(open_, verdicts) if v.strip() != "correct"]
         if rnd == args.rounds - 1 or not still:
             break
@@ -196,9 +199,9 @@ def run_t2i(s: Sampler, samples: List[dict], tokens: np.ndarray, store: Store, a
             rounds[i] += 1
         open_ = still
     rgb = s.decode_rgb(current)
-    for (r, j, seed), im, n, vs in zip(units, rgb, rounds, verdict_log):
+    for (r, j, seed), im, n, vs, c in zip(units, rgb, rounds, verdict_log, current):
         store.add(task="t2i", mode="plan+reflect", category=r["t2i"]["category"], prompt=r["t2i"]["text"],
-                  image=store.image(im), seed=seed, rounds=n, verdicts=vs)
+                  image=store.image(im, c), seed=seed, rounds=n, verdicts=vs)
     times["t2i_reflect"] = time.time() - t0
     info["reflect_rounds_images"] = int(sum(rounds))
     return info
@@ -237,8 +240,8 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
         else:
             jobs = [{"ids": s.enc("edit : " + r["edit"]["text"]), "seed": r["seed"], "cond": tokens[r["image"]].tolist()} for r in sub]
             out = sample_grouped(s, jobs, args, guidance=args.edit_guidance, temperature=args.edit_temperature)
-        for r, im in zip(sub, s.decode_rgb(out)):
-            store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"], image=store.image(im))
+        for r, im, c in zip(sub, s.decode_rgb(out), out):
+            store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"], image=store.image(im, c))
         times["edit"] = time.time() - t0
     if "reflect" in parts:
         t0 = time.time()
@@ -254,10 +257,49 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
         idx = [r["image"] for r in sub]
         enc = encode_all(s.book, np.asarray(images[idx])).astype(np.int64)
         info["readback_tokens_equal_prepared"] = float((enc == tokens[idx]).all(-1).mean())
-        for r, im in zip(sub, s.decode_rgb(enc)):
-            store.add(task="readback", image=store.image(im), scene=r["scene"])
+        for r, im, c in zip(sub, s.decode_rgb(enc), enc):
+            store.add(task="readback", image=store.image(im, c), scene=r["scene"])
         times["readback"] = time.time() - t0
     return info
+
+
+def write_codes(store: Store, workdir: str) -> None:
+    """WORKDIR/codes.i32: one row a stored image, the codes it was decoded from, -1 for an image that is not a
+    decode; what --redecode reads."""
+    path = os.path.join(workdir, "codes.i32")
+    n = max((len(c) for c in store.codes if c is not None), default=0)
+    if not n:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    rows = np.full((len(store.codes), n), -1, np.int32)
+    for i, c in enumerate(store.codes):
+        if c is not None:
+            rows[i] = c
+    rows.tofile(path)
+
+
+def redecode(s: Sampler, prior: dict, store: Store, grid: int) -> None:
+    """The result lines and images of an earlier run (prior: its --out JSON), every decoded image decoded
+    again with this run's decoder (--refiner): the same codes, so only the decoder differs."""
+    wd = prior["workdir"]
+    lines = [json.loads(l) for l in open(os.path.join(wd, "results.jsonl"))]
+    images = np.fromfile(os.path.join(wd, "images.u8"), np.uint8).reshape(-1, 64, 64, 3)
+    codes_path = os.path.join(wd, "codes.i32")
+    if not os.path.exists(codes_path):
+        raise SystemExit(f"{codes_path} missing: the run predates stored codes, nothing to decode again")
+    codes = np.fromfile(codes_path, np.int32).reshape(len(images), -1)
+    if codes.shape[1] != grid:
+        raise SystemExit(f"{codes_path} holds {codes.shape[1]} codes an image, this model's grid {grid}")
+    has = codes[:, 0] >= 0
+    out = images.copy()
+    idx = np.nonzero(has)[0]
+    for i in range(0, len(idx), 256):
+        chunk = idx[i:i + 256]
+        out[chunk] = s.decode_rgb(codes[chunk].astype(np.int64))
+    for im, c, h in zip(out, codes, has):
+        store.image(im, c if h else None)
+    store.lines = lines
 
 
 def score(store: Store, workdir: str, baseline_samples: int) -> dict:
@@ -265,6 +307,7 @@ def score(store: Store, workdir: str, baseline_samples: int) -> dict:
     images_path = os.path.join(workdir, "images.u8")
     results_path = os.path.join(workdir, "results.jsonl")
     np.stack(store.images).astype(np.uint8).tofile(images_path) if store.images else open(images_path, "wb").close()
+    write_codes(store, workdir)
     with open(results_path, "w") as f:
         for line in store.lines:
             f.write(json.dumps(line) + "\n")
@@ -396,6 +439,9 @@ def main(argv=None) -> int:
     ap.add_argument("--oracle-plan", action="store_true",
                     help="t2i: the true layouts as plans, the model's images (how well the generation branch follows a right plan)")
     ap.add_argument("--refiner", help="decode images through this trained LabelRefiner (refine.py's refiner.pt)")
+    ap.add_argument("--redecode", metavar="QUALITY_JSON",
+                    help="sample nothing: decode the codes of that earlier run (its --out; its workdir must hold codes.i32) "
+                         "with this run's decoder (--refiner) and score them again, settings and parts as that run's")
     ap.add_argument("--plan-eos-bias", type=float, default=None,
                     help="added to the [eos] logit when decoding plans (default: -log w of the checkpoint's --eos-weight w on plans; 0 to turn off)")
     ap.add_argument("--reflect-eos-bias", type=float, default=None,
@@ -426,7 +472,15 @@ def main(argv=None) -> int:
         raise SystemExit("eval data must be held out (seeds >= 1e9)")
     times["load"] = time.time() - t0
     store = Store()
-    info = run_parts(s, samples, tokens, images, store, args, times)
+    prior = json.load(open(args.redecode)) if args.redecode else None
+    if prior:
+        if os.path.abspath(prior["workdir"]) == os.path.abspath(args.workdir):
+            raise SystemExit("--redecode needs a --workdir other than the earlier run's")
+        t0 = time.time()
+        redecode(s, prior, store, cfg.grid_rows * cfg.grid_cols)
+        info, times["redecode"] = prior["info"], time.time() - t0
+    else:
+        info = run_parts(s, samples, tokens, images, store, args, times)
     t0 = time.time()
     scores = score(store, args.workdir, args.baseline_samples)
     times["score"] = time.time() - t0
@@ -441,6 +495,10 @@ def main(argv=None) -> int:
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
         "workdir": args.workdir,
     }
+    if prior:
+        q["settings"] = dict(prior["settings"], refiner=args.refiner)
+        q["checkpoint"], q["redecoded_from"] = prior["checkpoint"], {"out": args.redecode, "workdir": prior["workdir"],
+                                                                    "refiner": prior["settings"].get("refiner")}
     total, full = estimate(times, info, args, n_samples)
     q["estimate_full_run_s"], q["estimate_full"] = round(total, 1), full
     with open(args.out, "w") as f:
