@@ -415,25 +415,36 @@ class Sampler:
     # -- text decoding ----------------------------------------------------------------------------
     def decode_text(self, heads: List[List[int]], length: int, prefixes: Optional[np.ndarray] = None,
                     per_step: int = 2, tail: Optional[List[int]] = None,
-                    allowed: Optional[Tuple[int, int]] = None, eos_bias: float = 0.0) -> List[List[int]]:
+                    allowed: Optional[Tuple[int, int]] = None, eos_bias: float = 0.0,
+                    uncond_heads: Optional[List[List[int]]] = None, guidance: float = 0.0) -> List[List[int]]:
         """LLaDA low-confidence remasking over an answer slot of `length` masks after each head:
         every step, argmax at every masked slot, keep the `per_step` most confident (p of the argmax).
         `tail` ids follow the slot; `allowed` = (first, count) restricts the argmax to a token range;
-        `eos_bias` is added to the [eos] logit (log 1/w undoes a training loss weight w on [eos])."""
+        `eos_bias` is added to the [eos] logit (log 1/w undoes a training loss weight w on [eos]).
+        `uncond_heads` (each as long as its head) with `guidance` g > 0: the slot's logits are
+        (1 + g) cond - g uncond, the unconditional row reading the same image and slot."""
         B = len(heads)
         mask = self.sp["mask"]
         P = 0 if prefixes is None else prefixes.shape[1]
         slots = np.full((B, length), mask, dtype=np.int64)
         tail = tail or []
+        guided = uncond_heads is not None and guidance > 0
+        if guided and [len(h) for h in uncond_heads] != [len(h) for h in heads]:
+            raise ValueError("uncond_heads must match heads in length")
+        pre = None if prefixes is None else (np.concatenate([prefixes] * 2, 0) if guided else prefixes)
         while (slots == mask).any():
             rows = [h + s.tolist() + tail for h, s in zip(heads, slots)]
-            logits, _ = self._forward(rows, prefixes, None, need_text=True)
+            if guided:
+                rows += [h + s.tolist() + tail for h, s in zip(uncond_heads, slots)]
+            logits, _ = self._forward(rows, pre, None, need_text=True)
             for b in range(B):
                 masked = np.flatnonzero(slots[b] == mask)
                 if not len(masked):
                     continue
                 pos = P + len(heads[b]) + masked
                 lg = torch.from_numpy(logits[b, pos]).double()
+                if guided:
+                    lg = (1 + guidance) * lg - guidance * torch.from_numpy(logits[B + b, pos]).double()
                 if allowed is not None:
                     lg = lg[:, allowed[0]:allowed[0] + allowed[1]]
                 else:  # a slot never decodes to [mask] (it would stay masked) or [pad]
