@@ -23,6 +23,13 @@ import torch
 from .sample import load
 from .train import ANSWER_LEN, Data
 
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes (the world scorer's [email protected] test, in Python)."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / u if u > 0 else 0.0
+
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange"]
 SHAPES = ["circle", "square", "triangle"]
 NUMBERS = ["zero", "one", "two", "three", "four"]

@@ -467,10 +467,19 @@ class Sampler:
             out.append(self.tok.vocab[i])
         return out
 
-    def answer_batch(self, codes: np.ndarray, questions: List[str], per_step: Optional[int] = None) -> List[str]:
+    def unconditioned(self, heads: List[List[int]], lead: int, trail: int = 0) -> List[List[int]]:
+        """The heads with every token but the first `lead` and the last `trail` masked: the unconditional
+        rows of text guidance on an answer slot (`decode_text(uncond_heads=)`)."""
+        return [h[:lead] + [self.sp["mask"]] * (len(h) - lead - trail) + h[len(h) - trail:] for h in heads]
+
+    def answer_batch(self, codes: np.ndarray, questions: List[str], per_step: Optional[int] = None,
+                     guidance: float = 0.0) -> List[str]:
+        """guidance > 0: text guidance against the question masked (a probe, runs/text-guidance.py; the package has none)."""
         heads = [self.enc("question : " + q) for q in questions]
         out = self.decode_text(heads, ANSWER_LEN["und"], np.asarray(codes, np.int64), per_step or self.per_step["und"],
-                               eos_bias=self.eos_bias.get("und", 0.0))
+                               eos_bias=self.eos_bias.get("und", 0.0),
+                               uncond_heads=self.unconditioned(heads, len(self.enc("question :"))) if guidance > 0 else None,
+                               guidance=guidance)
         return [detokenize(self.words(o)) for o in out]
 
     def answer(self, image_codes: Sequence[int], question: str) -> str:
@@ -523,11 +532,14 @@ class Sampler:
         """prompt -> layout [{colour, shape, bins, box (pixels)}] (micro-conditioning is stripped)."""
         return self.plan_batch([prompt], per_step)[0]
 
-    def ground_batch(self, codes: np.ndarray, refs: List[str], steps: int = 1) -> List[List[float]]:
+    def ground_batch(self, codes: np.ndarray, refs: List[str], steps: int = 1, guidance: float = 0.0) -> List[List[float]]:
+        """guidance > 0: text guidance against the expression masked (a probe, runs/text-guidance.py; the package has none)."""
         heads = [self.enc("locate : " + r) + [self.sp["loc_begin"]] for r in refs]
         per_step = math.ceil(4 / max(1, min(4, steps)))
         out = self.decode_text(heads, 4, np.asarray(codes, np.int64), per_step, tail=[self.sp["loc_end"]],
-                               allowed=(self.loc0, LOC_MAX + 1))
+                               allowed=(self.loc0, LOC_MAX + 1),
+                               uncond_heads=self.unconditioned(heads, len(self.enc("locate :")), 1) if guidance > 0 else None,
+                               guidance=guidance)
         return [[(t - self.loc0) / LOC_MAX * CANVAS for t in o] for o in out]
 
     def ground(self, image_codes: Sequence[int], ref: str, steps: int = 1) -> List[float]:

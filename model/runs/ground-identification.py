@@ -19,15 +19,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load, LOC_MAX, CANVAS
 from lavida_mini.labelvq import LEVELS, NUM_LABELS
-from lavida_mini.probe import COLOURS
+from lavida_mini.probe import COLOURS, iou
 
 SIZES = {"small": 12, "large": 20}   # shapes-world.md: bounding boxes of 12 and 20 px
-
-
-def iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0])); iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / u if u > 0 else 0.0
 
 
 def form(ref):
