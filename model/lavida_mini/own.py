@@ -7,6 +7,11 @@ text-to-image prompt (micro-conditioning included) with the reference sampler at
 settings; the image is read back by the world library (`libs/world/dist/cli/score.js`, the scorer of
 the quality table) and labelled with the true verdict (`correct` / `incorrect because ...`). Writes
 `tokens.npy` (the sampled codes, [N, 64]), `images.u8` and `samples.jsonl` ({sample, prompt, verdict}).
+
+`--mode plan` draws what the reflection loop judges first instead: the model's plan for the prompt, then
+the image with that plan at `--plan-guidance` (the package's 0.5), so reflection learns on the images it
+has to judge when it is served. `--allow-eval` takes eval data too, for a measurement set
+(`runs/reflect-own-probe.py`), never for training.
 `train.py --own DIR` then trains reflection on these images (the failures a real model makes, which
 the perturbed clean scenes of the shards do not show) and regenerates from them with feedback.
 """
@@ -40,18 +45,32 @@ def main(argv=None) -> int:
     ap.add_argument("--shift", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--mode", choices=["plain", "plan"], default="plain",
+                    help="plain: the prompt's image at --guidance; plan: the model's plan, then the image at --plan-guidance")
+    ap.add_argument("--plan-guidance", type=float, default=0.5)
+    ap.add_argument("--text-batch", type=int, default=64)
+    ap.add_argument("--allow-eval", action="store_true", help="eval data is allowed (a measurement set, not training data)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
     s, tok, book, cfg = load(args.checkpoint, os.path.join(args.data, "codebook.npz"))
     samples = [json.loads(line) for line in open(os.path.join(args.data, "samples.jsonl"))]
-    if min(r["seed"] for r in samples) >= 1_000_000_000:
+    if min(r["seed"] for r in samples) >= 1_000_000_000 and not args.allow_eval:
         raise SystemExit("--data must be the training set (own images of eval prompts would leak)")
     rng = np.random.default_rng(args.seed)
     chosen = sorted(int(i) for i in rng.choice(len(samples), size=min(args.count, len(samples)), replace=False))
-    jobs = [{"ids": s.enc(samples[i]["t2i"]["text"]), "seed": int(samples[i]["seed"]) * 4 + 1} for i in chosen]
-    opts = SimpleNamespace(batch=args.batch, guidance=args.guidance, steps=args.steps,
-                           temperature=args.temperature, shift=args.shift)
+    opts = SimpleNamespace(batch=args.batch, steps=args.steps, temperature=args.temperature, shift=args.shift,
+                           guidance=args.guidance if args.mode == "plain" else args.plan_guidance)
+    layouts: list = [None] * len(chosen)
+    if args.mode == "plan":
+        texts = [samples[i]["t2i"]["text"] for i in chosen]
+        layouts = []
+        for k in range(0, len(texts), args.text_batch):
+            layouts += s.plan_batch(texts[k:k + args.text_batch])
+        jobs = [{"ids": s.t2i_text(samples[i]["t2i"]["text"], lay), "seed": int(samples[i]["seed"]) * 4 + 2}
+                for i, lay in zip(chosen, layouts)]
+    else:
+        jobs = [{"ids": s.enc(samples[i]["t2i"]["text"]), "seed": int(samples[i]["seed"]) * 4 + 1} for i in chosen]
     tokens = np.asarray(sample_grouped(s, jobs, opts), np.int64)
     images = np.concatenate([s.decode_rgb(tokens[k:k + 256]) for k in range(0, len(tokens), 256)])
     os.makedirs(args.out, exist_ok=True)
@@ -68,15 +87,20 @@ def main(argv=None) -> int:
                    check=True, stdout=subprocess.DEVNULL)
     truths = [json.loads(line)["truth"] for line in open(per_line)]
     with open(os.path.join(args.out, "samples.jsonl"), "w") as f:
-        for i, p, v in zip(chosen, prompts, truths):
-            f.write(json.dumps({"sample": i, "prompt": p, "verdict": v}) + "\n")
+        for i, p, v, lay in zip(chosen, prompts, truths, layouts):
+            rec = {"sample": i, "prompt": p, "verdict": v}
+            if args.mode == "plan":
+                rec["plan"] = [{"colour": it["colour"], "shape": it["shape"], "box": [float(x) for x in it["box"]]}
+                               for it in (lay or [])]
+            f.write(json.dumps(rec) + "\n")
     correct = sum(v == "correct" for v in truths)
     reasons: dict = {}
     for v in truths:
         key = v if v == "correct" else v.split(" because ", 1)[1].split(" ")[0]
         reasons[key] = reasons.get(key, 0) + 1
     info = {"images": len(truths), "correct": correct, "reasons": reasons, "checkpoint": args.checkpoint,
-            "settings": {k: getattr(args, k) for k in ("count", "seed", "steps", "guidance", "temperature", "shift")},
+            "settings": {k: getattr(args, k) for k in ("mode", "count", "seed", "steps", "guidance", "plan_guidance",
+                                                       "temperature", "shift")},
             "seconds": round(time.time() - t0, 1)}
     json.dump(info, open(os.path.join(args.out, "info.json"), "w"), indent=1)
     print(json.dumps(info))

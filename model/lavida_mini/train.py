@@ -359,6 +359,7 @@ class Data:
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
         self.own_share = 0.0
+        self.own_right_share: Optional[float] = None  # reflect: chance of a right own image (None: as they come)
         self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
         self.und_pools: Optional[Tuple[List[np.ndarray], np.ndarray]] = None   # set_und_kinds
 
@@ -385,6 +386,7 @@ class Data:
         if len(self.own) != len(self.own_tokens):
             raise ValueError(f"{folder}: {len(self.own)} records, {len(self.own_tokens)} images")
         self.own_failures = [i for i, r in enumerate(self.own) if r["verdict"] != "correct"]
+        self.own_rights = [i for i, r in enumerate(self.own) if r["verdict"] == "correct"]
         self.own_share = share
 
     def enc(self, text: str) -> List[int]:
@@ -436,7 +438,13 @@ class Data:
 
         if task in ("reflect", "t2i_feedback") and self.own is not None and rng.uniform() < self.own_share:
             # The model's own image: judge it (reflect), or regenerate the sample's image from it with its critique.
-            j = int(rng.choice(self.own_failures)) if task == "t2i_feedback" else int(rng.integers(len(self.own)))
+            if task == "t2i_feedback":
+                j = int(rng.choice(self.own_failures))
+            elif self.own_right_share is not None and self.own_rights and self.own_failures:
+                pool = self.own_rights if rng.uniform() < self.own_right_share else self.own_failures
+                j = int(rng.choice(pool))
+            else:
+                j = int(rng.integers(len(self.own)))
             own = self.own[j]
             if task == "reflect":
                 head = self.enc("evaluate : " + own["prompt"])
@@ -604,6 +612,8 @@ def main(argv=None) -> int:
                     help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
+    ap.add_argument("--own-right-share", type=float, default=None,
+                    help="reflect on --own images: draw a right one with this chance (default: as they come)")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
     ap.add_argument("--sem-pattern-rows", action="store_true",
                     help="with --pattern-factors: the semantic encoder reads a patterned code through its label pattern only "
@@ -644,6 +654,7 @@ def main(argv=None) -> int:
         data.order_plans_prompt_first()
     if args.own:
         data.load_own(args.own, args.own_share)
+        data.own_right_share = args.own_right_share
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 
