@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     truths = [json.loads(line)["truth"] for line in open(per_line)]
     with open(os.path.join(args.out, "samples.jsonl"), "w") as f:
         for i, p, v, lay in zip(chosen, prompts, truths, layouts):
-            rec = {"sample": i, "prompt": p, "verdict": v}
+            rec = {"sample": i, "category": samples[i]["t2i"]["category"], "prompt": p, "verdict": v}
             if args.mode == "plan":
                 rec["plan"] = [{"colour": it["colour"], "shape": it["shape"], "box": [float(x) for x in it["box"]]}
                                for it in (lay or [])]

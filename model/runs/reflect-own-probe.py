@@ -13,7 +13,11 @@ truth, by class (`correct` or not):
 - reason: among truly wrong images called wrong, the share whose reason is the true one;
 - auc: from one all-masked forward, the first verdict slot's log p(`correct`) - log p(`incorrect`) as a
   score, the chance that a right image scores above a wrong one (0.5: no signal; a verdict bias can only
-  move the threshold along this ranking).
+  move the threshold along this ranking);
+- auc_within: the same within each prompt category (own.py records `category`), and their mean
+  (`auc_within_mean`): a verdict that only learned which categories the model draws well (single objects)
+  ranks well overall and no better than chance inside a category, and such a verdict does not help the
+  loop (the regenerations of a category it accepts are right about as often).
 """
 import argparse, json, os, sys, time
 import numpy as np
@@ -22,6 +26,35 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load  # noqa: E402
+from lavida_mini.train import ANSWER_LEN  # noqa: E402
+
+
+def auc_of(score: np.ndarray, right: np.ndarray):
+    pos, neg = score[right], score[~right]
+    if not len(pos) or not len(neg):
+        return None
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+
+
+def first_slot_scores(s, codes: np.ndarray, recs: list, batch: int) -> np.ndarray:
+    """log p(correct) - log p(incorrect) at the verdict's first slot, all slots masked."""
+    yes, no = s.enc("correct")[0], s.enc("incorrect")[0]
+    P = codes.shape[1]
+    score = []
+    for k in range(0, len(recs), batch):
+        heads = [s.enc("evaluate : " + r["prompt"]) for r in recs[k:k + batch]]
+        groups: dict = {}
+        for b, h in enumerate(heads):
+            groups.setdefault(len(h), []).append(b)
+        part = [0.0] * len(heads)
+        for n, idx in groups.items():
+            rows = [heads[b] + [s.sp["mask"]] * ANSWER_LEN["reflect"] for b in idx]
+            logits, _ = s._forward(rows, codes[k:k + batch][idx], None, need_text=True)
+            lp = torch.log_softmax(torch.from_numpy(logits[:, P + n]).double(), -1)
+            for b, v in zip(idx, (lp[:, yes] - lp[:, no]).tolist()):
+                part[b] = v
+        score += part
+    return np.array(score)
 
 
 def main() -> int:
@@ -32,53 +65,48 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--eos-bias", default=None, help="the verdict slot's [eos] bias (package: tasks.eos_bias.reflect); "
+                    "a comma list sweeps it (one line each)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
     s, _, _, _ = load(a.checkpoint, a.codebook)
     codes = np.load(os.path.join(a.own, "tokens.npy")).astype(np.int64)
     recs = [json.loads(line) for line in open(os.path.join(a.own, "samples.jsonl"))]
-    said = []
-    for k in range(0, len(recs), a.batch):
-        said += s.reflect_batch(codes[k:k + a.batch], [r["prompt"] for r in recs[k:k + a.batch]])
     right = np.array([r["verdict"] == "correct" for r in recs])
-    from lavida_mini.train import ANSWER_LEN
-    yes, no = s.enc("correct")[0], s.enc("incorrect")[0]
-    score = []
-    for k in range(0, len(recs), a.batch):
-        heads = [s.enc("evaluate : " + r["prompt"]) for r in recs[k:k + a.batch]]
-        P = codes.shape[1]
-        groups = {}
-        for b, h in enumerate(heads):
-            groups.setdefault(len(h), []).append(b)
-        part = [0.0] * len(heads)
-        for n, idx in groups.items():
-            rows = [heads[b] + [s.sp["mask"]] * ANSWER_LEN["reflect"] for b in idx]
-            logits, _ = s._forward(rows, codes[k:k + a.batch][idx], None, need_text=True)
-            lp = torch.log_softmax(torch.from_numpy(logits[:, P + n]).double(), -1)
-            for b, v in zip(idx, (lp[:, yes] - lp[:, no]).tolist()):
-                part[b] = v
-        score += part
-    score = np.array(score)
-    pos, neg = score[right], score[~right]
-    auc = float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))) if len(pos) and len(neg) else None
-    acc = np.array([v.strip() == "correct" for v in said])
-    wrong_called_wrong = [(r, v) for r, v, ok, ac in zip(recs, said, right, acc) if not ok and not ac]
-    out = {
-        "checkpoint": a.checkpoint, "own": a.own, "n": len(recs), "right_share": round(float(right.mean()), 4),
-        "accept_if_right": round(float(acc[right].mean()), 4) if right.any() else None,
-        "accept_if_wrong": round(float(acc[~right].mean()), 4) if (~right).any() else None,
-        "agreement": round(float((acc == right).mean()), 4),
-        "precision": round(float(right[acc].mean()), 4) if acc.any() else None,
-        "accepted": int(acc.sum()),
-        "reason": round(float(np.mean([v.strip() == r["verdict"] for r, v in wrong_called_wrong])), 4) if wrong_called_wrong else None,
-        "auc": None if auc is None else round(auc, 4),
-        "seconds": round(time.time() - t0, 1),
-    }
-    out["balanced"] = round(0.5 * ((out["accept_if_right"] or 0) + 1 - (out["accept_if_wrong"] or 0)), 4)
-    print(json.dumps(out))
+    score = first_slot_scores(s, codes, recs, a.batch)
+    auc = auc_of(score, right)
+    cats = np.array([r.get("category", "") for r in recs])
+    within = {c: auc_of(score[cats == c], right[cats == c]) for c in sorted(set(cats)) if c}
+    within = {c: round(v, 4) for c, v in within.items() if v is not None}
+    biases = [None] if a.eos_bias is None else [float(x) for x in a.eos_bias.split(",")]
+    lines = []
+    for bias in biases:
+        if bias is not None:
+            s.eos_bias["reflect"] = bias
+        said = []
+        for k in range(0, len(recs), a.batch):
+            said += s.reflect_batch(codes[k:k + a.batch], [r["prompt"] for r in recs[k:k + a.batch]])
+        acc = np.array([v.strip() == "correct" for v in said])
+        wrong_called_wrong = [(r, v) for r, v, ok, ac in zip(recs, said, right, acc) if not ok and not ac]
+        out = {
+            "checkpoint": a.checkpoint, "own": a.own, "eos_bias": s.eos_bias.get("reflect", 0.0), "n": len(recs),
+            "right_share": round(float(right.mean()), 4),
+            "accept_if_right": round(float(acc[right].mean()), 4) if right.any() else None,
+            "accept_if_wrong": round(float(acc[~right].mean()), 4) if (~right).any() else None,
+            "agreement": round(float((acc == right).mean()), 4),
+            "precision": round(float(right[acc].mean()), 4) if acc.any() else None,
+            "accepted": int(acc.sum()),
+            "reason": round(float(np.mean([v.strip() == r["verdict"] for r, v in wrong_called_wrong])), 4) if wrong_called_wrong else None,
+            "auc": None if auc is None else round(auc, 4),
+            "auc_within": within, "auc_within_mean": round(float(np.mean(list(within.values()))), 4) if within else None,
+            "seconds": round(time.time() - t0, 1),
+        }
+        out["balanced"] = round(0.5 * ((out["accept_if_right"] or 0) + 1 - (out["accept_if_wrong"] or 0)), 4)
+        print(json.dumps(out), flush=True)
+        lines.append(out)
     if a.out:
-        json.dump(out, open(a.out, "w"), indent=1)
+        json.dump(lines[0] if len(lines) == 1 else lines, open(a.out, "w"), indent=1)
     return 0
 
 
