@@ -35,6 +35,34 @@ SHAPES = ["circle", "square", "triangle"]
 NUMBERS = ["zero", "one", "two", "three", "four"]
 
 
+def auc(score: np.ndarray, positive: np.ndarray):
+    """The chance that a positive scores above a negative (ties count half); None without both."""
+    pos, neg = score[positive], score[~positive]
+    if not len(pos) or not len(neg):
+        return None
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+
+
+def verdict_scores(sampler, codes: np.ndarray, prompts: List[str], batch: int = 64) -> np.ndarray:
+    """log p(`correct`) - log p(`incorrect`) at the verdict's first slot of `evaluate : {prompt}` with every
+    slot masked, one all-masked forward per image (runs/reflect-own-probe.py, runs/reflect-loop-sim.py)."""
+    s = sampler
+    yes, no = s.enc("correct")[0], s.enc("incorrect")[0]
+    P = codes.shape[1]
+    score = np.zeros(len(prompts))
+    for k in range(0, len(prompts), batch):
+        groups: Dict[int, List[int]] = defaultdict(list)
+        heads = [s.enc("evaluate : " + p) for p in prompts[k:k + batch]]
+        for b, h in enumerate(heads):
+            groups[len(h)].append(b)
+        for n, idx in groups.items():
+            rows = [heads[b] + [s.sp["mask"]] * ANSWER_LEN["reflect"] for b in idx]
+            logits, _ = s._forward(rows, np.asarray(codes[k:k + batch])[idx], None, need_text=True)
+            lp = torch.log_softmax(torch.from_numpy(logits[:, P + n]).double(), -1)
+            score[[k + b for b in idx]] = (lp[:, yes] - lp[:, no]).numpy()
+    return score
+
+
 def _mean_cos(rows: torch.Tensor) -> float:
     n = rows / rows.norm(dim=1, keepdim=True)
     c = n @ n.T

@@ -5,8 +5,9 @@
 WORKDIR is an `evaluate.py --parts t2i` workdir of a checkpoint that rejected every image (0.4.0 does: every
 prompt has all 3 rounds, each image read back and labelled). For each CHECKPOINT, each round-1 and round-2
 image gets the verdict's first-slot score (log p(`correct`) - log p(`incorrect`), all slots masked, as
-`reflect-own-probe.py`), and the loop is replayed with "accept when the score is over tau": the final image
-is the first accepted one, else the third. Prints mini-GenEval of that replay (mean over categories), how many
+`reflect-own-probe.py`), and the loop is replayed with "accept when the score is over tau" (and, as
+tau `decoded`, with the verdict decoded as the package decodes it): the final image is the first accepted one,
+else the third. Prints mini-GenEval of that replay (mean over categories), how many
 images each round accepts, the AUC of round 1 overall and within each category, and, for the accepted round-1
 images, how often they and the third image of the same prompt are right.
 
@@ -20,14 +21,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load  # noqa: E402
-from lavida_mini.train import ANSWER_LEN  # noqa: E402
-
-
-def auc_of(score, right):
-    pos, neg = score[right], score[~right]
-    if not len(pos) or not len(neg):
-        return None
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+from lavida_mini.probe import auc as auc_of, verdict_scores  # noqa: E402
 
 
 def main() -> int:
@@ -60,22 +54,19 @@ def main() -> int:
                       "r3_right_if_r1_wrong": round(float(truth[3][~truth[1]].mean()), 4)}))
     for ck in a.checkpoints:
         s, _, _, _ = load(ck, a.codebook)
-        yes, no = s.enc("correct")[0], s.enc("incorrect")[0]
-        sc = {}
-        for k in (1, 2):
-            out = []
-            for _, r in rounds[k]:
-                h = s.enc("evaluate : " + r["prompt"])
-                lg, _ = s._forward([h + [s.sp["mask"]] * ANSWER_LEN["reflect"]], codes[r["image"]:r["image"] + 1], None, need_text=True)
-                lp = torch.log_softmax(torch.from_numpy(lg[0, codes.shape[1] + len(h)]).double(), -1)
-                out.append(float(lp[yes] - lp[no]))
-            sc[k] = np.array(out)
+        sc = {k: verdict_scores(s, np.stack([codes[r["image"]] for _, r in rounds[k]]), [r["prompt"] for _, r in rounds[k]])
+              for k in (1, 2)}
         within = {c: auc_of(sc[1][cats == c], truth[1][cats == c]) for c in sorted(set(cats))}
         print(json.dumps({"checkpoint": ck, "auc_r1": round(auc_of(sc[1], truth[1]), 4), "auc_r2": round(auc_of(sc[2], truth[2]), 4),
                           "auc_r1_within": {c: None if v is None else round(v, 4) for c, v in within.items()}}))
-        for tau in (float(x) for x in a.taus.split(",")):
-            a1 = sc[1] > tau
-            a2 = ~a1 & (sc[2] > tau)
+        decoded = {}
+        for k in (1, 2):
+            cs, ps = np.stack([codes[r["image"]] for _, r in rounds[k]]), [r["prompt"] for _, r in rounds[k]]
+            said = sum((s.reflect_batch(cs[j:j + 64], ps[j:j + 64]) for j in range(0, len(ps), 64)), [])
+            decoded[k] = np.array([v.strip() == "correct" for v in said])
+        for tau in ["decoded"] + [float(x) for x in a.taus.split(",")]:
+            a1 = decoded[1] if tau == "decoded" else sc[1] > tau
+            a2 = ~a1 & (decoded[2] if tau == "decoded" else sc[2] > tau)
             final = np.where(a1, truth[1], np.where(a2, truth[2], truth[3]))
             print(json.dumps({"checkpoint": os.path.basename(ck), "tau": tau, "plan+reflect": round(overall(final), 4),
                               "accept_r1": int(a1.sum()), "accept_r2": int(a2.sum()),

@@ -26,35 +26,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load  # noqa: E402
-from lavida_mini.train import ANSWER_LEN  # noqa: E402
-
-
-def auc_of(score: np.ndarray, right: np.ndarray):
-    pos, neg = score[right], score[~right]
-    if not len(pos) or not len(neg):
-        return None
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
-
-
-def first_slot_scores(s, codes: np.ndarray, recs: list, batch: int) -> np.ndarray:
-    """log p(correct) - log p(incorrect) at the verdict's first slot, all slots masked."""
-    yes, no = s.enc("correct")[0], s.enc("incorrect")[0]
-    P = codes.shape[1]
-    score = []
-    for k in range(0, len(recs), batch):
-        heads = [s.enc("evaluate : " + r["prompt"]) for r in recs[k:k + batch]]
-        groups: dict = {}
-        for b, h in enumerate(heads):
-            groups.setdefault(len(h), []).append(b)
-        part = [0.0] * len(heads)
-        for n, idx in groups.items():
-            rows = [heads[b] + [s.sp["mask"]] * ANSWER_LEN["reflect"] for b in idx]
-            logits, _ = s._forward(rows, codes[k:k + batch][idx], None, need_text=True)
-            lp = torch.log_softmax(torch.from_numpy(logits[:, P + n]).double(), -1)
-            for b, v in zip(idx, (lp[:, yes] - lp[:, no]).tolist()):
-                part[b] = v
-        score += part
-    return np.array(score)
+from lavida_mini.probe import auc as auc_of, verdict_scores  # noqa: E402
 
 
 def main() -> int:
@@ -74,7 +46,7 @@ def main() -> int:
     codes = np.load(os.path.join(a.own, "tokens.npy")).astype(np.int64)
     recs = [json.loads(line) for line in open(os.path.join(a.own, "samples.jsonl"))]
     right = np.array([r["verdict"] == "correct" for r in recs])
-    score = first_slot_scores(s, codes, recs, a.batch)
+    score = verdict_scores(s, codes, [r["prompt"] for r in recs], a.batch)
     auc = auc_of(score, right)
     cats = np.array([r.get("category", "") for r in recs])
     within = {c: auc_of(score[cats == c], right[cats == c]) for c in sorted(set(cats)) if c}
