@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .evaluate import REPO, sample_grouped
+from .evaluate import REPO, layout_line, sample_grouped, text_batched
 from .sample import load, strip_micro
 
 
@@ -63,10 +63,7 @@ def main(argv=None) -> int:
                            guidance=args.guidance if args.mode == "plain" else args.plan_guidance)
     layouts: list = [None] * len(chosen)
     if args.mode == "plan":
-        texts = [samples[i]["t2i"]["text"] for i in chosen]
-        layouts = []
-        for k in range(0, len(texts), args.text_batch):
-            layouts += s.plan_batch(texts[k:k + args.text_batch])
+        layouts = text_batched(s.plan_batch, None, [samples[i]["t2i"]["text"] for i in chosen], args.text_batch)
         jobs = [{"ids": s.t2i_text(samples[i]["t2i"]["text"], lay), "seed": int(samples[i]["seed"]) * 4 + 2}
                 for i, lay in zip(chosen, layouts)]
     else:
@@ -90,8 +87,7 @@ def main(argv=None) -> int:
         for i, p, v, lay in zip(chosen, prompts, truths, layouts):
             rec = {"sample": i, "category": samples[i]["t2i"]["category"], "prompt": p, "verdict": v}
             if args.mode == "plan":
-                rec["plan"] = [{"colour": it["colour"], "shape": it["shape"], "box": [float(x) for x in it["box"]]}
-                               for it in (lay or [])]
+                rec["plan"] = layout_line(lay or [])
             f.write(json.dumps(rec) + "\n")
     correct = sum(v == "correct" for v in truths)
     reasons: dict = {}

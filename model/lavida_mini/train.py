@@ -358,6 +358,7 @@ class Data:
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
         self.own_failures: List[int] = []
+        self.own_rights: List[int] = []
         self.own_share = 0.0
         self.own_right_share: Optional[float] = None  # reflect: chance of a right own image (None: as they come)
         self.feedback = [i for i, r in enumerate(self.samples) if not r["reflection"]["matches"] and r["reflection"]["perturbation"] != "blob"]
@@ -378,8 +379,9 @@ class Data:
         self.und_pools = ([np.array(pools[k]) for k in kinds], share)
         return {k: round(float(v), 4) for k, v in zip(kinds, share)}
 
-    def load_own(self, folder: str, share: float) -> None:
-        """The model's own images (own.py) for `reflect` and `t2i_feedback`, drawn for `share` of those examples."""
+    def load_own(self, folder: str, share: float, right_share: Optional[float] = None) -> None:
+        """The model's own images (own.py) for `reflect` and `t2i_feedback`, drawn for `share` of those examples;
+        with `right_share`, reflect draws a right one with that chance."""
         self.own_tokens = np.load(os.path.join(folder, "tokens.npy")).astype(np.int64)
         with open(os.path.join(folder, "samples.jsonl")) as f:
             self.own = [json.loads(line) for line in f]
@@ -388,6 +390,7 @@ class Data:
         self.own_failures = [i for i, r in enumerate(self.own) if r["verdict"] != "correct"]
         self.own_rights = [i for i, r in enumerate(self.own) if r["verdict"] == "correct"]
         self.own_share = share
+        self.own_right_share = right_share
 
     def enc(self, text: str) -> List[int]:
         return self.tok.encode(text)
@@ -653,8 +656,7 @@ def main(argv=None) -> int:
     if args.plan_order == "prompt-first":
         data.order_plans_prompt_first()
     if args.own:
-        data.load_own(args.own, args.own_share)
-        data.own_right_share = args.own_right_share
+        data.load_own(args.own, args.own_share, args.own_right_share)
     os.makedirs(args.out, exist_ok=True)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
 

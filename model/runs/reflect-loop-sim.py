@@ -22,6 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load  # noqa: E402
 from lavida_mini.probe import auc as auc_of, verdict_scores  # noqa: E402
+from lavida_mini.evaluate import text_batched  # noqa: E402
 
 
 def main() -> int:
@@ -44,6 +45,7 @@ def main() -> int:
         raise SystemExit(f"{W}: not every prompt has 3 rounds ({ {k: len(v) for k, v in rounds.items()} }): "
                          "use a workdir of a checkpoint that rejects every image")
     truth = {k: np.array([S[i]["truth"] == "correct" for i, _ in v]) for k, v in rounds.items()}
+    judged = {k: (np.stack([codes[r["image"]] for _, r in rounds[k]]), [r["prompt"] for _, r in rounds[k]]) for k in (1, 2)}
 
     def overall(ok):
         return float(np.mean([ok[cats == c].mean() for c in sorted(set(cats))]))
@@ -54,16 +56,11 @@ def main() -> int:
                       "r3_right_if_r1_wrong": round(float(truth[3][~truth[1]].mean()), 4)}))
     for ck in a.checkpoints:
         s, _, _, _ = load(ck, a.codebook)
-        sc = {k: verdict_scores(s, np.stack([codes[r["image"]] for _, r in rounds[k]]), [r["prompt"] for _, r in rounds[k]])
-              for k in (1, 2)}
+        sc = {k: verdict_scores(s, *judged[k]) for k in (1, 2)}
         within = {c: auc_of(sc[1][cats == c], truth[1][cats == c]) for c in sorted(set(cats))}
         print(json.dumps({"checkpoint": ck, "auc_r1": round(auc_of(sc[1], truth[1]), 4), "auc_r2": round(auc_of(sc[2], truth[2]), 4),
                           "auc_r1_within": {c: None if v is None else round(v, 4) for c, v in within.items()}}))
-        decoded = {}
-        for k in (1, 2):
-            cs, ps = np.stack([codes[r["image"]] for _, r in rounds[k]]), [r["prompt"] for _, r in rounds[k]]
-            said = sum((s.reflect_batch(cs[j:j + 64], ps[j:j + 64]) for j in range(0, len(ps), 64)), [])
-            decoded[k] = np.array([v.strip() == "correct" for v in said])
+        decoded = {k: np.array([v.strip() == "correct" for v in text_batched(s.reflect_batch, *judged[k], 64)]) for k in (1, 2)}
         for tau in ["decoded"] + [float(x) for x in a.taus.split(",")]:
             a1 = decoded[1] if tau == "decoded" else sc[1] > tau
             a2 = ~a1 & (decoded[2] if tau == "decoded" else sc[2] > tau)

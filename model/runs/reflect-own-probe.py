@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load  # noqa: E402
 from lavida_mini.probe import auc as auc_of, verdict_scores  # noqa: E402
+from lavida_mini.evaluate import text_batched  # noqa: E402
 
 
 def main() -> int:
@@ -56,9 +57,7 @@ def main() -> int:
     for bias in biases:
         if bias is not None:
             s.eos_bias["reflect"] = bias
-        said = []
-        for k in range(0, len(recs), a.batch):
-            said += s.reflect_batch(codes[k:k + a.batch], [r["prompt"] for r in recs[k:k + a.batch]])
+        said = text_batched(s.reflect_batch, codes, [r["prompt"] for r in recs], a.batch)
         acc = np.array([v.strip() == "correct" for v in said])
         wrong_called_wrong = [(r, v) for r, v, ok, ac in zip(recs, said, right, acc) if not ok and not ac]
         out = {
