@@ -425,6 +425,8 @@ def main(argv=None) -> int:
     ap.add_argument("--order-cutoff", type=float, default=1.0,
                     help="image steps up to this share of the schedule reveal the stratified order, later ones the most "
                          "confident masked positions (1: stratified only, the default; 0: confidence from the first step)")
+    ap.add_argument("--correction-sweeps", type=int, default=0, help="image correction sweeps after the last step (Sampler.correction_sweeps; the package's sampling.correction_sweeps)")
+    ap.add_argument("--correction-guidance", type=float, default=None, help="guidance of the correction forwards (default: the image's, as the runtime)")
     ap.add_argument("--alg-temp", type=float, default=1.0, help="Gumbel noise scale on the confidence of confidence steps")
     ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
     ap.add_argument("--text-batch", type=int, default=64)
@@ -455,6 +457,7 @@ def main(argv=None) -> int:
     if args.refiner:
         s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(args.refiner))
     s.order_cutoff, s.alg_temp = args.order_cutoff, args.alg_temp
+    s.correction_sweeps, s.correction_guidance = args.correction_sweeps, args.correction_guidance
     if args.plan_eos_bias is not None:
         s.eos_bias["plan"] = args.plan_eos_bias
     if args.reflect_eos_bias is not None:
@@ -489,7 +492,7 @@ def main(argv=None) -> int:
         "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
                      "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "plan_guidance": args.plan_guidance, "feedback_guidance": args.feedback_guidance, "temperature": args.temperature,
-                     "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
+                     "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "correction_sweeps": args.correction_sweeps, "correction_guidance": args.correction_guidance, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
                      "parts": args.parts, "feedback_with_plan": args.feedback_with_plan, "oracle_plan": args.oracle_plan,
                      "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},

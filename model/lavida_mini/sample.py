@@ -111,6 +111,13 @@ def stratified_order(rows: int, cols: int, seed: int) -> List[int]:
     return order
 
 
+def correction_classes(rows: int, cols: int) -> List[List[int]]:
+    """The correction sweeps' classes (sampling.ts `correctionClasses`): cells of equal row % 2 and
+    column % 2, each in raster order, classes (0,0), (0,1), (1,0), (1,1), empty ones left out."""
+    classes = [[r * cols + c for r in range(pr, rows, 2) for c in range(pc, cols, 2)] for pr in (0, 1) for pc in (0, 1)]
+    return [c for c in classes if c]
+
+
 def unmask_schedule(total: int, steps: int, shift: float) -> List[int]:
     """Tokens revealed per step, shifted schedule, few first (sampling.ts `unmaskSchedule`)."""
     n = max(1, min(steps, total))
@@ -298,6 +305,14 @@ class Sampler:
         # (the default, as every package up to 0.4.1); 0.0: confidence from the first step.
         self.order_cutoff: float = 1.0
         self.alg_temp: float = 1.0
+        # Correction sweeps after the last step (the package's `sampling.correction_sweeps`; 0 up to 0.4.4).
+        # A sweep visits the four parity classes of the grid (cells of equal row % 2 and column % 2: 16
+        # cells, no two of them neighbours), masks one class, predicts it from every other cell and the
+        # text, and puts each cell's argmax code there (diffusion.ts `ImageDiffusion`, bit for bit).
+        # correction_guidance (`sampling.correction_guidance`): the guidance of those forwards where it is
+        # not the image's; 0 predicts from the conditional row alone.
+        self.correction_sweeps: int = 0
+        self.correction_guidance: Optional[float] = None
 
     # -- low level -------------------------------------------------------------------------------
     def enc(self, text: str) -> List[int]:
@@ -381,7 +396,35 @@ class Sampler:
                     chosen = confidence_pick(scores, drawn, count, self.alg_temp, rngs[b])
                     tokens[b, at[chosen]] = [drawn[i] for i in chosen]
             cursor += count
+        if self.correction_sweeps:
+            self._correct(tokens, texts, prefixes, cond, guidance, rngs)
         return tokens.tolist()
+
+    def _correct(self, tokens: np.ndarray, texts: List[List[int]], prefixes: Optional[np.ndarray],
+                 cond: Optional[np.ndarray], guidance: float, rngs: List["Pcg32"]) -> None:
+        """Correction sweeps over the parity classes (see __init__), in place; cond already offset."""
+        cfg = self.cfg
+        B, n = tokens.shape
+        g = guidance if self.correction_guidance is None else self.correction_guidance
+        # The image's rows, or the conditional row alone where the correction is unguided (the runtime
+        # runs the image's rows and takes the first).
+        use_rows = 2 if guidance > 0 and g > 0 else 1
+        t_rows = [list(t) for t in texts] + ([[self.sp["mask"]] * len(t) for t in texts] if use_rows == 2 else [])
+        p_rows = None if prefixes is None else np.concatenate([prefixes] * use_rows, 0)
+        classes = correction_classes(cfg.grid_rows, cfg.grid_cols)
+        offset = n if cond is not None else 0
+        for _ in range(self.correction_sweeps):
+            for cells in classes:
+                masked = tokens.copy()
+                masked[:, cells] = cfg.mask_id
+                image = np.concatenate([masked] * use_rows, 0)
+                if cond is not None:
+                    image = np.concatenate((np.concatenate([cond] * use_rows, 0), image), 1)
+                _, logits = self._forward(t_rows, p_rows, image, need_text=False, image_positions=[offset + i for i in cells])
+                for b in range(B):
+                    c = logits[b]
+                    scores = guide(c, logits[B + b], g) if use_rows == 2 else c.astype(np.float64)
+                    tokens[b, cells] = sample_logits_rows(scores, 0.0, rngs[b])
 
     def t2i_text(self, prompt_text: str, plan_layout: Optional[Sequence[dict]] = None,
                  feedback: Optional[str] = None) -> List[int]:
