@@ -445,7 +445,8 @@ def document(g: Golden, name: str, version: str, step: int, margin: float, sampl
     head = {
         "format": FORMAT,
         "model": {"name": name, "version": version, "checkpoint_step": int(step)},
-        "settings": {"order_seed": sample_mod.ORDER_SEED, "shift": 3.0,
+        "settings": {"order_seed": sample_mod.ORDER_SEED, "shift": 3.0, "correction_sweeps": g.s.correction_sweeps,
+                     "correction_guidance": g.s.correction_guidance,
                      "per_step": {"understand": g.s.per_step["und"], "reflect": g.s.per_step["reflect"],
                                   "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)"},
                      "eos_bias": {("understand" if k == "und" else k): v for k, v in sorted(g.s.eos_bias.items())},
@@ -499,6 +500,9 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
         man = json.load(open(man_path))
         if (man.get("name"), man.get("version")) != (name, version) or man["text"]["vocab"] != list(tok.vocab):
             raise ValueError(f"{man_path} is {man.get('name')} {man.get('version')} (or another vocabulary), not {name} {version}")
+        # Every image case runs with the package's correction sweeps, as the runtime does.
+        s.correction_sweeps = int(man["sampling"].get("correction_sweeps", 0))
+        s.correction_guidance = man["sampling"].get("correction_guidance")
     tokens = np.load(os.path.join(data, "tokens.npy")).astype(np.int64)
     with open(os.path.join(data, "samples.jsonl")) as f:
         samples = [json.loads(line) for line in f]

@@ -19,7 +19,9 @@ interface Case {
 interface Golden {
   format: string;
   model: { name: string; version: string; checkpoint_step: number };
-  settings: { per_step: Record<string, number | string>; eos_bias?: Record<string, number> };
+  settings: { per_step: Record<string, number | string>; eos_bias?: Record<string, number>; correction_sweeps?: number;
+    correction_guidance?: number | null;
+  };
   cases: Case[];
 }
 
@@ -52,6 +54,11 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     const tasks = new Set(golden.cases.map((c) => c.task));
     for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond'])
       assert.ok(tasks.has(task as Case['task']), task);
+  });
+
+  it("samples images with the package's correction sweeps, the reference sampler's", () => {
+    assert.equal(pkg.manifest.sampling.correction_sweeps ?? 0, golden.settings.correction_sweeps ?? 0);
+    assert.equal(pkg.manifest.sampling.correction_guidance ?? null, golden.settings.correction_guidance ?? null);
   });
 
   it("decodes answer slots with the package's per_step and eos_bias, the reference sampler's settings", async () => {

@@ -2,7 +2,7 @@ import { CanceledError, InvalidInputError } from '@lavida/contracts';
 import { int64Tensor, positionsTensor, type JointPeer, type PartialAttention, type Projections } from './joint.js';
 import type { ModelPackage, Tensor } from './package.js';
 import { textPartialSegment } from './manifest.js';
-import { Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
+import { correctionClasses, guide, Pcg32, sampleLogits, stratifiedOrder, unmaskSchedule } from './sampling.js';
 import { repeatImage } from './tensor-ops.js';
 
 /**
@@ -75,7 +75,7 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
   try {
     for (let step = 0; step < diffusion.steps; step++) {
       if (options.signal?.aborted) throw new CanceledError('canceled');
-      await diffusion.embed();
+      await diffusion.embed(step);
       let qkv = await link.beginStep(step);
       for (let layer = 0; layer <= lastJoint; layer++) {
         // The text side stops after the last joint layer: its states never reach an image token again.
@@ -98,6 +98,17 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
     await link.close();
   }
   return { tokens: diffusion.tokens, steps: diffusion.steps, peer: link.peer };
+}
+
+/**
+ * Steps of one image asked for in `steps`: the shifted schedule's (at most one a grid cell), then
+ * the model's correction steps (four a sweep on a grid of at least 2 x 2).
+ */
+export function diffusionSteps(pkg: ModelPackage, steps: number): number {
+  const { image, sampling } = pkg.manifest;
+  const [gridRows, gridCols] = image.grid;
+  const corrections = correctionClasses(gridRows, gridCols).length * (sampling.correction_sweeps ?? 0);
+  return unmaskSchedule(gridRows * gridCols, steps, sampling.shift).length + corrections;
 }
 
 /** What the image side of one diffusion needs: its rows and text-side length, and the sampler. */
@@ -128,6 +139,8 @@ export class ImageDiffusion {
   private readonly schedule: number[];
   private readonly order: number[];
   private readonly rng: Pcg32;
+  /** The cells each correction step masks and predicts again (after the schedule's steps). */
+  private readonly corrections: number[][];
   private readonly imagePositions: Tensor;
   private readonly conditionLen: number;
   private readonly imageLen: number;
@@ -151,14 +164,21 @@ export class ImageDiffusion {
     this.schedule = unmaskSchedule(gridTokens, spec.steps, sampling.shift);
     this.order = stratifiedOrder(gridRows, gridCols, sampling.order_seed);
     this.rng = new Pcg32(spec.seed);
+    const classes = correctionClasses(gridRows, gridCols);
+    this.corrections = Array.from({ length: sampling.correction_sweeps ?? 0 }, () => classes).flat();
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);
     this.lastJoint = architecture.joint_layers - 1;
   }
 
-  /** Steps of the schedule. */
+  /** Steps: the schedule's, then the model's correction steps (`sampling.correction_sweeps`). */
   get steps(): number {
-    return this.schedule.length;
+    return this.schedule.length + this.corrections.length;
+  }
+
+  /** The cells correction step `step` masks, or undefined for a step of the schedule. */
+  private correcting(step: number): number[] | undefined {
+    return step < this.schedule.length ? undefined : this.corrections[step - this.schedule.length];
   }
 
   /**
@@ -171,11 +191,20 @@ export class ImageDiffusion {
     return layer < this.lastJoint && partialBytes <= concurrentBytes && this.pkg.has(textPartialSegment(layer));
   }
 
-  /** Starts a step: the grid as it is (after any condition grid) embedded on every row. */
-  async embed(): Promise<void> {
+  /**
+   * Starts step `step`: the grid as it is (after any condition grid) embedded on every row; in a
+   * correction step with that step's cells masked.
+   */
+  async embed(step: number): Promise<void> {
     const { rows, conditionRows: condition } = this.spec;
+    let grid = this.tokens;
+    const masked = this.correcting(step);
+    if (masked) {
+      grid = [...this.tokens];
+      for (const index of masked) grid[index] = this.pkg.manifest.image.mask_id;
+    }
     const ids: number[] = [];
-    for (let r = 0; r < rows; r++) ids.push(...(condition ? condition[r] : []), ...this.tokens);
+    for (let r = 0; r < rows; r++) ids.push(...(condition ? condition[r] : []), ...grid);
     this.hidden = (await this.pkg.run('gen_embed', { image_ids: int64Tensor(ids, [rows, this.imageLen]) })).hidden;
   }
 
@@ -198,23 +227,35 @@ export class ImageDiffusion {
     return { out: partial.text_out, lse: partial.text_lse };
   }
 
-  /** Ends step `step`: the image tail, then this step's cells sampled from the combined rows. */
+  /**
+   * Ends step `step`: the image tail, then this step's cells sampled from the combined rows (in a
+   * correction step: its masked cells, each set to its argmax code).
+   */
   async sample(step: number): Promise<StepTokens> {
-    const { rows, combine, temperature } = this.spec;
+    const { rows, combine } = this.spec;
     const k = this.pkg.manifest.image.codebook_size;
     const logits = (await this.pkg.run('gen_tail', { hidden: this.hidden!, positions: this.imagePositions })).logits.data as Float32Array;
-    const positions = this.order.slice(this.cursor, this.cursor + this.schedule[step]);
+    const corrected = this.correcting(step);
+    const positions = corrected ?? this.order.slice(this.cursor, this.cursor + this.schedule[step]);
+    const temperature = corrected ? 0 : this.spec.temperature;
     const tokens: number[] = [];
     for (const index of positions) {
       const perRow = Array.from({ length: rows }, (_, r) => {
         const at = (r * this.imageLen + this.conditionLen + index) * k;
         return logits.subarray(at, at + k);
       });
-      const token = sampleLogits(combine(perRow), temperature, this.rng);
+      const token = sampleLogits(corrected ? this.correctionScores(perRow) : combine(perRow), temperature, this.rng);
       this.tokens[index] = token;
       tokens.push(token);
     }
-    this.cursor += this.schedule[step];
+    if (!corrected) this.cursor += this.schedule[step];
     return { positions, tokens };
+  }
+
+  /** A correction step's scores of one cell: the image's combination, or the manifest's `correction_guidance`. */
+  private correctionScores(perRow: Float32Array[]): ArrayLike<number> {
+    const g = this.pkg.manifest.sampling.correction_guidance;
+    if (g === undefined) return this.spec.combine(perRow);
+    return g > 0 && perRow.length > 1 ? guide(perRow[0], perRow[1], g) : perRow[0];
   }
 }

@@ -1,9 +1,8 @@
 import { CanceledError, InvalidInputError, PeerProtocolError } from '@lavida/contracts';
-import { ImageDiffusion, type StepTokens } from './diffusion.js';
+import { diffusionSteps, ImageDiffusion, type StepTokens } from './diffusion.js';
 import { positionsTensor, TextSideSession, int64Tensor, type PartialAttention, type Projections } from './joint.js';
 import { Tensor, tensorMismatch, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
-import { unmaskSchedule } from './sampling.js';
 import { repeatImage } from './tensor-ops.js';
 import {
   decodeTokens,
@@ -229,7 +228,7 @@ export class ImageSideSession {
   /** Starts step `nextStep`: the grid as sampled so far, embedded. */
   private async begin(): Promise<void> {
     this.stepsRun += 1;
-    await this.diffusion.embed();
+    await this.diffusion.embed(this.nextStep);
   }
 
   /** Layer `layer` (below the last) of step `nextStep`: its partial first where the segment allows, the rest in `rest`. */
@@ -304,7 +303,7 @@ export async function textToImageFromText(
   request: ImageRequest,
   options: RunOptions,
 ): Promise<TextToImageResult> {
-  const { architecture, image, sampling } = pkg.manifest;
+  const { architecture, image } = pkg.manifest;
   const { text, textRows, sampler } = textToImageSpec(pkg, request);
   if (!Number.isInteger(sampler.steps) || sampler.steps < 1) throw new InvalidInputError(`steps must be a positive integer, got ${sampler.steps}`);
   const rows = textRows.length;
@@ -319,7 +318,7 @@ export async function textToImageFromText(
     );
   }
   const last = architecture.joint_layers - 1;
-  const steps = unmaskSchedule(gridTokens, sampler.steps, sampling.shift).length;
+  const steps = diffusionSteps(pkg, sampler.steps);
   const textIds = int64Tensor(textRows.flat(), [rows, textLen]);
   const textPositions = positionsTensor(0, sideLen);
   const textSide = TextSideSession.open(pkg, {

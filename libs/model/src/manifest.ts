@@ -89,6 +89,19 @@ export const ManifestSchema = z.object({
      */
     plan_guidance: z.number().min(0).optional(),
     feedback_guidance: z.number().min(0).optional(),
+    /**
+     * Correction sweeps after the last diffusion step (absent: 0). A sweep visits the grid's parity
+     * classes (cells of equal row % 2 and column % 2: no two of them neighbours) in turn, masks one
+     * class, predicts it from every other cell with the image's rows and guidance, and puts each cell's
+     * argmax code there (`correctionClasses`). Every image of the model, edits included, takes them.
+     */
+    correction_sweeps: z.number().int().min(0).max(16).optional(),
+    /**
+     * Guidance of the correction steps where it is not the image's (absent: the image's rows combined
+     * as its steps are): g > 0 combines the first two rows as (1+g) row0 − g row1; 0 takes the first
+     * row alone (the full condition).
+     */
+    correction_guidance: z.number().min(0).optional(),
     /** Editing defaults where they differ from text-to-image's (absent: guidance / temperature). */
     edit_guidance: z.number().min(0).optional(),
     edit_temperature: z.number().min(0).optional(),

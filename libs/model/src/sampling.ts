@@ -128,6 +128,22 @@ export function sampleLogits(logits: ArrayLike<number>, temperature: number, rng
   return best;
 }
 
+/**
+ * The correction sweeps' classes of a rows x cols grid: cells of equal row % 2 and column % 2, each in
+ * raster order, the classes in the order (0,0), (0,1), (1,0), (1,1) (empty ones left out).
+ */
+export function correctionClasses(rows: number, cols: number): number[][] {
+  const classes: number[][] = [];
+  for (const pr of [0, 1]) {
+    for (const pc of [0, 1]) {
+      const cells: number[] = [];
+      for (let r = pr; r < rows; r += 2) for (let c = pc; c < cols; c += 2) cells.push(r * cols + c);
+      if (cells.length) classes.push(cells);
+    }
+  }
+  return classes;
+}
+
 /** Classifier-free guidance over stacked rows: (1 + g) cond - g uncond. */
 export function guide(cond: ArrayLike<number>, uncond: ArrayLike<number>, g: number): Float64Array {
   const out = new Float64Array(cond.length);

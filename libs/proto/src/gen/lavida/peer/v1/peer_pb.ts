@@ -329,7 +329,8 @@ export type ImageStep = Message<'lavida.peer.v1.ImageStep'> & {
   step: number;
 
   /**
-   * steps is the number of steps of the session's schedule.
+   * steps is the number of steps of the session: the schedule's, then the model's correction
+   * steps (manifest sampling.correction_sweeps, four a sweep).
    *
    * @generated from field: uint32 steps = 2;
    */
@@ -337,7 +338,7 @@ export type ImageStep = Message<'lavida.peer.v1.ImageStep'> & {
 
   /**
    * positions are the output grid's cells revealed in this step (raster indices), in the order
-   * they were sampled.
+   * they were sampled; in a correction step, the cells it sampled again.
    *
    * @generated from field: repeated uint32 positions = 3;
    */
