@@ -44,37 +44,49 @@ describe('image correction sweeps', () => {
   });
 
   it('adds four steps a sweep after the schedule, and changes the image only through them', async () => {
-    const sampling = pkg.manifest.sampling;
-    const saved = sampling.correction_sweeps;
+    const { sampling } = pkg.manifest;
     const request = { prompt: 'a red circle left of a blue square', seed: 7 };
-    const run = async (sweeps: number) => {
-      sampling.correction_sweeps = sweeps;
+    const run = async (correctionSweeps?: number) => {
       const progress: number[] = [];
-      const result = await textToImage(pkg, peer, request, {
-        sessionId: `correction-${sweeps}`,
-        onStep: (step) => void progress.push(step),
-      });
+      const result = await textToImage(
+        pkg,
+        peer,
+        { ...request, correctionSweeps },
+        {
+          sessionId: `correction-${correctionSweeps}`,
+          onStep: (step) => void progress.push(step),
+        },
+      );
       return { result, progress };
     };
-    try {
-      const schedule = unmaskSchedule(64, sampling.steps, sampling.shift).length;
-      const plain = await run(0);
-      const one = await run(1);
-      const two = await run(2);
-      sampling.correction_sweeps = 2;
-      assert.equal(diffusionSteps(pkg, sampling.steps), schedule + 8);
-      assert.equal(plain.result.steps, schedule);
-      assert.equal(one.result.steps, schedule + 4);
-      assert.equal(two.result.steps, schedule + 8);
-      assert.equal(two.progress.length, schedule + 8);
-      // The corrections rework the schedule's image: some cells change, not all of them.
-      const changed = (a: number[], b: number[]) => a.filter((t, i) => t !== b[i]).length;
-      for (const corrected of [one, two]) {
-        const n = changed(plain.result.tokens, corrected.result.tokens);
-        assert.ok(n > 0 && n < 64, `${n} of 64 cells changed by the corrections`);
-      }
-    } finally {
-      sampling.correction_sweeps = saved;
+    const schedule = unmaskSchedule(64, sampling.steps, sampling.shift).length;
+    const plain = await run(0);
+    const one = await run(1);
+    const two = await run(2);
+    const byDefault = await run(undefined);
+    assert.equal(diffusionSteps(pkg, sampling.steps, 2), schedule + 8);
+    assert.equal(plain.result.steps, schedule);
+    assert.equal(one.result.steps, schedule + 4);
+    assert.equal(two.result.steps, schedule + 8);
+    assert.equal(two.progress.length, schedule + 8);
+    // Unset: the model's own sweeps.
+    const own = sampling.correction_sweeps ?? 0;
+    assert.equal(byDefault.result.steps, schedule + 4 * own);
+    assert.deepEqual(byDefault.result.tokens, (await run(own)).result.tokens);
+    // The corrections rework the schedule's image: some cells change, not all of them.
+    const changed = (a: number[], b: number[]) => a.filter((t, i) => t !== b[i]).length;
+    for (const corrected of [one, two]) {
+      const n = changed(plain.result.tokens, corrected.result.tokens);
+      assert.ok(n > 0 && n < 64, `${n} of 64 cells changed by the corrections`);
+    }
+  });
+
+  it('rejects a number of sweeps outside 0..16', async () => {
+    for (const correctionSweeps of [-1, 17, 1.5]) {
+      await assert.rejects(
+        textToImage(pkg, peer, { prompt: 'a red circle', seed: 1, correctionSweeps }, { sessionId: `bad-${correctionSweeps}` }),
+        (e: Error & { code?: string }) => e.code === 'INVALID_INPUT' && /correction_sweeps must be an integer 0\.\.16/.test(e.message),
+      );
     }
   });
 });

@@ -19,7 +19,10 @@ interface Case {
 interface Golden {
   format: string;
   model: { name: string; version: string; checkpoint_step: number };
-  settings: { per_step: Record<string, number | string>; eos_bias?: Record<string, number>; correction_sweeps?: number;
+  settings: {
+    per_step: Record<string, number | string>;
+    eos_bias?: Record<string, number>;
+    correction_sweeps?: number;
     correction_guidance?: number | null;
   };
   cases: Case[];

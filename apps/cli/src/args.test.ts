@@ -47,9 +47,11 @@ describe('lavida command line', () => {
       'make it blue',
       '--image-guidance',
       '1.5',
+      '--correction-sweeps',
+      '0',
     ]).command;
     assert.ok(edit.kind === 'submit');
-    assert.deepEqual(edit.input, { instruction: 'make it blue', image_guidance: 1.5 });
+    assert.deepEqual(edit.input, { instruction: 'make it blue', image_guidance: 1.5, correction_sweeps: 0 });
     const respond = parseCommandLine([
       'submit',
       'respond',

@@ -17,13 +17,13 @@ Commands:
 
 Input options:
   text-to-image  --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
-                 [--luminance x] [--plan] [--reflect] [--rounds n]
+                 [--correction-sweeps n] [--luminance x] [--plan] [--reflect] [--rounds n]
   edit           --image file.png --instruction text (required) [--seed n] [--steps n] [--guidance x]
-                 [--image-guidance x] [--temperature x]
+                 [--image-guidance x] [--temperature x] [--correction-sweeps n]
   ground         --image file.png --ref text (required, repeatable) [--steps n]
   understand     --image file.png [--question text (default "describe the image.")] [--prompt-cache]
   respond        --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
-                 [--luminance x]: the model answers with text or an image (drawn with these options)
+                 [--correction-sweeps n] [--luminance x]: the model answers with text or an image (drawn with these options)
   every task     [--priority n (1 highest .. 10, default 5)] [--deadline s (fail after s seconds)]
 
 Options:
@@ -69,6 +69,7 @@ const OPTIONS = {
   guidance: { type: 'string' },
   'image-guidance': { type: 'string' },
   temperature: { type: 'string' },
+  'correction-sweeps': { type: 'string' },
   luminance: { type: 'string' },
   rounds: { type: 'string' },
   plan: { type: 'boolean' },
@@ -103,6 +104,7 @@ const TASKS: Record<Task, Field[]> = {
     ['steps', 'steps', 'number'],
     ['guidance', 'guidance', 'number'],
     ['temperature', 'temperature', 'number'],
+    ['correction-sweeps', 'correction_sweeps', 'number'],
     ['luminance', 'luminance', 'number'],
     ['plan', 'plan', 'boolean'],
     ['reflect', 'reflect', 'boolean'],
@@ -115,6 +117,7 @@ const TASKS: Record<Task, Field[]> = {
     ['guidance', 'guidance', 'number'],
     ['image-guidance', 'image_guidance', 'number'],
     ['temperature', 'temperature', 'number'],
+    ['correction-sweeps', 'correction_sweeps', 'number'],
   ],
   ground: [
     ['ref', 'refs', 'list'],
@@ -130,6 +133,7 @@ const TASKS: Record<Task, Field[]> = {
     ['steps', 'steps', 'number'],
     ['guidance', 'guidance', 'number'],
     ['temperature', 'temperature', 'number'],
+    ['correction-sweeps', 'correction_sweeps', 'number'],
     ['luminance', 'luminance', 'number'],
   ],
 };

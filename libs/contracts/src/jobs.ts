@@ -10,6 +10,11 @@ const seed = z.number().int().min(0).max(0xffffffff);
 const steps = z.number().int().min(1).max(1024);
 const guidance = z.number().min(0).max(20);
 const temperature = z.number().min(0).max(10);
+/**
+ * Correction sweeps after the last diffusion step (four steps each: masked parity classes of the grid
+ * predicted again). Unset: the model's `sampling.correction_sweeps`; 0 switches them off.
+ */
+const correctionSweeps = z.number().int().min(0).max(16);
 /** An input image: a PNG, base64 (optionally as a `data:image/png;base64,` URL). Decoded and checked by the api. */
 const imageInput = z.string().min(1, 'must not be empty').max(8_000_000, 'is too large');
 
@@ -36,6 +41,7 @@ export const TextToImageInputSchema = z
      */
     guidance: guidance.optional(),
     temperature: temperature.optional(),
+    correction_sweeps: correctionSweeps.optional(),
     luminance: z.number().min(0).max(1).optional(),
     /** Plan a layout first (understanding branch) and generate with it. */
     plan: z.boolean().optional(),
@@ -58,6 +64,7 @@ export const EditInputSchema = z
     guidance: guidance.optional(),
     image_guidance: guidance.optional(),
     temperature: temperature.optional(),
+    correction_sweeps: correctionSweeps.optional(),
     ...scheduling,
   })
   .strict();
@@ -95,6 +102,7 @@ export const RespondInputSchema = TextToImageInputSchema.pick({
   steps: true,
   guidance: true,
   temperature: true,
+  correction_sweeps: true,
   luminance: true,
   priority: true,
   deadline_seconds: true,
@@ -196,6 +204,8 @@ export interface TextToImageRequest {
   steps?: number;
   guidance?: number;
   temperature?: number;
+  /** Correction sweeps after the last step; default the model's `sampling.correction_sweeps` (0: none). */
+  correctionSweeps?: number;
   /** Micro-conditioning: background grey level / 255, written into the prompt as text. */
   luminance?: number;
 }
@@ -240,6 +250,8 @@ export interface EditJobData extends StageJobCommon {
   imageGuidance?: number;
   /** Default the model's `sampling.edit_temperature` (else its `temperature`). */
   temperature?: number;
+  /** Default the model's `sampling.correction_sweeps`. */
+  correctionSweeps?: number;
   output?: string;
 }
 
@@ -267,6 +279,7 @@ export interface RespondImageOptions {
   steps?: number;
   guidance?: number;
   temperature?: number;
+  correctionSweeps?: number;
   /** Micro-conditioning, written into the prompt as text (`LUMINANCE : x;`). */
   luminance?: number;
   /** Artefact name of the image; default `image.png`. */

@@ -25,6 +25,8 @@ export interface DiffusionSpec {
   seed: number;
   steps: number;
   temperature: number;
+  /** Correction sweeps after the schedule (`ImageDiffusion`). */
+  correctionSweeps: number;
 }
 
 export interface DiffusionOptions {
@@ -104,15 +106,23 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
  * Steps of one image asked for in `steps`: the shifted schedule's (at most one a grid cell), then
  * the model's correction steps (four a sweep on a grid of at least 2 x 2).
  */
-export function diffusionSteps(pkg: ModelPackage, steps: number): number {
+export function diffusionSteps(pkg: ModelPackage, steps: number, correctionSweeps: number): number {
   const { image, sampling } = pkg.manifest;
   const [gridRows, gridCols] = image.grid;
-  const corrections = correctionClasses(gridRows, gridCols).length * (sampling.correction_sweeps ?? 0);
+  const corrections = correctionClasses(gridRows, gridCols).length * checkCorrectionSweeps(correctionSweeps);
   return unmaskSchedule(gridRows * gridCols, steps, sampling.shift).length + corrections;
 }
 
+/** Correction sweeps asked for, checked: an integer 0..16 (as a request's `correction_sweeps`). */
+export function checkCorrectionSweeps(sweeps: number): number {
+  if (!Number.isInteger(sweeps) || sweeps < 0 || sweeps > 16) {
+    throw new InvalidInputError(`correction_sweeps must be an integer 0..16, got ${sweeps}`);
+  }
+  return sweeps;
+}
+
 /** What the image side of one diffusion needs: its rows and text-side length, and the sampler. */
-export interface ImageDiffusionSpec extends Pick<DiffusionSpec, 'conditionRows' | 'combine' | 'seed' | 'steps' | 'temperature'> {
+export interface ImageDiffusionSpec extends Pick<DiffusionSpec, 'conditionRows' | 'combine' | 'seed' | 'steps' | 'temperature' | 'correctionSweeps'> {
   /** Guidance rows. */
   rows: number;
   /** Tokens on the text side (an image prefix and the text): the image grid's positions follow them. */
@@ -165,13 +175,13 @@ export class ImageDiffusion {
     this.order = stratifiedOrder(gridRows, gridCols, sampling.order_seed);
     this.rng = new Pcg32(spec.seed);
     const classes = correctionClasses(gridRows, gridCols);
-    this.corrections = Array.from({ length: sampling.correction_sweeps ?? 0 }, () => classes).flat();
+    this.corrections = Array.from({ length: checkCorrectionSweeps(spec.correctionSweeps) }, () => classes).flat();
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);
     this.lastJoint = architecture.joint_layers - 1;
   }
 
-  /** Steps: the schedule's, then the model's correction steps (`sampling.correction_sweeps`). */
+  /** Steps: the schedule's, then the correction steps (four a sweep). */
   get steps(): number {
     return this.schedule.length + this.corrections.length;
   }

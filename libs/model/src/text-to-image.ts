@@ -106,6 +106,8 @@ export interface ImageSampler {
   /** 0: one row, no guidance; > 0: cond and uncond rows. */
   guidance: number;
   temperature: number;
+  /** Correction sweeps after the last step (four steps each). */
+  correctionSweeps: number;
 }
 
 /**
@@ -133,6 +135,7 @@ export function textToImageSpec(
       steps: request.steps ?? sampling.steps,
       guidance,
       temperature: request.temperature ?? sampling.temperature,
+      correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
     },
   };
 }
@@ -164,6 +167,8 @@ export interface EditRequest {
   imageGuidance?: number;
   /** Default the manifest's `sampling.edit_temperature`, else `temperature` (0: argmax). */
   temperature?: number;
+  /** Default the manifest's `sampling.correction_sweeps` (0: none). */
+  correctionSweeps?: number;
 }
 
 /**
@@ -212,6 +217,7 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
       seed: request.seed,
       steps: request.steps ?? sampling.steps,
       temperature: request.temperature ?? sampling.edit_temperature ?? sampling.temperature,
+      correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
     },
     options,
   );

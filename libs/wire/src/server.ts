@@ -183,7 +183,13 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
               textIds: decodeTensor(frame.textIds, 'text_ids'),
               textPositions: decodeTensor(frame.textPositions, 'text_positions'),
               stopAfterLayer: frame.stopAfterLayer,
-              sampler: { seed: sampling.seed, steps: sampling.steps, guidance: sampling.guidance, temperature: sampling.temperature },
+              sampler: {
+                seed: sampling.seed,
+                steps: sampling.steps,
+                guidance: sampling.guidance,
+                temperature: sampling.temperature,
+                correctionSweeps: sampling.correctionSweeps ?? pkg.manifest.sampling.correction_sweeps ?? 0,
+              },
             },
             // The driver is another process: it merges a layer's partial while this side runs the rest of the layer.
             { partialFirst: true },

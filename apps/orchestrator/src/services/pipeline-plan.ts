@@ -70,6 +70,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           steps: input.steps,
           guidance: input.guidance,
           temperature: input.temperature,
+          correctionSweeps: input.correction_sweeps,
           luminance: input.luminance,
           output: 'image.png',
         });
@@ -103,6 +104,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           guidance: input.guidance,
           imageGuidance: input.image_guidance,
           temperature: input.temperature,
+          correctionSweeps: input.correction_sweeps,
           output: 'image.png',
         };
         return {
@@ -131,6 +133,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           steps: input.steps,
           guidance: input.guidance,
           temperature: input.temperature,
+          correctionSweeps: input.correction_sweeps,
           luminance: input.luminance,
           output: `attempt-${round}.png`,
           // The plan conditions the first image; regenerations get the critique and the earlier image (as trained).

@@ -80,6 +80,7 @@ export class UnderstandingService {
             steps: data.steps,
             guidance: data.guidance,
             temperature: data.temperature,
+            correctionSweeps: data.correctionSweeps,
             luminance: data.luminance,
           },
           { sessionId: `${data.jobId}/${attempt}`, signal, onStep: options.onStep },
