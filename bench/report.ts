@@ -131,7 +131,13 @@ function miniSection(r: BenchResults): string[] {
     table(
       ['task', 'runs', 'single ms', 'split ms', 'split / single'],
       [
-        ['text-to-image (16 steps, 2 rows)', m.runsMs.single.length, m.medianMs.single, m.medianMs.split, m.splitOverSingle],
+        [
+          `text-to-image (${m.steps} steps, ${m.rows} rows)`,
+          m.runsMs.single.length,
+          m.medianMs.single,
+          m.medianMs.split,
+          m.splitOverSingle,
+        ],
         pair('editing (condition grid, 2 rows)', t.edit, 'single', 'split'),
         pair('regeneration with feedback (earlier image on the text side)', t.feedback, 'single', 'split'),
         pair('answer (24 slots, 2 a step)', t.understand, 'single', 'split'),
@@ -157,6 +163,19 @@ function miniSection(r: BenchResults): string[] {
           '',
         ]
       : []),
+    table(
+      ['text-to-image in one process', 'runs', 'no corrections ms', "with the model's ms", 'ratio'],
+      [
+        [
+          `${t.corrections.sweeps} correction sweeps (${t.corrections.steps.model} steps) against none (${t.corrections.steps.none})`,
+          t.corrections.runs,
+          t.corrections.medianMs.none,
+          t.corrections.medianMs.model,
+          t.corrections.ratio,
+        ],
+      ],
+    ),
+    '',
     table(
       ['traffic per image', 'bytes'],
       [

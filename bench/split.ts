@@ -2,6 +2,7 @@ import { credentials, makeGenericClientConstructor, type Client, type ServiceErr
 import { service as healthService } from 'grpc-health-check';
 import {
   conditioningText,
+  diffusionSteps,
   LocalJointPeer,
   textToImage,
   WordTokenizer,
@@ -160,7 +161,12 @@ export async function measureSplit(
 
     const rows = (plan.request.guidance ?? sampling.guidance) > 0 ? 2 : 1;
     const imageTokens = image.grid[0] * image.grid[1];
-    const steps = plan.request.steps ?? sampling.steps;
+    // Every step of the image: the schedule's and the correction steps after it.
+    const steps = diffusionSteps(
+      gen,
+      plan.request.steps ?? sampling.steps,
+      plan.request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
+    );
     const kvPerLayerStep = 2 * rows * architecture.heads * imageTokens * architecture.head_dim * 4;
     const exchange = (kind: ExchangeKind): ExchangeStats => ({
       ...roundSummary(summarize(samples[kind].ms)),

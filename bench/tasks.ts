@@ -34,6 +34,8 @@ export interface TaskBench {
   groundOneStepSpeedupCached: PairTiming;
   /** Two references: decoded in parallel as rows against one after the other. */
   groundTwoRefs: PairTiming;
+  /** Text-to-image in one process: the model's correction sweeps against none (steps of each). */
+  corrections: PairTiming & { sweeps: number; steps: Record<'none' | 'model', number> };
   /**
    * One-step grounding of every object of a world scene (k boxes, references as rows of one forward)
    * against an autoregressive-style decoder: one coordinate token per forward over the whole
@@ -124,6 +126,30 @@ export async function measureTasks(
       return { ...timing, bytesPerImage: perImage, tokensIdentical: true as const };
     };
     const edit = await exactPair(editImage, { instruction: 'remove the red circle', pixels: source.pixels, seed: 3 });
+    const correctionSteps = { none: 0, model: 0 };
+    const corrections = await pairTiming(
+      ['none', 'model'],
+      async () => {
+        const r = await textToImage(
+          all,
+          local,
+          { prompt: 'a red circle left of a blue square', seed: 9, correctionSweeps: 0 },
+          { sessionId: `bench-task-${session++}` },
+        );
+        correctionSteps.none = r.steps;
+      },
+      async () => {
+        const r = await textToImage(
+          all,
+          local,
+          { prompt: 'a red circle left of a blue square', seed: 9 },
+          { sessionId: `bench-task-${session++}` },
+        );
+        correctionSteps.model = r.steps;
+      },
+      2,
+      runs,
+    );
     const feedback = await exactPair(textToImage, {
       prompt: 'a red circle left of a blue square',
       seed: 8,
@@ -266,6 +292,7 @@ export async function measureTasks(
       groundOneStepSpeedupCached: { ...groundOneStepSpeedupCached, ratio: round(1 / groundOneStepSpeedupCached.ratio) },
       groundTwoRefs,
       groundByBoxes,
+      corrections: { ...corrections, sweeps: all.manifest.sampling.correction_sweeps ?? 0, steps: correctionSteps },
     };
   } finally {
     remote.close();

@@ -103,8 +103,8 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
 }
 
 /**
- * Steps of one image asked for in `steps`: the shifted schedule's (at most one a grid cell), then
- * the model's correction steps (four a sweep on a grid of at least 2 x 2).
+ * Steps of one image asked for in `steps` with `correctionSweeps`: the shifted schedule's (at most
+ * one a grid cell), then the correction steps (four a sweep on a grid of at least 2 x 2).
  */
 export function diffusionSteps(pkg: ModelPackage, steps: number, correctionSweeps: number): number {
   const { image, sampling } = pkg.manifest;
@@ -246,7 +246,7 @@ export class ImageDiffusion {
     const k = this.pkg.manifest.image.codebook_size;
     const logits = (await this.pkg.run('gen_tail', { hidden: this.hidden!, positions: this.imagePositions })).logits.data as Float32Array;
     const corrected = this.correcting(step);
-    const positions = corrected ?? this.order.slice(this.cursor, this.cursor + this.schedule[step]);
+    const positions = corrected ? [...corrected] : this.order.slice(this.cursor, this.cursor + this.schedule[step]);
     const temperature = corrected ? 0 : this.spec.temperature;
     const tokens: number[] = [];
     for (const index of positions) {
