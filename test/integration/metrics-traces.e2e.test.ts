@@ -188,7 +188,16 @@ describe('metrics, traces and logs of one job through the four apps', () => {
       system.apiUrl,
       {
         task: 'text-to-image',
-        input: { prompt: 'a red circle left of a blue square', seed: 3, steps: STEPS, plan: true, reflect: true, rounds: 2 },
+        // One correction sweep (four steps) after the schedule's: the request's value reaches the gen-worker.
+        input: {
+          prompt: 'a red circle left of a blue square',
+          seed: 3,
+          steps: STEPS,
+          correction_sweeps: 1,
+          plan: true,
+          reflect: true,
+          rounds: 2,
+        },
         webhook: hooks.url,
       },
       { traceparent: `00-${traceId}-${clientSpanId}-01` },
@@ -278,8 +287,8 @@ describe('metrics, traces and logs of one job through the four apps', () => {
     );
     positive(gen, 'lavida_stage_duration_seconds_sum', { queue: 'generation', stage: 'generate' });
     assert.equal(value(gen, 'lavida_stage_wait_seconds_count', { queue: 'generation', stage: 'generate' }), generates);
-    assert.equal(value(gen, 'lavida_diffusion_steps_total', { task: 'generate' }), generates * STEPS);
-    assert.equal(value(gen, 'lavida_diffusion_step_duration_seconds_count', { task: 'generate' }), generates * STEPS);
+    assert.equal(value(gen, 'lavida_diffusion_steps_total', { task: 'generate' }), generates * (STEPS + 4));
+    assert.equal(value(gen, 'lavida_diffusion_step_duration_seconds_count', { task: 'generate' }), generates * (STEPS + 4));
     positive(gen, 'lavida_diffusion_step_duration_seconds_sum', { task: 'generate' });
     positive(gen, 'lavida_diffusion_steps_per_second', { task: 'generate' });
     positive(gen, 'lavida_exchange_bytes_total', { side: 'client', direction: 'sent' });

@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LavidaClient, progressOf, type JobEvent } from '@lavida/client';
-import { decodePng, encodePng, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
+import { decodePng, diffusionSteps, encodePng, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 
@@ -200,8 +200,10 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     assert.equal(stage.status, 'succeeded');
     assert.equal(stage.image, output.image);
     assert.equal(stage.text, undefined);
-    assert.deepEqual(stage.progress, { stage: 'respond', step: 16, steps: 16 });
-    assert.deepEqual(job.progress, { stage: 'respond', step: 16, steps: 16 });
+    // 16 steps asked for, then the model's correction steps.
+    const steps = diffusionSteps(pkg, 16, pkg.manifest.sampling.correction_sweeps ?? 0);
+    assert.deepEqual(stage.progress, { stage: 'respond', step: steps, steps });
+    assert.deepEqual(job.progress, { stage: 'respond', step: steps, steps });
     assert.match(String(stage.peer), /^127\.0\.0\.1:\d+$/);
 
     // Webhooks: start, the respond stage with its image, completed with the output and its modality.
@@ -246,6 +248,7 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
   it('respond: progress per diffusion step over SSE, cancel aborts the drawing, a deadline fails it DEADLINE_EXCEEDED', async () => {
     const client = new LavidaClient({ baseUrl: system.apiUrl });
     const long = await client.createJob({ task: 'respond', input: { prompt: 'a blue circle', seed: 1, steps: 64, priority: 1 } });
+    const longSteps = diffusionSteps(pkg, 64, pkg.manifest.sampling.correction_sweeps ?? 0);
     const progress: { step: number; steps: number }[] = [];
     let done: JobEvent | undefined;
     for await (const event of client.events(long.id)) {
@@ -260,7 +263,7 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     }
     assert.ok(progress.length >= 2, JSON.stringify(progress));
     assert.ok(
-      progress.every((p, i) => p.steps === 64 && p.step >= 1 && p.step < 64 && (i === 0 || p.step > progress[i - 1].step)),
+      progress.every((p, i) => p.steps === longSteps && p.step >= 1 && p.step < longSteps && (i === 0 || p.step > progress[i - 1].step)),
       JSON.stringify(progress),
     );
     assert.equal(done?.event === 'done' && done.data.status, 'canceled');

@@ -138,20 +138,34 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
   it('respond whose answer is [exp]: the und-worker drives text-to-image, the real gen-worker serves the image side; the PNG is stored', async () => {
     const decision = await engine.respond('a blue circle');
     assert.equal(decision.kind, 'image', 'lavida-o-mini answers a generation prompt with [exp]');
-    const result = await stage({ jobId: 'u6', task: 'respond', prompt: 'a blue circle', seed: 21, steps: 16, output: 'answer.png' });
+    // One correction sweep, asked for by the stage: the und-worker sends it to the gen-worker's image side (ImageSampling).
+    const result = await stage({
+      jobId: 'u6',
+      task: 'respond',
+      prompt: 'a blue circle',
+      seed: 21,
+      steps: 16,
+      correctionSweeps: 1,
+      output: 'answer.png',
+    });
     assert.equal(result.modality, 'image');
     assert.equal(result.text, undefined);
-    const single = await textToImage(pkg, local, { prompt: 'a blue circle', seed: 21, steps: 16 }, { sessionId: 'respond-local' });
+    const single = await textToImage(
+      pkg,
+      local,
+      { prompt: 'a blue circle', seed: 21, steps: 16, correctionSweeps: 1 },
+      { sessionId: 'respond-local' },
+    );
     assert.deepEqual(result.image?.tokens, single.tokens, 'the image of a single-process run');
     assert.deepEqual(result.image?.artifact, { name: 'answer.png', contentType: 'image/png', bytes: single.png.length });
     assert.match(result.peer ?? '', /^127\.0\.0\.1:\d+$/);
     const png = await client.getBuffer(artifactKey({ QUEUE_PREFIX: prefix }, 'u6', 'answer.png'));
     assert.ok(png && png.equals(single.png), 'the PNG in the artefact store');
-    // The gen-worker served the session (serve_side SIDE_IMAGE), all 16 steps of it.
+    // The gen-worker served the session (serve_side SIDE_IMAGE), all 16 + 4 steps of it.
     const served = await gen.waitForLog('session ended');
     assert.equal(served.sessionId, 'u6/1');
     assert.equal(served.outcome, 'closed');
-    assert.equal(served.steps, 16);
+    assert.equal(served.steps, 20);
   });
 
   it('generate with a plan and with feedback on an earlier attempt, and edit, equal single-process runs', async () => {

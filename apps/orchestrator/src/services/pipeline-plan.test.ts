@@ -97,6 +97,7 @@ describe('pipeline decisions (nextStep)', () => {
         steps: 12,
         guidance: 1.5,
         temperature: 0.5,
+        correction_sweeps: 2,
         luminance: 0.25,
         priority: 2,
       },
@@ -116,6 +117,7 @@ describe('pipeline decisions (nextStep)', () => {
       steps: 12,
       guidance: 1.5,
       temperature: 0.5,
+      correctionSweeps: 2,
       luminance: 0.25,
       output: 'image.png',
     });
