@@ -151,6 +151,11 @@ export class ImageDiffusion {
   private readonly rng: Pcg32;
   /** The cells each correction step masks and predicts again (after the schedule's steps). */
   private readonly corrections: number[][];
+  /**
+   * A correction step's scores of one cell: the image's combination, or the manifest's
+   * `correction_guidance` over the first two rows (0: the first row alone).
+   */
+  private readonly correctionCombine: (rows: readonly Float32Array[]) => ArrayLike<number>;
   private readonly imagePositions: Tensor;
   private readonly conditionLen: number;
   private readonly imageLen: number;
@@ -176,6 +181,8 @@ export class ImageDiffusion {
     this.rng = new Pcg32(spec.seed);
     const classes = correctionClasses(gridRows, gridCols);
     this.corrections = Array.from({ length: checkCorrectionSweeps(spec.correctionSweeps) }, () => classes).flat();
+    const g = sampling.correction_guidance;
+    this.correctionCombine = g === undefined ? spec.combine : (rows) => (g > 0 && rows.length > 1 ? guide(rows[0], rows[1], g) : rows[0]);
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);
     this.lastJoint = architecture.joint_layers - 1;
@@ -254,18 +261,11 @@ export class ImageDiffusion {
         const at = (r * this.imageLen + this.conditionLen + index) * k;
         return logits.subarray(at, at + k);
       });
-      const token = sampleLogits(corrected ? this.correctionScores(perRow) : combine(perRow), temperature, this.rng);
+      const token = sampleLogits(corrected ? this.correctionCombine(perRow) : combine(perRow), temperature, this.rng);
       this.tokens[index] = token;
       tokens.push(token);
     }
     if (!corrected) this.cursor += this.schedule[step];
     return { positions, tokens };
-  }
-
-  /** A correction step's scores of one cell: the image's combination, or the manifest's `correction_guidance`. */
-  private correctionScores(perRow: Float32Array[]): ArrayLike<number> {
-    const g = this.pkg.manifest.sampling.correction_guidance;
-    if (g === undefined) return this.spec.combine(perRow);
-    return g > 0 && perRow.length > 1 ? guide(perRow[0], perRow[1], g) : perRow[0];
   }
 }

@@ -1,5 +1,5 @@
 import { CanceledError, InvalidInputError, PeerProtocolError } from '@lavida/contracts';
-import { checkCorrectionSweeps, diffusionSteps, ImageDiffusion, type StepTokens } from './diffusion.js';
+import { diffusionSteps, ImageDiffusion, type StepTokens } from './diffusion.js';
 import { positionsTensor, TextSideSession, int64Tensor, type PartialAttention, type Projections } from './joint.js';
 import { Tensor, tensorMismatch, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
@@ -132,8 +132,7 @@ export class ImageSideSession {
   ): ImageSideSession {
     const { architecture } = pkg.manifest;
     const { textIds, textPositions, stopAfterLayer, sampler } = request;
-    const { seed, steps, guidance, temperature, correctionSweeps } = sampler;
-    checkCorrectionSweeps(correctionSweeps);
+    const { seed, steps, guidance, temperature } = sampler;
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new InvalidInputError(`seed must be an integer 0..2^32-1, got ${seed}`);
     if (!Number.isInteger(steps) || steps < 1) throw new InvalidInputError(`steps must be a positive integer, got ${steps}`);
     if (!Number.isFinite(guidance) || guidance < 0) throw new InvalidInputError(`guidance must be a finite number >= 0, got ${guidance}`);
