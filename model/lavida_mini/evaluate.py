@@ -427,6 +427,10 @@ def main(argv=None) -> int:
                          "confident masked positions (1: stratified only, the default; 0: confidence from the first step)")
     ap.add_argument("--correction-sweeps", type=int, default=0, help="image correction sweeps after the last step (Sampler.correction_sweeps; the package's sampling.correction_sweeps)")
     ap.add_argument("--correction-guidance", type=float, default=None, help="guidance of the correction forwards (default: the image's, as the runtime)")
+    ap.add_argument("--cfg-interval", default="0,1", help="lo,hi: guide image step i of S only where lo <= i/S < hi (Sampler.cfg_interval)")
+    ap.add_argument("--temperature-end", type=float, default=None, help="image temperature of the last step, linear from --temperature (Sampler.temperature_end)")
+    ap.add_argument("--top-k", type=int, default=0, help="image codes: sample among the k most probable (Sampler.top_k; 0: all)")
+    ap.add_argument("--min-p", type=float, default=0.0, help="image codes: sample among those at least min_p as probable as the top one (Sampler.min_p)")
     ap.add_argument("--alg-temp", type=float, default=1.0, help="Gumbel noise scale on the confidence of confidence steps")
     ap.add_argument("--batch", type=int, default=16, help="images per forward batch")
     ap.add_argument("--text-batch", type=int, default=64)
@@ -458,6 +462,9 @@ def main(argv=None) -> int:
         s.decoder = LabelDecode(book, cfg.grid_rows, cfg.grid_cols, LabelRefiner.load(args.refiner))
     s.order_cutoff, s.alg_temp = args.order_cutoff, args.alg_temp
     s.correction_sweeps, s.correction_guidance = args.correction_sweeps, args.correction_guidance
+    s.cfg_interval = tuple(float(v) for v in args.cfg_interval.split(","))
+    s.temperature_end = args.temperature_end
+    s.top_k, s.min_p = args.top_k, args.min_p
     if args.plan_eos_bias is not None:
         s.eos_bias["plan"] = args.plan_eos_bias
     if args.reflect_eos_bias is not None:
@@ -492,7 +499,7 @@ def main(argv=None) -> int:
         "model": "lavida-o-mini", "checkpoint": args.checkpoint, "checkpoint_step": s.step, "oracle": args.oracle,
         "settings": {"prompts": args.prompts, "images_per_prompt": args.images_per_prompt, "samples": n_samples,
                      "rounds": args.rounds, "steps": args.steps, "guidance": args.guidance, "plan_guidance": args.plan_guidance, "feedback_guidance": args.feedback_guidance, "temperature": args.temperature,
-                     "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "correction_sweeps": args.correction_sweeps, "correction_guidance": args.correction_guidance, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
+                     "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "correction_sweeps": args.correction_sweeps, "correction_guidance": args.correction_guidance, "cfg_interval": args.cfg_interval, "temperature_end": args.temperature_end, "top_k": args.top_k, "min_p": args.min_p, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
                      "parts": args.parts, "feedback_with_plan": args.feedback_with_plan, "oracle_plan": args.oracle_plan,
                      "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},

@@ -187,14 +187,21 @@ def guide(cond: np.ndarray, uncond: np.ndarray, g: float) -> np.ndarray:
     return (1 + g) * np.asarray(cond, np.float64) - g * np.asarray(uncond, np.float64)
 
 
-def sample_logits_rows(logits: np.ndarray, temperature: float, rng: Pcg32) -> List[int]:
-    """`sampleLogits` applied to each row in order (one rng draw per row when temperature > 0)."""
+def sample_logits_rows(logits: np.ndarray, temperature: float, rng: Pcg32, top_k: int = 0, min_p: float = 0.0) -> List[int]:
+    """`sampleLogits` applied to each row in order (one rng draw per row when temperature > 0).
+    top_k > 0 keeps the codes whose logit is at least the k-th largest; min_p > 0 keeps the codes whose
+    weight exp((l - max) / T), their probability over the most probable one's, is at least min_p."""
     logits = np.asarray(logits, np.float64)
     best = logits.argmax(-1)                               # first maximum, as the TS loop
     if temperature <= 0:
         return [int(b) for b in best]
     mx = logits[np.arange(len(logits)), best][:, None]
     weights = fexp((logits - mx) / temperature)
+    if top_k > 0 and top_k < logits.shape[1]:
+        kth = -np.sort(-logits, axis=1)[:, top_k - 1][:, None]
+        weights = np.where(logits >= kth, weights, 0.0)
+    if min_p > 0:
+        weights = np.where(weights >= min_p, weights, 0.0)
     total = np.add.accumulate(weights, axis=1)[:, -1]      # sequential sum, as `sum += w[i]`
     out = []
     for row in range(len(logits)):
@@ -313,6 +320,17 @@ class Sampler:
         # not the image's; 0 predicts from the conditional row alone.
         self.correction_sweeps: int = 0
         self.correction_guidance: Optional[float] = None
+        # The published code's `cfg_interval` (lo, hi): step i of S is guided where lo <= i / S < hi and
+        # takes the conditional row alone elsewhere; (0, 1) guides every step (every package so far).
+        # temperature_end (the published code's `dynamic_temperature` / `min_temperature`): the sampling
+        # temperature of step i goes linearly from the image's temperature at step 0 to temperature_end at
+        # the last step; None keeps it constant.
+        self.cfg_interval: Tuple[float, float] = (0.0, 1.0)
+        self.temperature_end: Optional[float] = None
+        # Truncated sampling of image codes in the schedule's steps (sample_logits_rows): the published
+        # code's top_k, and min_p; 0 keeps every code.
+        self.top_k: int = 0
+        self.min_p: float = 0.0
 
     # -- low level -------------------------------------------------------------------------------
     def enc(self, text: str) -> List[int]:
@@ -385,11 +403,15 @@ class Sampler:
             # output grid (each row's masked cells differ once confidence has chosen), never on the condition.
             cells = self.order[cursor:cursor + count] if stratified else range(n)
             _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in cells])
+            lo, hi = self.cfg_interval
+            g_step = guidance if lo <= step / len(schedule) < hi else 0.0
+            t_step = temperature if self.temperature_end is None or len(schedule) < 2 else \
+                temperature + (self.temperature_end - temperature) * step / (len(schedule) - 1)
             for b in range(B):
                 at = slice(None) if stratified else np.flatnonzero(tokens[b] == cfg.mask_id)
                 c = logits[b, at]
-                scores = guide(c, logits[B + b, at], guidance) if rows == 2 else c.astype(np.float64)
-                drawn = sample_logits_rows(scores, temperature, rngs[b])
+                scores = guide(c, logits[B + b, at], g_step) if rows == 2 and g_step > 0 else c.astype(np.float64)
+                drawn = sample_logits_rows(scores, t_step, rngs[b], self.top_k, self.min_p)
                 if stratified:
                     tokens[b, cells] = drawn
                 else:
