@@ -102,7 +102,9 @@ def watching(s: Sampler, m: Margins):
             _text_margins(s, m, ctx["decode"], text, prefix, out[0])
         return out
 
-    def rows_hook(logits, temperature, rng):
+    def rows_hook(logits, temperature, rng, top_k=0, min_p=0.0):
+        if top_k or min_p:
+            raise NotImplementedError("sample margins assume untruncated sampling (top_k 0, min_p 0)")
         state = rng.state
         out = rows_fn(logits, temperature, rng)
         probe = Pcg32(0)
@@ -446,7 +448,7 @@ def document(g: Golden, name: str, version: str, step: int, margin: float, sampl
         "format": FORMAT,
         "model": {"name": name, "version": version, "checkpoint_step": int(step)},
         "settings": {"order_seed": sample_mod.ORDER_SEED, "shift": 3.0, "correction_sweeps": g.s.correction_sweeps,
-                     "correction_guidance": g.s.correction_guidance,
+                     "correction_guidance": g.s.correction_guidance, "cfg_interval": list(g.s.cfg_interval),
                      "per_step": {"understand": g.s.per_step["und"], "reflect": g.s.per_step["reflect"],
                                   "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)"},
                      "eos_bias": {("understand" if k == "und" else k): v for k, v in sorted(g.s.eos_bias.items())},
@@ -503,6 +505,7 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
         # Every image case runs with the package's correction sweeps, as the runtime does.
         s.correction_sweeps = int(man["sampling"].get("correction_sweeps", 0))
         s.correction_guidance = man["sampling"].get("correction_guidance")
+        s.cfg_interval = tuple(man["sampling"].get("cfg_interval", (0.0, 1.0)))
     tokens = np.load(os.path.join(data, "tokens.npy")).astype(np.int64)
     with open(os.path.join(data, "samples.jsonl")) as f:
         samples = [json.loads(line) for line in f]

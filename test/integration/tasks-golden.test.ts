@@ -24,6 +24,7 @@ interface Golden {
     eos_bias?: Record<string, number>;
     correction_sweeps?: number;
     correction_guidance?: number | null;
+    cfg_interval?: [number, number];
   };
   cases: Case[];
 }
@@ -59,9 +60,10 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
       assert.ok(tasks.has(task as Case['task']), task);
   });
 
-  it("samples images with the package's correction sweeps, the reference sampler's", () => {
+  it("samples images with the package's correction sweeps and guidance interval, the reference sampler's", () => {
     assert.equal(pkg.manifest.sampling.correction_sweeps ?? 0, golden.settings.correction_sweeps ?? 0);
     assert.equal(pkg.manifest.sampling.correction_guidance ?? null, golden.settings.correction_guidance ?? null);
+    assert.deepEqual(pkg.manifest.sampling.cfg_interval ?? [0, 1], golden.settings.cfg_interval ?? [0, 1]);
   });
 
   it("decodes answer slots with the package's per_step and eos_bias, the reference sampler's settings", async () => {

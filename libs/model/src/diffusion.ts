@@ -156,6 +156,11 @@ export class ImageDiffusion {
    * `correction_guidance` over the first two rows (0: the first row alone).
    */
   private readonly correctionCombine: (rows: readonly Float32Array[]) => ArrayLike<number>;
+  /**
+   * The schedule's steps that combine the rows (`sampling.cfg_interval`, text-to-image; an edit's are
+   * all guided); the others take the first row.
+   */
+  private readonly guided: boolean[];
   private readonly imagePositions: Tensor;
   private readonly conditionLen: number;
   private readonly imageLen: number;
@@ -183,6 +188,9 @@ export class ImageDiffusion {
     this.corrections = Array.from({ length: checkCorrectionSweeps(spec.correctionSweeps) }, () => classes).flat();
     const g = sampling.correction_guidance;
     this.correctionCombine = g === undefined ? spec.combine : (rows) => (g > 0 && rows.length > 1 ? guide(rows[0], rows[1], g) : rows[0]);
+    // Text-to-image only: an edit's guidance is on its instruction, which must steer the first steps.
+    const [lo, hi] = condition ? [0, 1] : (sampling.cfg_interval ?? [0, 1]);
+    this.guided = this.schedule.map((_, step) => lo <= step / this.schedule.length && step / this.schedule.length < hi);
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);
     this.lastJoint = architecture.joint_layers - 1;
@@ -245,8 +253,8 @@ export class ImageDiffusion {
   }
 
   /**
-   * Ends step `step`: the image tail, then this step's cells sampled from the combined rows (in a
-   * correction step: its masked cells, each set to its argmax code).
+   * Ends step `step`: the image tail, then this step's cells sampled from the combined rows (the first
+   * row alone outside `cfg_interval`; in a correction step: its masked cells, each set to its argmax code).
    */
   async sample(step: number): Promise<StepTokens> {
     const { rows, combine } = this.spec;
@@ -261,7 +269,8 @@ export class ImageDiffusion {
         const at = (r * this.imageLen + this.conditionLen + index) * k;
         return logits.subarray(at, at + k);
       });
-      const token = sampleLogits(corrected ? this.correctionCombine(perRow) : combine(perRow), temperature, this.rng);
+      const scores = corrected ? this.correctionCombine(perRow) : this.guided[step] ? combine(perRow) : perRow[0];
+      const token = sampleLogits(scores, temperature, this.rng);
       this.tokens[index] = token;
       tokens.push(token);
     }

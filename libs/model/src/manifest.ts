@@ -102,6 +102,15 @@ export const ManifestSchema = z.object({
      * row alone (the full condition).
      */
     correction_guidance: z.number().min(0).optional(),
+    /**
+     * The published code's `cfg_interval` [lo, hi] (absent: [0, 1], every step guided): step i of the
+     * schedule's S combines the image's rows only where lo <= i / S < hi, and samples from the first row
+     * (the full condition) elsewhere. Correction steps keep `correction_guidance`.
+     */
+    cfg_interval: z
+      .tuple([z.number().min(0).max(1), z.number().min(0).max(1)])
+      .refine(([lo, hi]) => lo <= hi, { message: 'cfg_interval must be [lo, hi] with lo <= hi' })
+      .optional(),
     /** Editing defaults where they differ from text-to-image's (absent: guidance / temperature). */
     edit_guidance: z.number().min(0).optional(),
     edit_temperature: z.number().min(0).optional(),
