@@ -45,9 +45,10 @@ SAMPLING = OrderedDict(steps=16, guidance=2.0, shift=3.0, temperature=1.0, order
 # guidance 3 overshoots there (model/README "Guidance with a plan").
 # correction_sweeps / correction_guidance (0.4.5): four sweeps of argmax corrections from the conditional row after
 # the last step (model/README "Correction sweeps").
+# cfg_interval (0.4.6): the first quarter of the schedule's steps unguided (model/README "Package 0.4.6").
 MINI_SAMPLING = OrderedDict(steps=16, guidance=3.0, shift=3.0, temperature=0.7, order_seed=42, plan_guidance=0.5,
                             feedback_guidance=1.0, edit_guidance=0.75, edit_temperature=0.0, correction_sweeps=4,
-                            correction_guidance=0.0)
+                            correction_guidance=0.0, cfg_interval=[0.25, 1.0])
 GOLDEN_PROMPT = "a red circle left of a blue square luminance : 0.125;"
 
 ONNX_DTYPES = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64, "uint8": onnx.TensorProto.UINT8}
