@@ -39,7 +39,7 @@ describe('image guidance interval', () => {
     sampling().cfg_interval = interval;
     try {
       const request = { prompt: 'a red circle left of a blue square', seed: 11, guidance: 3, correctionSweeps: 0 };
-      return (await textToImage(pkg, peer, request, { sessionId: `cfg-${interval}` })).tokens;
+      return (await textToImage(pkg, peer, request, { sessionId: `cfg-${JSON.stringify(interval)}` })).tokens;
     } finally {
       sampling().cfg_interval = own;
     }
@@ -78,7 +78,7 @@ describe('image guidance interval', () => {
       sampling().cfg_interval = interval;
       try {
         const request = { instruction: 'remove the circle', pixels: source, seed: 3, guidance: 3, temperature: 0.7, correctionSweeps: 0 };
-        return (await editImage(pkg, peer, request, { sessionId: `cfg-edit-${interval}` })).tokens;
+        return (await editImage(pkg, peer, request, { sessionId: `cfg-edit-${JSON.stringify(interval)}` })).tokens;
       } finally {
         sampling().cfg_interval = own;
       }
