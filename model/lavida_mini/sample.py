@@ -322,8 +322,9 @@ class Sampler:
         self.correction_guidance: Optional[float] = None
         # The published code's `cfg_interval` (lo, hi): step i of S is guided where lo <= i / S < hi and
         # takes the conditional row alone elsewhere; (0, 1) guides every step (every package up to 0.4.5).
-        # Text-to-image only: edits (a condition grid) guide every step, their instruction must steer the
-        # first steps (an interval of (0.25, 1) costs 0.4.5's edits 0.04).
+        # Plain and planned text-to-image only: edits (a condition grid) and regenerations from a critique
+        # (an image prefix) guide every step, their text must steer the first steps (an interval of
+        # (0.25, 1) costs 0.4.5's edits 0.04 and plan + reflect 0.03).
         # temperature_end (the published code's `dynamic_temperature` / `min_temperature`): the sampling
         # temperature of step i goes linearly from the image's temperature at step 0 to temperature_end at
         # the last step; None keeps it constant.
@@ -406,7 +407,7 @@ class Sampler:
             cells = self.order[cursor:cursor + count] if stratified else range(n)
             _, logits = self._forward(text_rows, pre, image, need_text=False, image_positions=[offset + i for i in cells])
             lo, hi = self.cfg_interval
-            g_step = guidance if cond is not None or lo <= step / len(schedule) < hi else 0.0
+            g_step = guidance if cond is not None or prefixes is not None or lo <= step / len(schedule) < hi else 0.0
             t_step = temperature if self.temperature_end is None or len(schedule) < 2 else \
                 temperature + (self.temperature_end - temperature) * step / (len(schedule) - 1)
             for b in range(B):

@@ -15,7 +15,7 @@ import { MINI_MODEL } from '../support/paths.js';
 /**
  * The guidance interval (manifest `sampling.cfg_interval` [lo, hi], the published code's `cfg_interval`):
  * step i of the schedule's S combines the rows where lo <= i / S < hi and samples from the conditional
- * row alone elsewhere; edits guide every step. The package's own interval is checked token for token against the PyTorch sampler
+ * row alone elsewhere; edits and regenerations from a critique guide every step. The package's own interval is checked token for token against the PyTorch sampler
  * by tasks-golden.test.ts; this checks the mechanics on the trained model with other intervals.
  */
 describe('image guidance interval', () => {
@@ -84,6 +84,26 @@ describe('image guidance interval', () => {
       }
     };
     assert.deepEqual(await edit([1, 1]), await edit(undefined));
+  });
+
+  it('leaves regenerations from a critique guided at every step', async () => {
+    const earlier = await decodeTokens(pkg, await draw([0, 1]));
+    const regenerate = async (interval: [number, number] | undefined) => {
+      sampling().cfg_interval = interval;
+      try {
+        const request = {
+          prompt: 'a red circle left of a blue square',
+          seed: 5,
+          guidance: 1,
+          correctionSweeps: 0,
+          feedback: { pixels: earlier, verdict: 'incorrect : there is no blue square' },
+        };
+        return (await textToImage(pkg, peer, request, { sessionId: `cfg-feedback-${JSON.stringify(interval)}` })).tokens;
+      } finally {
+        sampling().cfg_interval = own;
+      }
+    };
+    assert.deepEqual(await regenerate([1, 1]), await regenerate(undefined));
   });
 
   it('is checked when the package loads', () => {

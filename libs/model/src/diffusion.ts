@@ -52,7 +52,7 @@ export async function diffuse(pkg: ModelPackage, peer: JointPeer, spec: Diffusio
   const prefixLen = spec.prefixPixels ? gridRows * gridCols : 0;
   const sideLen = prefixLen + textLen;
   // The sampler first (its steps and condition grid checked), then the text side's length.
-  const diffusion = new ImageDiffusion(pkg, { ...spec, rows, sideLen });
+  const diffusion = new ImageDiffusion(pkg, { ...spec, rows, sideLen, prefixed: prefixLen > 0 });
   if (sideLen > architecture.max_text_len) {
     throw new InvalidInputError(
       `prompt is ${textLen} tokens${prefixLen ? ` after a ${prefixLen}-token image` : ''}, longer than the model's context of ${architecture.max_text_len}`,
@@ -127,6 +127,8 @@ export interface ImageDiffusionSpec extends Pick<DiffusionSpec, 'conditionRows' 
   rows: number;
   /** Tokens on the text side (an image prefix and the text): the image grid's positions follow them. */
   sideLen: number;
+  /** Whether the text side starts with an image prefix (a regeneration from a critique reads the earlier image). */
+  prefixed: boolean;
 }
 
 /** The tokens one step revealed: grid cells (raster indices) in the order sampled, and their codes. */
@@ -157,8 +159,8 @@ export class ImageDiffusion {
    */
   private readonly correctionCombine: (rows: readonly Float32Array[]) => ArrayLike<number>;
   /**
-   * The schedule's steps that combine the rows (`sampling.cfg_interval`, text-to-image; an edit's are
-   * all guided); the others take the first row.
+   * The schedule's steps that combine the rows (`sampling.cfg_interval`, plain and planned text-to-image;
+   * an edit's and a regeneration's are all guided); the others take the first row.
    */
   private readonly guided: boolean[];
   private readonly imagePositions: Tensor;
@@ -188,8 +190,9 @@ export class ImageDiffusion {
     this.corrections = Array.from({ length: checkCorrectionSweeps(spec.correctionSweeps) }, () => classes).flat();
     const g = sampling.correction_guidance;
     this.correctionCombine = g === undefined ? spec.combine : (rows) => (g > 0 && rows.length > 1 ? guide(rows[0], rows[1], g) : rows[0]);
-    // Text-to-image only: an edit's guidance is on its instruction, which must steer the first steps.
-    const [lo, hi] = condition ? [0, 1] : (sampling.cfg_interval ?? [0, 1]);
+    // Plain and planned text-to-image only: an edit (a condition grid) and a regeneration from a critique
+    // (an image prefix) are steered by their text in the first steps, so they guide every step.
+    const [lo, hi] = condition || spec.prefixed ? [0, 1] : (sampling.cfg_interval ?? [0, 1]);
     this.guided = this.schedule.map((_, step) => lo <= step / this.schedule.length && step / this.schedule.length < hi);
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);

@@ -117,11 +117,13 @@ export class ImageSideSession {
     private readonly pkg: ModelPackage,
     readonly rows: number,
     readonly sideLen: number,
+    /** The text side starts with an image prefix (side_len > text_len). */
+    prefixed: boolean,
     sampler: ImageSampler,
     /** Send a layer's partial before running the rest of it (the driver works meanwhile). */
     private readonly partialFirst: boolean,
   ) {
-    this.diffusion = new ImageDiffusion(pkg, { rows, sideLen, combine: guidanceCombine(sampler.guidance), ...sampler });
+    this.diffusion = new ImageDiffusion(pkg, { rows, sideLen, prefixed, combine: guidanceCombine(sampler.guidance), ...sampler });
   }
 
   /** Validates the request against the model and returns a session ready for step 0's layer 0. */
@@ -159,7 +161,7 @@ export class ImageSideSession {
         `stop_after_layer must be the last joint layer ${architecture.joint_layers - 1} for image output, got ${stopAfterLayer}`,
       );
     }
-    return new ImageSideSession(pkg, rows, sideLen, sampler, options.partialFirst ?? false);
+    return new ImageSideSession(pkg, rows, sideLen, sideLen > textLen, sampler, options.partialFirst ?? false);
   }
 
   /** Steps of the schedule. */
