@@ -105,7 +105,8 @@ export const ManifestSchema = z.object({
     /**
      * The published code's `cfg_interval` [lo, hi] (absent: [0, 1], every step guided): step i of the
      * schedule's S combines the image's rows only where lo <= i / S < hi, and samples from the first row
-     * (the full condition) elsewhere. Correction steps keep `correction_guidance`.
+     * (the full condition) elsewhere. Plain and planned text-to-image only: an edit and a regeneration
+     * from a critique guide every step. Correction steps keep `correction_guidance`.
      */
     cfg_interval: z
       .tuple([z.number().min(0).max(1), z.number().min(0).max(1)])
