@@ -127,29 +127,12 @@ export async function measureTasks(
     };
     const edit = await exactPair(editImage, { instruction: 'remove the red circle', pixels: source.pixels, seed: 3 });
     const correctionSteps = { none: 0, model: 0 };
-    const corrections = await pairTiming(
-      ['none', 'model'],
-      async () => {
-        const r = await textToImage(
-          all,
-          local,
-          { prompt: 'a red circle left of a blue square', seed: 9, correctionSweeps: 0 },
-          { sessionId: `bench-task-${session++}` },
-        );
-        correctionSteps.none = r.steps;
-      },
-      async () => {
-        const r = await textToImage(
-          all,
-          local,
-          { prompt: 'a red circle left of a blue square', seed: 9 },
-          { sessionId: `bench-task-${session++}` },
-        );
-        correctionSteps.model = r.steps;
-      },
-      2,
-      runs,
-    );
+    // The same image without corrections (0) and with the model's (unset).
+    const drawWith = (which: 'none' | 'model', correctionSweeps?: number) => async () => {
+      const request = { prompt: 'a red circle left of a blue square', seed: 9, correctionSweeps };
+      correctionSteps[which] = (await textToImage(all, local, request, { sessionId: `bench-task-${session++}` })).steps;
+    };
+    const corrections = await pairTiming(['none', 'model'], drawWith('none', 0), drawWith('model'), 2, runs);
     const feedback = await exactPair(textToImage, {
       prompt: 'a red circle left of a blue square',
       seed: 8,
