@@ -14,7 +14,7 @@ import type { Message } from '@bufbuild/protobuf';
 export const file_lavida_peer_v1_peer: GenFile =
   /*@__PURE__*/
   fileDesc(
-    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUiwQIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIABIpCgRzdGVwGAYgASgLMhkubGF2aWRhLnBlZXIudjEuSW1hZ2VTdGVwSABCBwoFZnJhbWUi6gIKC09wZW5TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKbW9kZWxfbmFtZRgCIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEigKCnNlcnZlX3NpZGUYBCABKA4yFC5sYXZpZGEucGVlci52MS5TaWRlEioKCHRleHRfaWRzGAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISMAoOdGV4dF9wb3NpdGlvbnMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIYChBzdG9wX2FmdGVyX2xheWVyGAcgASgNEhIKCmNodW5rX3NpemUYCCABKA0SLwoNcHJlZml4X3BpeGVscxgJIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjUKDmltYWdlX3NhbXBsaW5nGAogASgLMh0ubGF2aWRhLnBlZXIudjEuSW1hZ2VTYW1wbGluZyKJAQoNSW1hZ2VTYW1wbGluZxIMCgRzZWVkGAEgASgNEg0KBXN0ZXBzGAIgASgNEhAKCGd1aWRhbmNlGAMgASgBEhMKC3RlbXBlcmF0dXJlGAQgASgBEh4KEWNvcnJlY3Rpb25fc3dlZXBzGAUgASgNSACIAQFCFAoSX2NvcnJlY3Rpb25fc3dlZXBzIsMBCglJbWFnZVN0ZXASDAoEc3RlcBgBIAEoDRINCgVzdGVwcxgCIAEoDRIRCglwb3NpdGlvbnMYAyADKA0SDgoGdG9rZW5zGAQgAygNEhQKDGltYWdlX3Rva2VucxgFIAMoDRIoCgZwaXhlbHMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchI2CgxuZXh0X3BhcnRpYWwYByABKAsyIC5sYXZpZGEucGVlci52MS5QYXJ0aWFsQXR0ZW50aW9uIjYKDVNlc3Npb25PcGVuZWQSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkiGQoJQmVnaW5TdGVwEgwKBHN0ZXAYASABKA0imQEKC1Byb2plY3Rpb25zEgwKBHN0ZXAYASABKA0SDQoFbGF5ZXIYAiABKA0SIwoBcRgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiMKAWsYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgF2GAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3IifQoQUGFydGlhbEF0dGVudGlvbhIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiUKA291dBgDIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEiUKA2xzZRgEIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIh4KDENsb3NlU2Vzc2lvbhIOCgZyZWFzb24YASABKAkiHgoNU2Vzc2lvbkNsb3NlZBINCgVzdGVwcxgBIAEoDSIqCglQZWVyRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJKjsKBFNpZGUSFAoQU0lERV9VTlNQRUNJRklFRBAAEg0KCVNJREVfVEVYVBABEg4KClNJREVfSU1BR0UQAjJqChVKb2ludEF0dGVudGlvblNlcnZpY2USUQoIRXhjaGFuZ2USHy5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlcXVlc3QaIC5sYXZpZGEucGVlci52MS5FeGNoYW5nZVJlc3BvbnNlKAEwAWIGcHJvdG8z',
+    'ChlsYXZpZGEvcGVlci92MS9wZWVyLnByb3RvEg5sYXZpZGEucGVlci52MSLsAgoPRXhjaGFuZ2VSZXF1ZXN0EisKBG9wZW4YASABKAsyGy5sYXZpZGEucGVlci52MS5PcGVuU2Vzc2lvbkgAEi8KCmJlZ2luX3N0ZXAYAiABKAsyGS5sYXZpZGEucGVlci52MS5CZWdpblN0ZXBIABIyCgtwcm9qZWN0aW9ucxgDIAEoCzIbLmxhdmlkYS5wZWVyLnYxLlByb2plY3Rpb25zSAASMwoHcGFydGlhbBgEIAEoCzIgLmxhdmlkYS5wZWVyLnYxLlBhcnRpYWxBdHRlbnRpb25IABIuCgVjaHVuaxgFIAEoCzIdLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yQ2h1bmtIABItCgVjbG9zZRgGIAEoCzIcLmxhdmlkYS5wZWVyLnYxLkNsb3NlU2Vzc2lvbkgAEioKBWVycm9yGAcgASgLMhkubGF2aWRhLnBlZXIudjEuUGVlckVycm9ySABCBwoFZnJhbWUiwQIKEEV4Y2hhbmdlUmVzcG9uc2USLwoGb3BlbmVkGAEgASgLMh0ubGF2aWRhLnBlZXIudjEuU2Vzc2lvbk9wZW5lZEgAEjIKC3Byb2plY3Rpb25zGAIgASgLMhsubGF2aWRhLnBlZXIudjEuUHJvamVjdGlvbnNIABIzCgdwYXJ0aWFsGAMgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbkgAEi4KBWNodW5rGAQgASgLMh0ubGF2aWRhLnRlbnNvci52MS5UZW5zb3JDaHVua0gAEi8KBmNsb3NlZBgFIAEoCzIdLmxhdmlkYS5wZWVyLnYxLlNlc3Npb25DbG9zZWRIABIpCgRzdGVwGAYgASgLMhkubGF2aWRhLnBlZXIudjEuSW1hZ2VTdGVwSABCBwoFZnJhbWUi6gIKC09wZW5TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSEgoKbW9kZWxfbmFtZRgCIAEoCRIVCg1tb2RlbF92ZXJzaW9uGAMgASgJEigKCnNlcnZlX3NpZGUYBCABKA4yFC5sYXZpZGEucGVlci52MS5TaWRlEioKCHRleHRfaWRzGAUgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISMAoOdGV4dF9wb3NpdGlvbnMYBiABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIYChBzdG9wX2FmdGVyX2xheWVyGAcgASgNEhIKCmNodW5rX3NpemUYCCABKA0SLwoNcHJlZml4X3BpeGVscxgJIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yEjUKDmltYWdlX3NhbXBsaW5nGAogASgLMh0ubGF2aWRhLnBlZXIudjEuSW1hZ2VTYW1wbGluZyLBAQoNSW1hZ2VTYW1wbGluZxIMCgRzZWVkGAEgASgNEg0KBXN0ZXBzGAIgASgNEhAKCGd1aWRhbmNlGAMgASgBEhMKC3RlbXBlcmF0dXJlGAQgASgBEh4KEWNvcnJlY3Rpb25fc3dlZXBzGAUgASgNSACIAQESNgoMY2ZnX2ludGVydmFsGAYgASgLMiAubGF2aWRhLnBlZXIudjEuR3VpZGFuY2VJbnRlcnZhbEIUChJfY29ycmVjdGlvbl9zd2VlcHMiKgoQR3VpZGFuY2VJbnRlcnZhbBIKCgJsbxgBIAEoARIKCgJoaRgCIAEoASLDAQoJSW1hZ2VTdGVwEgwKBHN0ZXAYASABKA0SDQoFc3RlcHMYAiABKA0SEQoJcG9zaXRpb25zGAMgAygNEg4KBnRva2VucxgEIAMoDRIUCgxpbWFnZV90b2tlbnMYBSADKA0SKAoGcGl4ZWxzGAYgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISNgoMbmV4dF9wYXJ0aWFsGAcgASgLMiAubGF2aWRhLnBlZXIudjEuUGFydGlhbEF0dGVudGlvbiI2Cg1TZXNzaW9uT3BlbmVkEhIKCnNlc3Npb25faWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJIhkKCUJlZ2luU3RlcBIMCgRzdGVwGAEgASgNIpkBCgtQcm9qZWN0aW9ucxIMCgRzdGVwGAEgASgNEg0KBWxheWVyGAIgASgNEiMKAXEYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIjCgFrGAQgASgLMhgubGF2aWRhLnRlbnNvci52MS5UZW5zb3ISIwoBdhgFIAEoCzIYLmxhdmlkYS50ZW5zb3IudjEuVGVuc29yIn0KEFBhcnRpYWxBdHRlbnRpb24SDAoEc3RlcBgBIAEoDRINCgVsYXllchgCIAEoDRIlCgNvdXQYAyABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvchIlCgNsc2UYBCABKAsyGC5sYXZpZGEudGVuc29yLnYxLlRlbnNvciIeCgxDbG9zZVNlc3Npb24SDgoGcmVhc29uGAEgASgJIh4KDVNlc3Npb25DbG9zZWQSDQoFc3RlcHMYASABKA0iKgoJUGVlckVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSo7CgRTaWRlEhQKEFNJREVfVU5TUEVDSUZJRUQQABINCglTSURFX1RFWFQQARIOCgpTSURFX0lNQUdFEAIyagoVSm9pbnRBdHRlbnRpb25TZXJ2aWNlElEKCEV4Y2hhbmdlEh8ubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXF1ZXN0GiAubGF2aWRhLnBlZXIudjEuRXhjaGFuZ2VSZXNwb25zZSgBMAFiBnByb3RvMw',
     [file_lavida_tensor_v1_tensor],
   );
 
@@ -316,6 +316,18 @@ export type ImageSampling = Message<'lavida.peer.v1.ImageSampling'> & {
    * @generated from field: optional uint32 correction_sweeps = 5;
    */
   correctionSweeps?: number | undefined;
+
+  /**
+   * cfg_interval is the guidance interval: the schedule's step i of S combines the guidance rows
+   * only where lo <= i/S < hi and samples from the first row (cond) elsewhere, see
+   * docs/model-package.md "Guidance interval". It applies to plain and planned text-to-image: a
+   * session whose text side starts with an image prefix (side_len > text_len, a regeneration from
+   * a critique) guides every step whatever it is. Unset: the model's sampling.cfg_interval. An
+   * interval outside 0 <= lo <= hi <= 1 is INVALID_ARGUMENT.
+   *
+   * @generated from field: lavida.peer.v1.GuidanceInterval cfg_interval = 6;
+   */
+  cfgInterval?: GuidanceInterval | undefined;
 };
 
 /**
@@ -323,6 +335,34 @@ export type ImageSampling = Message<'lavida.peer.v1.ImageSampling'> & {
  * Use `create(ImageSamplingSchema)` to create a new message.
  */
 export const ImageSamplingSchema: GenMessage<ImageSampling> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 3);
+
+/**
+ * GuidanceInterval is a range [lo, hi) of a diffusion schedule's steps, as fractions i/S of its S
+ * steps (0 <= lo <= hi <= 1; [0, 1] is every step, [1, 1] none).
+ *
+ * @generated from message lavida.peer.v1.GuidanceInterval
+ */
+export type GuidanceInterval = Message<'lavida.peer.v1.GuidanceInterval'> & {
+  /**
+   * lo is the first fraction of the range, included.
+   *
+   * @generated from field: double lo = 1;
+   */
+  lo: number;
+
+  /**
+   * hi is the end of the range, excluded.
+   *
+   * @generated from field: double hi = 2;
+   */
+  hi: number;
+};
+
+/**
+ * Describes the message lavida.peer.v1.GuidanceInterval.
+ * Use `create(GuidanceIntervalSchema)` to create a new message.
+ */
+export const GuidanceIntervalSchema: GenMessage<GuidanceInterval> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 4);
 
 /**
  * ImageStep is one diffusion step of an image side that serves (serve_side SIDE_IMAGE).
@@ -391,7 +431,7 @@ export type ImageStep = Message<'lavida.peer.v1.ImageStep'> & {
  * Describes the message lavida.peer.v1.ImageStep.
  * Use `create(ImageStepSchema)` to create a new message.
  */
-export const ImageStepSchema: GenMessage<ImageStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 4);
+export const ImageStepSchema: GenMessage<ImageStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 5);
 
 /**
  * SessionOpened acknowledges OpenSession.
@@ -418,7 +458,7 @@ export type SessionOpened = Message<'lavida.peer.v1.SessionOpened'> & {
  * Describes the message lavida.peer.v1.SessionOpened.
  * Use `create(SessionOpenedSchema)` to create a new message.
  */
-export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 5);
+export const SessionOpenedSchema: GenMessage<SessionOpened> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 6);
 
 /**
  * BeginStep starts one diffusion step on the serving side. With serve_side SIDE_IMAGE it stands
@@ -442,7 +482,7 @@ export type BeginStep = Message<'lavida.peer.v1.BeginStep'> & {
  * Describes the message lavida.peer.v1.BeginStep.
  * Use `create(BeginStepSchema)` to create a new message.
  */
-export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 6);
+export const BeginStepSchema: GenMessage<BeginStep> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 7);
 
 /**
  * Projections carries the rotary-embedded Q, K and V of one side for one joint layer.
@@ -491,7 +531,7 @@ export type Projections = Message<'lavida.peer.v1.Projections'> & {
  * Describes the message lavida.peer.v1.Projections.
  * Use `create(ProjectionsSchema)` to create a new message.
  */
-export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 7);
+export const ProjectionsSchema: GenMessage<Projections> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 8);
 
 /**
  * PartialAttention is the attention of one side's queries over the other side's keys only.
@@ -532,7 +572,7 @@ export type PartialAttention = Message<'lavida.peer.v1.PartialAttention'> & {
  * Describes the message lavida.peer.v1.PartialAttention.
  * Use `create(PartialAttentionSchema)` to create a new message.
  */
-export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 8);
+export const PartialAttentionSchema: GenMessage<PartialAttention> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 9);
 
 /**
  * CloseSession ends a session.
@@ -552,7 +592,7 @@ export type CloseSession = Message<'lavida.peer.v1.CloseSession'> & {
  * Describes the message lavida.peer.v1.CloseSession.
  * Use `create(CloseSessionSchema)` to create a new message.
  */
-export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 9);
+export const CloseSessionSchema: GenMessage<CloseSession> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 10);
 
 /**
  * SessionClosed acknowledges CloseSession.
@@ -572,7 +612,7 @@ export type SessionClosed = Message<'lavida.peer.v1.SessionClosed'> & {
  * Describes the message lavida.peer.v1.SessionClosed.
  * Use `create(SessionClosedSchema)` to create a new message.
  */
-export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 10);
+export const SessionClosedSchema: GenMessage<SessionClosed> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 11);
 
 /**
  * PeerError reports a failure of the sending side.
@@ -599,7 +639,7 @@ export type PeerError = Message<'lavida.peer.v1.PeerError'> & {
  * Describes the message lavida.peer.v1.PeerError.
  * Use `create(PeerErrorSchema)` to create a new message.
  */
-export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 11);
+export const PeerErrorSchema: GenMessage<PeerError> = /*@__PURE__*/ messageDesc(file_lavida_peer_v1_peer, 12);
 
 /**
  * Side names a branch of the model.
