@@ -15,7 +15,8 @@ import { MINI_MODEL } from '../support/paths.js';
 /**
  * The guidance interval (manifest `sampling.cfg_interval` [lo, hi], the published code's `cfg_interval`):
  * step i of the schedule's S combines the rows where lo <= i / S < hi and samples from the conditional
- * row alone elsewhere; edits and regenerations from a critique guide every step. The package's own interval is checked token for token against the PyTorch sampler
+ * row alone elsewhere; edits and regenerations from a critique guide every step. A request's `cfgInterval`
+ * overrides the manifest's. The package's own interval is checked token for token against the PyTorch sampler
  * by tasks-golden.test.ts; this checks the mechanics on the trained model with other intervals.
  */
 describe('image guidance interval', () => {
@@ -34,16 +35,23 @@ describe('image guidance interval', () => {
     await pkg?.release();
   });
 
-  /** The image's tokens with the manifest's interval set to `interval` (undefined: none), no corrections. */
-  const draw = async (interval: [number, number] | undefined) => {
-    sampling().cfg_interval = interval;
+  const REQUEST = { prompt: 'a red circle left of a blue square', seed: 11, guidance: 3, correctionSweeps: 0 };
+
+  /**
+   * The image's tokens with the manifest's interval set to `manifest` (undefined: none) and the request's
+   * to `request` (undefined: the manifest's), no corrections.
+   */
+  const drawWith = async (manifest: [number, number] | undefined, request?: [number, number]) => {
+    sampling().cfg_interval = manifest;
     try {
-      const request = { prompt: 'a red circle left of a blue square', seed: 11, guidance: 3, correctionSweeps: 0 };
-      return (await textToImage(pkg, peer, request, { sessionId: `cfg-${JSON.stringify(interval)}` })).tokens;
+      const session = `cfg-${JSON.stringify(manifest)}-${JSON.stringify(request)}`;
+      return (await textToImage(pkg, peer, { ...REQUEST, cfgInterval: request }, { sessionId: session })).tokens;
     } finally {
       sampling().cfg_interval = own;
     }
   };
+  /** The image's tokens with the manifest's interval set to `interval` (undefined: none). */
+  const draw = (interval: [number, number] | undefined) => drawWith(interval);
 
   it('guides the steps inside the interval and no other', async () => {
     const { steps, shift, order_seed: orderSeed } = pkg.manifest.sampling;
@@ -72,38 +80,84 @@ describe('image guidance interval', () => {
     assert.notDeepEqual(never, always);
   });
 
+  it("takes a request's interval as the manifest's, over the manifest's", async () => {
+    for (const interval of [
+      [0.5, 1],
+      [0, 0.5],
+      [0.25, 0.75],
+    ] as [number, number][]) {
+      // The package's own interval in the manifest, the request's in the request: as if the manifest had it.
+      const asked = await drawWith(own, interval);
+      assert.deepEqual(asked, await draw(interval), `request ${JSON.stringify(interval)}`);
+      // The request wins over any manifest interval.
+      assert.deepEqual(await drawWith([1, 1], interval), asked, `request ${JSON.stringify(interval)} over a manifest's [1, 1]`);
+    }
+    // Unset is the manifest's; and the interval asked for changes the image (the comparisons can fail).
+    assert.deepEqual(await drawWith([0.5, 1], undefined), await draw([0.5, 1]));
+    assert.notDeepEqual(await drawWith(own, [0.5, 1]), await drawWith(own, [0, 1]));
+    assert.notDeepEqual(await drawWith(own, [0, 0.5]), await drawWith(own, [0.5, 1]));
+  });
+
   it('leaves edits guided at every step', async () => {
     const source = await decodeTokens(pkg, await draw([0, 1]));
-    const edit = async (interval: [number, number] | undefined) => {
+    const edit = async (interval: [number, number] | undefined, guidance = 3) => {
       sampling().cfg_interval = interval;
       try {
-        const request = { instruction: 'remove the circle', pixels: source, seed: 3, guidance: 3, temperature: 0.7, correctionSweeps: 0 };
-        return (await editImage(pkg, peer, request, { sessionId: `cfg-edit-${JSON.stringify(interval)}` })).tokens;
+        const request = { instruction: 'remove the circle', pixels: source, seed: 3, guidance, temperature: 0.7, correctionSweeps: 0 };
+        return (await editImage(pkg, peer, request, { sessionId: `cfg-edit-${JSON.stringify(interval)}-${guidance}` })).tokens;
       } finally {
         sampling().cfg_interval = own;
       }
     };
-    assert.deepEqual(await edit([1, 1]), await edit(undefined));
+    const guided = await edit(undefined);
+    assert.deepEqual(await edit([1, 1]), guided);
+    // What a step without guidance would draw differs (the comparison can fail). An edit request takes no
+    // interval of its own: the api refuses cfg_interval on an edit (bad-requests.e2e.test.ts).
+    assert.notDeepEqual(await edit(undefined, 0), guided);
   });
 
-  it('leaves regenerations from a critique guided at every step', async () => {
+  it("leaves regenerations from a critique guided at every step, whatever the manifest's or the request's interval", async () => {
     const earlier = await decodeTokens(pkg, await draw([0, 1]));
-    const regenerate = async (interval: [number, number] | undefined) => {
+    const feedback = { pixels: earlier, verdict: 'incorrect : there is no blue square' };
+    const regenerate = async (interval: [number, number] | undefined, request?: [number, number], withFeedback = true) => {
       sampling().cfg_interval = interval;
       try {
-        const request = {
+        const image = {
           prompt: 'a red circle left of a blue square',
           seed: 5,
           guidance: 1,
           correctionSweeps: 0,
-          feedback: { pixels: earlier, verdict: 'incorrect : there is no blue square' },
+          cfgInterval: request,
+          feedback: withFeedback ? feedback : undefined,
         };
-        return (await textToImage(pkg, peer, request, { sessionId: `cfg-feedback-${JSON.stringify(interval)}` })).tokens;
+        const session = `cfg-feedback-${JSON.stringify(interval)}-${JSON.stringify(request)}-${withFeedback}`;
+        return (await textToImage(pkg, peer, image, { sessionId: session })).tokens;
       } finally {
         sampling().cfg_interval = own;
       }
     };
-    assert.deepEqual(await regenerate([1, 1]), await regenerate(undefined));
+    const everyStep = await regenerate(undefined);
+    assert.deepEqual(await regenerate([1, 1]), everyStep);
+    assert.deepEqual(await regenerate(undefined, [1, 1]), everyStep);
+    assert.deepEqual(await regenerate(undefined, [0.5, 1]), everyStep);
+    // The same request without the critique is a plain image: there the interval acts (the comparison can fail).
+    assert.notDeepEqual(await regenerate(undefined, [1, 1], false), await regenerate(undefined, [0, 1], false));
+  });
+
+  it("rejects a request's interval outside 0 <= lo <= hi <= 1, for a regeneration too", async () => {
+    const bad: number[][] = [[0.6, 0.2], [0, 1.5], [-0.1, 1], [Number.NaN, 1], [0, Number.POSITIVE_INFINITY], [0.5], [0.1, 0.2, 0.3]];
+    const { width, height, channels } = pkg.manifest.image;
+    for (const [i, interval] of bad.entries()) {
+      const cfgInterval = interval as [number, number];
+      for (const feedback of [undefined, { pixels: new Uint8Array(width * height * channels), verdict: 'wrong' }]) {
+        await assert.rejects(
+          textToImage(pkg, peer, { ...REQUEST, cfgInterval, feedback }, { sessionId: `cfg-bad-${i}-${feedback ? 'feedback' : 'plain'}` }),
+          (e: Error & { code?: string }) =>
+            e.code === 'INVALID_INPUT' && /^cfg_interval must be \[lo, hi\] with 0 <= lo <= hi <= 1, got /.test(e.message),
+          `${interval.join(', ')}${feedback ? ' (regeneration)' : ''}`,
+        );
+      }
+    }
   });
 
   it('is checked when the package loads', () => {

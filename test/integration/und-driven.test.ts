@@ -25,6 +25,8 @@ import { waitFor } from '../support/wait.js';
 
 type Kind = 'open' | 'step' | 'projections' | 'close';
 
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 function same(a: TextToImageResult, b: TextToImageResult, what: string): void {
   assert.equal(a.tokens.length, 64, what);
   assert.deepEqual(a.tokens, b.tokens, `${what}: tokens`);
@@ -85,7 +87,7 @@ function parity(model: string, dir: string, chunk: number, cases: ImageRequest[]
 
     let session = 0;
     for (const c of cases) {
-      const what = `seed ${c.seed}, steps ${c.steps ?? 'default'}, guidance ${c.guidance ?? 'default'}, temperature ${c.temperature ?? 'default'}, luminance ${c.luminance ?? 'none'}${c.feedback ? ', feedback' : ''}`;
+      const what = `seed ${c.seed}, steps ${c.steps ?? 'default'}, guidance ${c.guidance ?? 'default'}, temperature ${c.temperature ?? 'default'}, luminance ${c.luminance ?? 'none'}${c.cfgInterval ? `, cfg_interval ${c.cfgInterval.join('..')}` : ''}${c.feedback ? ', feedback' : ''}`;
       it(`identical tokens, pixels and PNG: ${what}`, async () => {
         exchanges = [];
         const request = c.feedback
@@ -169,6 +171,8 @@ parity('lavida-o-mini', MINI_MODEL, 4096, [
   { prompt: 'a red circle', seed: 1 },
   { prompt: 'two green triangles', seed: 3, guidance: 0, steps: 8 },
   { prompt: 'a yellow square', seed: 5, luminance: 0.4, steps: 16, temperature: 0.7 },
+  // The request's guidance interval (ImageSampling.cfg_interval), not the package's [0.25, 1].
+  { prompt: 'a yellow square', seed: 5, steps: 16, cfgInterval: [0.5, 1] },
   {
     prompt: 'a red circle and a blue square',
     seed: 12,
@@ -258,7 +262,9 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
 
   const architecture = () => und.manifest.architecture;
 
-  function open(fields: { modelVersion?: string; sampling?: boolean; side?: Side; rows?: number } = {}): ExchangeRequest {
+  function open(
+    fields: { modelVersion?: string; sampling?: boolean; side?: Side; rows?: number; cfgInterval?: { lo: number; hi: number } } = {},
+  ): ExchangeRequest {
     const rows = fields.rows ?? ROWS;
     return request({
       case: 'open',
@@ -281,7 +287,14 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
         imageSampling:
           fields.sampling === false
             ? undefined
-            : { $typeName: 'lavida.peer.v1.ImageSampling', seed: 1, steps: 4, guidance: 2, temperature: 1 },
+            : {
+                $typeName: 'lavida.peer.v1.ImageSampling',
+                seed: 1,
+                steps: 4,
+                guidance: 2,
+                temperature: 1,
+                cfgInterval: fields.cfgInterval && { $typeName: 'lavida.peer.v1.GuidanceInterval', ...fields.cfgInterval },
+              },
       },
     });
   }
@@ -353,6 +366,30 @@ describe('the image side a gen-worker serves: bad input, and a peer that dies mi
     const again = outcome.responses[3].frame.value as { step: number; layer: number; out?: { data: Uint8Array } };
     assert.deepEqual([again.step, again.layer], [1, 0]);
     assert.ok(sent && again.out && Buffer.from(again.out.data).equals(Buffer.from(sent)), 'the same partial');
+  });
+
+  it('a guidance interval outside 0 <= lo <= hi <= 1 is INVALID_ARGUMENT naming cfg_interval; a good one opens', async () => {
+    for (const [lo, hi] of [
+      [0.6, 0.2],
+      [0, 1.5],
+      [-0.5, 0.5],
+      [Number.NaN, 1],
+    ]) {
+      assertEnded(
+        await raw([open({ cfgInterval: { lo, hi } })]),
+        status.INVALID_ARGUMENT,
+        new RegExp(escapeRegExp(`cfg_interval must be [lo, hi] with 0 <= lo <= hi <= 1, got [${lo}, ${hi}]`)),
+      );
+    }
+    // The same frames with a good interval: opened, and the session runs.
+    const good = goodShape();
+    const outcome = await raw([
+      open({ cfgInterval: { lo: 0.5, hi: 1 } }),
+      projections(0, 0, good),
+      projections(0, 1, good, false),
+      close(),
+    ]);
+    assertEnded(outcome, status.OK, /.*/, ['opened', 'partial', 'step', 'closed']);
   });
 
   it('wrong-shape projections end the call with INVALID_ARGUMENT naming the tensor', async () => {

@@ -206,6 +206,12 @@ export interface TextToImageRequest {
   temperature?: number;
   /** Correction sweeps after the last step; default the model's `sampling.correction_sweeps` (0: none). */
   correctionSweeps?: number;
+  /**
+   * Guidance interval [lo, hi]: the schedule's steps i of S with lo <= i / S < hi combine the guidance rows;
+   * default the model's `sampling.cfg_interval` ([0, 1]: every step). Ignored for a regeneration from a
+   * critique (an image prefix), which guides every step.
+   */
+  cfgInterval?: [number, number];
   /** Micro-conditioning: background grey level / 255, written into the prompt as text. */
   luminance?: number;
 }

@@ -27,6 +27,11 @@ export interface DiffusionSpec {
   temperature: number;
   /** Correction sweeps after the schedule (`ImageDiffusion`). */
   correctionSweeps: number;
+  /**
+   * Guidance interval [lo, hi] of the schedule's steps (`ImageDiffusion`): plain and planned text-to-image
+   * only; an edit and a regeneration from a critique guide every step whatever it is.
+   */
+  cfgInterval: [number, number];
 }
 
 export interface DiffusionOptions {
@@ -121,8 +126,24 @@ export function checkCorrectionSweeps(sweeps: number): number {
   return sweeps;
 }
 
+/**
+ * A guidance interval asked for, checked: [lo, hi], finite, 0 <= lo <= hi <= 1 (as a request's
+ * `cfg_interval`). Checked at run time too: a stage's data or a peer's frame may carry anything.
+ */
+export function checkCfgInterval(interval: readonly number[]): [number, number] {
+  const ends: readonly unknown[] = Array.isArray(interval) ? interval : [];
+  const [lo, hi] = ends;
+  // NaN fails every comparison, an infinity the range: what passes is finite.
+  if (!(ends.length === 2 && typeof lo === 'number' && typeof hi === 'number' && 0 <= lo && lo <= hi && hi <= 1)) {
+    const got = Array.isArray(interval) ? `[${ends.map(String).join(', ')}]` : String(interval);
+    throw new InvalidInputError(`cfg_interval must be [lo, hi] with 0 <= lo <= hi <= 1, got ${got}`);
+  }
+  return [lo, hi];
+}
+
 /** What the image side of one diffusion needs: its rows and text-side length, and the sampler. */
-export interface ImageDiffusionSpec extends Pick<DiffusionSpec, 'conditionRows' | 'combine' | 'seed' | 'steps' | 'temperature' | 'correctionSweeps'> {
+export interface ImageDiffusionSpec
+  extends Pick<DiffusionSpec, 'conditionRows' | 'combine' | 'seed' | 'steps' | 'temperature' | 'correctionSweeps' | 'cfgInterval'> {
   /** Guidance rows. */
   rows: number;
   /** Tokens on the text side (an image prefix and the text): the image grid's positions follow them. */
@@ -159,7 +180,7 @@ export class ImageDiffusion {
    */
   private readonly correctionCombine: (rows: readonly Float32Array[]) => ArrayLike<number>;
   /**
-   * The schedule's steps that combine the rows (`sampling.cfg_interval`, plain and planned text-to-image;
+   * The schedule's steps that combine the rows (the spec's `cfgInterval`, plain and planned text-to-image;
    * an edit's and a regeneration's are all guided); the others take the first row.
    */
   private readonly guided: boolean[];
@@ -191,8 +212,10 @@ export class ImageDiffusion {
     const g = sampling.correction_guidance;
     this.correctionCombine = g === undefined ? spec.combine : (rows) => (g > 0 && rows.length > 1 ? guide(rows[0], rows[1], g) : rows[0]);
     // Plain and planned text-to-image only: an edit (a condition grid) and a regeneration from a critique
-    // (an image prefix) are steered by their text in the first steps, so they guide every step.
-    const [lo, hi] = condition || spec.prefixed ? [0, 1] : (sampling.cfg_interval ?? [0, 1]);
+    // (an image prefix) are steered by their text in the first steps, so they guide every step (the
+    // interval is checked all the same: a bad one is a bad request whatever the image).
+    const interval = checkCfgInterval(spec.cfgInterval);
+    const [lo, hi] = condition || spec.prefixed ? [0, 1] : interval;
     this.guided = this.schedule.map((_, step) => lo <= step / this.schedule.length && step / this.schedule.length < hi);
     this.imagePositions = positionsTensor(spec.sideLen, this.imageLen);
     this.tokens = new Array<number>(gridTokens).fill(image.mask_id);

@@ -1,5 +1,5 @@
 import { CanceledError, InvalidInputError, PeerProtocolError } from '@lavida/contracts';
-import { diffusionSteps, ImageDiffusion, type StepTokens } from './diffusion.js';
+import { checkCfgInterval, diffusionSteps, ImageDiffusion, type StepTokens } from './diffusion.js';
 import { positionsTensor, TextSideSession, int64Tensor, type PartialAttention, type Projections } from './joint.js';
 import { Tensor, tensorMismatch, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
@@ -126,7 +126,10 @@ export class ImageSideSession {
     this.diffusion = new ImageDiffusion(pkg, { rows, sideLen, prefixed, combine: guidanceCombine(sampler.guidance), ...sampler });
   }
 
-  /** Validates the request against the model and returns a session ready for step 0's layer 0. */
+  /**
+   * Validates the request against the model and returns a session ready for step 0's layer 0 (the
+   * sampler's correction sweeps and guidance interval are checked by ImageDiffusion, from this call).
+   */
   static open(
     pkg: ModelPackage,
     request: Omit<ImageOpenRequest, 'first'>,
@@ -308,6 +311,8 @@ export async function textToImageFromText(
   const { architecture, image } = pkg.manifest;
   const { text, textRows, sampler } = textToImageSpec(pkg, request);
   if (!Number.isInteger(sampler.steps) || sampler.steps < 1) throw new InvalidInputError(`steps must be a positive integer, got ${sampler.steps}`);
+  // Here, before a session is opened: the image side checks it too (a bad one from another driver is INVALID_ARGUMENT).
+  checkCfgInterval(sampler.cfgInterval);
   const rows = textRows.length;
   const textLen = textRows[0].length;
   const [gridRows, gridCols] = image.grid;

@@ -108,6 +108,8 @@ export interface ImageSampler {
   temperature: number;
   /** Correction sweeps after the last step (four steps each). */
   correctionSweeps: number;
+  /** Guidance interval [lo, hi] of the schedule's steps (ignored for a regeneration from a critique: every step is guided). */
+  cfgInterval: [number, number];
 }
 
 /**
@@ -136,6 +138,7 @@ export function textToImageSpec(
       guidance,
       temperature: request.temperature ?? sampling.temperature,
       correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
+      cfgInterval: request.cfgInterval ?? sampling.cfg_interval ?? [0, 1],
     },
   };
 }
@@ -218,6 +221,8 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
       steps: request.steps ?? sampling.steps,
       temperature: request.temperature ?? sampling.edit_temperature ?? sampling.temperature,
       correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
+      // An edit guides every step: the interval is not the request's to set (ImageDiffusion ignores it here).
+      cfgInterval: sampling.cfg_interval ?? [0, 1],
     },
     options,
   );

@@ -626,7 +626,7 @@ class GrpcImageLink extends GrpcSession implements ImageLink {
     );
     const ids = encodeTensor(request.textIds, options.chunkBytes);
     const positions = encodeTensor(request.textPositions, options.chunkBytes);
-    const { seed, steps, guidance, temperature, correctionSweeps } = request.sampler;
+    const { seed, steps, guidance, temperature, correctionSweeps, cfgInterval } = request.sampler;
     const open = create(ExchangeRequestSchema, {
       frame: {
         case: 'open',
@@ -639,7 +639,7 @@ class GrpcImageLink extends GrpcSession implements ImageLink {
           textPositions: positions.tensor,
           stopAfterLayer: request.stopAfterLayer,
           chunkSize: options.chunkBytes,
-          imageSampling: { seed, steps, guidance, temperature, correctionSweeps },
+          imageSampling: { seed, steps, guidance, temperature, correctionSweeps, cfgInterval: { lo: cfgInterval[0], hi: cfgInterval[1] } },
         },
       },
     });

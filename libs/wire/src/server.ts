@@ -189,6 +189,10 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
                 guidance: sampling.guidance,
                 temperature: sampling.temperature,
                 correctionSweeps: sampling.correctionSweeps ?? pkg.manifest.sampling.correction_sweeps ?? 0,
+                // Checked by the image side (InvalidInputError: INVALID_ARGUMENT).
+                cfgInterval: sampling.cfgInterval
+                  ? [sampling.cfgInterval.lo, sampling.cfgInterval.hi]
+                  : (pkg.manifest.sampling.cfg_interval ?? [0, 1]),
               },
             },
             // The driver is another process: it merges a layer's partial while this side runs the rest of the layer.
