@@ -299,7 +299,21 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
         );
       });
     try {
-      const drawn = await cli('submit', 'respond', '--prompt', 'a blue circle', '--seed', '21', '--steps', '16', '--wait', '--out', dir);
+      const drawn = await cli(
+        'submit',
+        'respond',
+        '--prompt',
+        'a blue circle',
+        '--seed',
+        '21',
+        '--steps',
+        '16',
+        '--cfg-interval',
+        '0.5,1',
+        '--wait',
+        '--out',
+        dir,
+      );
       assert.equal(drawn.code, 0, drawn.stderr);
       const image = JSON.parse(drawn.stdout) as { id: string; task: string; output: Record<string, unknown>; files: string[] };
       assert.equal(image.task, 'respond');
@@ -312,6 +326,13 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
       assert.equal(png.height, 64);
       assert.deepEqual(written, Buffer.from(await (await fetch(String(image.output.image))).arrayBuffer()));
       assert.match(drawn.stderr, /respond/);
+      // --cfg-interval went through the api, the orchestrator and the und-worker to the served image side: the
+      // image of one process with that interval, not the one with the package's own.
+      const request = { prompt: 'a blue circle', seed: 21, steps: 16 };
+      const local = new LocalJointPeer(pkg);
+      const late = await textToImage(pkg, local, { ...request, cfgInterval: [0.5, 1] }, { sessionId: 'respond-cli-interval' });
+      assert.deepEqual(png.rgb, late.pixels);
+      assert.notDeepEqual(late.tokens, (await textToImage(pkg, local, request, { sessionId: 'respond-cli-own' })).tokens);
 
       const said = await cli('submit', 'respond', '--prompt', 'what colour is the circle?', '--wait', '--out', dir);
       assert.equal(said.code, 0, said.stderr);

@@ -168,6 +168,19 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
     assert.equal(served.steps, 20);
   });
 
+  it("respond with a guidance interval: the und-worker sends the request's interval to the gen-worker's image side", async () => {
+    const request = { prompt: 'a blue circle', seed: 22, steps: 16, correctionSweeps: 0 };
+    // ImageSampling.cfg_interval: the served image side guides only the second half of the steps, as one process does.
+    const result = await stage({ jobId: 'u7', task: 'respond', ...request, cfgInterval: [0.5, 1], output: 'late.png' });
+    assert.equal(result.modality, 'image');
+    assert.match(result.peer ?? '', /^127\.0\.0\.1:\d+$/);
+    const single = await textToImage(pkg, local, { ...request, cfgInterval: [0.5, 1] }, { sessionId: 'respond-interval-local' });
+    assert.deepEqual(result.image?.tokens, single.tokens, 'the image of a single-process run with the interval');
+    // The package's own interval draws another image: had the interval not travelled, the tokens would differ.
+    const own = await textToImage(pkg, local, request, { sessionId: 'respond-own-interval-local' });
+    assert.notDeepEqual(own.tokens, single.tokens);
+  });
+
   it('generate with a plan and with feedback on an earlier attempt, and edit, equal single-process runs', async () => {
     const layout = (await engine.plan('a blue circle')).layout;
     const planned: GenerateJobData = { jobId: 'j2', prompt: 'a blue circle', seed: 5, plan: layout, output: 'attempt-1.png' };
@@ -274,6 +287,20 @@ describe('stage workers: every task through BullMQ on lavida-o-mini', () => {
         { jobId: 'b11', task: 'respond', prompt: 'a blue circle', steps: 0 },
         events.understanding,
         /steps must be a positive integer, got 0/,
+      ],
+      [
+        understanding,
+        'respond',
+        { jobId: 'b12', task: 'respond', prompt: 'a blue circle', cfgInterval: [0, 1.5] },
+        events.understanding,
+        /cfg_interval must be \[lo, hi\] with 0 <= lo <= hi <= 1, got \[0, 1\.5\]/,
+      ],
+      [
+        generation,
+        JobName.Generate,
+        { jobId: 'b13', prompt: 'a circle', seed: 1, cfgInterval: [0.6, 0.2] },
+        events.generation,
+        /cfg_interval must be \[lo, hi\] with 0 <= lo <= hi <= 1, got \[0\.6, 0\.2\]/,
       ],
     ];
     for (const [queue, name, data, queueEvents, reason] of cases) {

@@ -61,11 +61,13 @@ describe('lavida command line', () => {
       '3',
       '--luminance',
       '0.5',
+      '--cfg-interval',
+      '0.25, 1',
       '--wait',
     ]).command;
     assert.ok(respond.kind === 'submit');
     assert.equal(respond.task, 'respond');
-    assert.deepEqual(respond.input, { prompt: 'a blue circle', seed: 3, luminance: 0.5 });
+    assert.deepEqual(respond.input, { prompt: 'a blue circle', seed: 3, luminance: 0.5, cfg_interval: [0.25, 1] });
     assert.equal(respond.imagePath, undefined);
     // Ranges are the api's to check (it names the field): --steps 0 passes.
     const zero = parseCommandLine(['submit', 'text-to-image', '--prompt', 'x', '--steps', '0']).command;
@@ -110,6 +112,11 @@ describe('lavida command line', () => {
       ['submit', 'text-to-image', '--prompt', 'x', '--ref', 'a'],
       ['submit', 'text-to-image', '--prompt', 'x', '--seed', 'one'],
       ['submit', 'text-to-image', '--prompt', 'x', '--out', 'o'],
+      ['submit', 'text-to-image', '--prompt', 'x', '--cfg-interval', '0.5'],
+      ['submit', 'text-to-image', '--prompt', 'x', '--cfg-interval', '0,0.5,1'],
+      ['submit', 'text-to-image', '--prompt', 'x', '--cfg-interval', 'late,1'],
+      // An edit guides every step: it takes no interval.
+      ['submit', 'edit', '--image', 'x.png', '--instruction', 'x', '--cfg-interval', '0.25,1'],
       ['submit', 'edit', '--instruction', 'x'],
       ['submit', 'ground', '--image', 'x.png'],
       ['submit', 'respond'],

@@ -17,13 +17,14 @@ Commands:
 
 Input options:
   text-to-image  --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
-                 [--correction-sweeps n] [--luminance x] [--plan] [--reflect] [--rounds n]
+                 [--correction-sweeps n] [--cfg-interval lo,hi] [--luminance x] [--plan] [--reflect] [--rounds n]
   edit           --image file.png --instruction text (required) [--seed n] [--steps n] [--guidance x]
                  [--image-guidance x] [--temperature x] [--correction-sweeps n]
   ground         --image file.png --ref text (required, repeatable) [--steps n]
   understand     --image file.png [--question text (default "describe the image.")] [--prompt-cache]
   respond        --prompt text (required) [--seed n] [--steps n] [--guidance x] [--temperature x]
-                 [--correction-sweeps n] [--luminance x]: the model answers with text or an image (drawn with these options)
+                 [--correction-sweeps n] [--cfg-interval lo,hi] [--luminance x]: the model answers with text or an
+                 image (drawn with these options)
   every task     [--priority n (1 highest .. 10, default 5)] [--deadline s (fail after s seconds)]
 
 Options:
@@ -70,6 +71,7 @@ const OPTIONS = {
   'image-guidance': { type: 'string' },
   temperature: { type: 'string' },
   'correction-sweeps': { type: 'string' },
+  'cfg-interval': { type: 'string' },
   luminance: { type: 'string' },
   rounds: { type: 'string' },
   plan: { type: 'boolean' },
@@ -88,7 +90,8 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 type Option = keyof typeof OPTIONS;
 
-type Field = [Option, string, 'string' | 'number' | 'boolean' | 'list'];
+/** `pair`: two numbers written `a,b`, sent as [a, b]. */
+type Field = [Option, string, 'string' | 'number' | 'pair' | 'boolean' | 'list'];
 
 /** Scheduling options every task takes. */
 const SCHEDULING: Field[] = [
@@ -105,6 +108,7 @@ const TASKS: Record<Task, Field[]> = {
     ['guidance', 'guidance', 'number'],
     ['temperature', 'temperature', 'number'],
     ['correction-sweeps', 'correction_sweeps', 'number'],
+    ['cfg-interval', 'cfg_interval', 'pair'],
     ['luminance', 'luminance', 'number'],
     ['plan', 'plan', 'boolean'],
     ['reflect', 'reflect', 'boolean'],
@@ -134,6 +138,7 @@ const TASKS: Record<Task, Field[]> = {
     ['guidance', 'guidance', 'number'],
     ['temperature', 'temperature', 'number'],
     ['correction-sweeps', 'correction_sweeps', 'number'],
+    ['cfg-interval', 'cfg_interval', 'pair'],
     ['luminance', 'luminance', 'number'],
   ],
 };
@@ -188,7 +193,7 @@ export function parseCommandLine(argv: string[]): Parsed {
       for (const [option, field, kind] of fields) {
         const value = values[option];
         if (value === undefined) continue;
-        input[field] = kind === 'number' ? number(option, value as string) : value;
+        input[field] = kind === 'number' ? number(option, value as string) : kind === 'pair' ? pair(option, value as string) : value;
       }
       if (task === 'understand' && input.question === undefined) input.question = 'describe the image.';
       return {
@@ -230,6 +235,13 @@ function number(option: string, value: string): number {
   const parsed = Number(value);
   if (value.trim() === '' || !Number.isFinite(parsed)) throw new UsageError(`--${option} must be a number, got ${JSON.stringify(value)}`);
   return parsed;
+}
+
+/** Two numbers written `a,b` (e.g. --cfg-interval 0.25,1): the api checks their ranges. */
+function pair(option: string, value: string): [number, number] {
+  const parts = value.split(',');
+  if (parts.length !== 2) throw new UsageError(`--${option} must be two numbers a,b, got ${JSON.stringify(value)}`);
+  return [number(option, parts[0]), number(option, parts[1])];
 }
 
 function timeout(value: string | undefined): number | undefined {

@@ -15,6 +15,20 @@ const temperature = z.number().min(0).max(10);
  * predicted again). Unset: the model's `sampling.correction_sweeps`; 0 switches them off.
  */
 const correctionSweeps = z.number().int().min(0).max(16);
+/** One end of a guidance interval: a fraction of the schedule's steps, 0..1. */
+const intervalEnd = (end: 'lo' | 'hi') =>
+  z
+    .number({ error: `${end} must be a number 0..1` })
+    .min(0, `${end} must be a number 0..1`)
+    .max(1, `${end} must be a number 0..1`);
+/**
+ * The guidance interval [lo, hi]: step i of the schedule's S combines the guidance rows only where
+ * lo <= i / S < hi, and samples from the conditional row elsewhere. Plain and planned images only (an
+ * edit and a regeneration from a critique guide every step). Unset: the model's `sampling.cfg_interval`.
+ */
+const cfgInterval = z
+  .tuple([intervalEnd('lo'), intervalEnd('hi')], { error: 'must be [lo, hi]: two numbers 0..1' })
+  .refine(([lo, hi]) => lo <= hi, { message: 'must be [lo, hi] with lo <= hi' });
 /** An input image: a PNG, base64 (optionally as a `data:image/png;base64,` URL). Decoded and checked by the api. */
 const imageInput = z.string().min(1, 'must not be empty').max(8_000_000, 'is too large');
 
@@ -42,6 +56,11 @@ export const TextToImageInputSchema = z
     guidance: guidance.optional(),
     temperature: temperature.optional(),
     correction_sweeps: correctionSweeps.optional(),
+    /**
+     * Steps that combine the guidance rows, as [lo, hi] fractions of the schedule (the images drawn without
+     * a critique: plain and planned; regenerations guide every step). Unset: the model's `sampling.cfg_interval`.
+     */
+    cfg_interval: cfgInterval.optional(),
     luminance: z.number().min(0).max(1).optional(),
     /** Plan a layout first (understanding branch) and generate with it. */
     plan: z.boolean().optional(),
@@ -103,6 +122,7 @@ export const RespondInputSchema = TextToImageInputSchema.pick({
   guidance: true,
   temperature: true,
   correction_sweeps: true,
+  cfg_interval: true,
   luminance: true,
   priority: true,
   deadline_seconds: true,
@@ -286,6 +306,8 @@ export interface RespondImageOptions {
   guidance?: number;
   temperature?: number;
   correctionSweeps?: number;
+  /** Default the model's `sampling.cfg_interval`. */
+  cfgInterval?: [number, number];
   /** Micro-conditioning, written into the prompt as text (`LUMINANCE : x;`). */
   luminance?: number;
   /** Artefact name of the image; default `image.png`. */

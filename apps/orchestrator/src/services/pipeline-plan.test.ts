@@ -36,7 +36,7 @@ describe('pipeline decisions (nextStep)', () => {
   });
 
   it('plan, generate, reflect; a rejected image is regenerated with its critique and image, up to `rounds`', () => {
-    const { steps, result } = walk(t2i({ plan: true, reflect: true, rounds: 3 }), (ref) =>
+    const { steps, result } = walk(t2i({ plan: true, reflect: true, rounds: 3, cfg_interval: [0.25, 1] }), (ref) =>
       ref.stage === 'plan'
         ? { task: 'plan', layout: [{ label: 'red circle', bins: [1, 2, 3, 4] }], model, timings: { totalMs: 1, forwards: 11 } }
         : ref.stage === 'generate'
@@ -55,6 +55,14 @@ describe('pipeline decisions (nextStep)', () => {
     assert.equal(g2.plan, undefined, 'regenerations use the feedback template, not the plan');
     assert.deepEqual(g2.feedback, { verdict: 'the circle is missing', image: { jobId: 'j', name: 'attempt-1.png' } });
     assert.equal(g2.seed, 7 + 2 ** 32);
+    // The request's guidance interval goes to every image (a regeneration's image side guides every step regardless).
+    assert.deepEqual(
+      [g1.cfgInterval, g2.cfgInterval],
+      [
+        [0.25, 1],
+        [0.25, 1],
+      ],
+    );
     assert.equal(steps[2].ref.queue, QueueName.Understanding);
     assert.equal(steps[2].name, JobName.Reflect);
     assert.equal(result.accepted, false);
@@ -98,6 +106,7 @@ describe('pipeline decisions (nextStep)', () => {
         guidance: 1.5,
         temperature: 0.5,
         correction_sweeps: 2,
+        cfg_interval: [0.25, 1],
         luminance: 0.25,
         priority: 2,
       },
@@ -118,6 +127,7 @@ describe('pipeline decisions (nextStep)', () => {
       guidance: 1.5,
       temperature: 0.5,
       correctionSweeps: 2,
+      cfgInterval: [0.25, 1],
       luminance: 0.25,
       output: 'image.png',
     });

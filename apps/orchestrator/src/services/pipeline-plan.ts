@@ -71,6 +71,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           guidance: input.guidance,
           temperature: input.temperature,
           correctionSweeps: input.correction_sweeps,
+          cfgInterval: input.cfg_interval,
           luminance: input.luminance,
           output: 'image.png',
         });
@@ -134,6 +135,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           guidance: input.guidance,
           temperature: input.temperature,
           correctionSweeps: input.correction_sweeps,
+          cfgInterval: input.cfg_interval,
           luminance: input.luminance,
           output: `attempt-${round}.png`,
           // The plan conditions the first image; regenerations get the critique and the earlier image (as trained).

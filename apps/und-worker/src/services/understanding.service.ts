@@ -81,6 +81,7 @@ export class UnderstandingService {
             guidance: data.guidance,
             temperature: data.temperature,
             correctionSweeps: data.correctionSweeps,
+            cfgInterval: data.cfgInterval,
             luminance: data.luminance,
           },
           { sessionId: `${data.jobId}/${attempt}`, signal, onStep: options.onStep },
