@@ -26,7 +26,8 @@ Parts:
 --samples limits the per-sample parts (ground, answer, edit, reflect, readback) to the first N eval samples.
 --oracle replaces every model output by the ground truth (a check of the scoring pipeline: ~1.0 everywhere).
 --oracle-plan gives t2i the true layouts as plans and keeps the model's images: how well the generation
-branch follows a right plan, apart from how well the text branch plans.
+branch follows a right plan, apart from how well the text branch plans (`--oracle-plan named`: only the
+objects the prompt names, as short as the model's own plans).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ import torch
 from .labelvq import LabelDecode, LabelRefiner
 from .prepare import encode_all
 from .sample import Sampler, load, strip_micro
+from .train import prompt_named
 
 CATEGORIES = ["single_object", "two_object", "counting", "colors", "position", "color_attr"]
 QUESTION_KINDS = ["count_shape", "count_colour", "colour_of", "shape_of", "exists", "describe"]
@@ -121,7 +123,9 @@ def t2i_prompts(samples: List[dict], per_category: int) -> List[dict]:
 def run_plans(s: Sampler, prompts: List[dict], store: Store, args, times: dict) -> list:
     """The layouts planned for the prompts, each stored as a `plan` line (scored by checkPlan)."""
     t0 = time.time()
-    if args.oracle or args.oracle_plan:
+    if args.oracle_plan == "named":
+        layouts = [[r["plan"]["layout"][i] for i in prompt_named(r["t2i"]["spec"], r["plan"]["layout"])] for r in prompts]
+    elif args.oracle or args.oracle_plan:
         layouts = [r["plan"]["layout"] for r in prompts]
     else:
         layouts = text_batched(s.plan_batch, None, [r["t2i"]["text"] for r in prompts], args.text_batch, per_step=args.plan_per_step)
@@ -442,8 +446,9 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="/tmp/lavida-eval")
     ap.add_argument("--out", default=os.path.join(REPO, "model", "quality.json"))
     ap.add_argument("--oracle", action="store_true", help="ground truth instead of the model (checks the scoring)")
-    ap.add_argument("--oracle-plan", action="store_true",
-                    help="t2i: the true layouts as plans, the model's images (how well the generation branch follows a right plan)")
+    ap.add_argument("--oracle-plan", nargs="?", const="scene", choices=["scene", "named"], default=None,
+                    help="t2i: the true layouts as plans, the model's images (how well the generation branch follows a right plan); "
+                         "'named': only the layout items the prompt names, in its order (the plans the model writes are this short)")
     ap.add_argument("--refiner", help="decode images through this trained LabelRefiner (refine.py's refiner.pt)")
     ap.add_argument("--redecode", metavar="QUALITY_JSON",
                     help="sample nothing: decode the codes of that earlier run (its --out; its workdir must hold codes.i32) "

@@ -387,6 +387,9 @@ def load_checkpoint(path: str, codebook_path: str, refiner_path: Optional[str] =
     state = torch.load(path, map_location="cpu")
     cfg = ModelConfig.from_dict(state["config"])
     vocab = list(state["vocab"])
+    if "gen_pos" in state["model"]:
+        raise SystemExit(f"{path}: trained with train.py --gen-pos (an image-position embedding the package's segments "
+                         "do not carry yet); it cannot be exported")
     mini = load_mini(state, cfg, len(vocab))
     mini.eval()
     book = LabelCodebook.load(codebook_path)

@@ -97,7 +97,7 @@ class Mini(nn.Module):
     """ElasticMoT plus the semantic encoder: everything that is trained."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, features: Optional[torch.Tensor] = None,
-                 tie_text_head: bool = False) -> None:
+                 tie_text_head: bool = False, gen_pos: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
         self.core = ElasticMoT(cfg, text_vocab_size=vocab_size)
@@ -106,6 +106,11 @@ class Mini(nn.Module):
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
         nn.init.zeros_(self.sem.pos)
+        # Absolute grid position of the generation branch's image tokens (train.py --gen-pos, an experiment; no
+        # package has it): without it an image token's only position signal is RoPE's relative offsets and the
+        # relative locality bias, so in the joint layers, where it reads the plan, it does not know its column
+        # (runs/position-probe.py). Zero-initialised: a model gains it with its function unchanged.
+        self.gen_pos = nn.Parameter(torch.zeros(cfg.num_image_tokens, cfg.gen_hidden)) if gen_pos else None
         self.factors = PatternFactors(cfg, features) if features is not None else None
         # Tied text head (train.py --tie-text-head, a training-time parametrisation like the pattern factors):
         # the head's row of a word is its free row plus the word's input embedding, so words the input side
@@ -128,6 +133,8 @@ class Mini(nn.Module):
 
     def image_embed(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.core.image_embed(ids)
+        if self.gen_pos is not None:  # ids are whole grids in raster order (an edit: the condition's, then the output's)
+            h = h + self.gen_pos[torch.arange(ids.shape[-1], device=ids.device) % self.cfg.num_image_tokens]
         return h if self.factors is None else h + self.factors.image_rows(ids, self.cfg.codebook_size)
 
     def image_head(self, h: torch.Tensor) -> torch.Tensor:
@@ -271,7 +278,7 @@ def gen_parameters(model: "Mini") -> List[nn.Parameter]:
     and verdicts stay bit for bit the same; only images (text-to-image with or without a plan or critique,
     edits) change."""
     core = model.core
-    params: List[nn.Parameter] = []
+    params: List[nn.Parameter] = [] if model.gen_pos is None else [model.gen_pos]
     for layer in core.layers:
         params += list(layer.gen.parameters())
     return params + list(core.image_embed.parameters()) + list(core.gen_norm.parameters()) + list(core.image_head.parameters())
@@ -287,7 +294,7 @@ def load_mini(state: dict, cfg: ModelConfig, vocab_size: int) -> "Mini":
     if any(k.startswith("factors.") for k in weights):
         from .labelvq import LEVELS, NUM_LABELS
         features = pattern_features(np.asarray(state["patterns"]), LEVELS, NUM_LABELS)
-    mini = Mini(cfg, vocab_size, features, tie_text_head="text_tie" in weights)
+    mini = Mini(cfg, vocab_size, features, tie_text_head="text_tie" in weights, gen_pos="gen_pos" in weights)
     mini.load_state_dict(weights)
     mini.fold()
     return mini
@@ -309,6 +316,12 @@ def _in_relation(a: dict, b: dict, relation: str) -> bool:
 def prompt_first(spec: dict, layout: List[dict]) -> List[dict]:
     """The layout with the objects the prompt names first, in the prompt's order (a pair in the relation for
     position prompts, every object of the counted shape for counting), then the others in reading order."""
+    picked = prompt_named(spec, layout)
+    return [layout[i] for i in picked] + [it for i, it in enumerate(layout) if i not in picked]
+
+
+def prompt_named(spec: dict, layout: List[dict]) -> List[int]:
+    """Indices of the layout items the prompt names, in the prompt's order (see prompt_first)."""
     def first(shape, colour=None, taken=()):
         return next((i for i, it in enumerate(layout) if i not in taken and it["shape"] == shape
                      and (colour is None or it["colour"] == colour)), None)
@@ -329,8 +342,7 @@ def prompt_first(spec: dict, layout: List[dict]) -> List[dict]:
                        and x["shape"] == a and y["shape"] == b and _in_relation(x, y, spec["relation"])), [])
     else:
         raise ValueError(f"prompt_first: unknown category {cat!r}")
-    picked = [i for i in picked if i is not None]
-    return [layout[i] for i in picked] + [it for i, it in enumerate(layout) if i not in picked]
+    return [i for i in picked if i is not None]
 
 
 def named_colours(spec: dict) -> set:
@@ -618,6 +630,10 @@ def main(argv=None) -> int:
     ap.add_argument("--own-right-share", type=float, default=None,
                     help="reflect on --own images: draw a right one with this chance (default: as they come)")
     ap.add_argument("--factor-lr-scale", type=float, default=1.0, help="lr multiplier of the pattern factors")
+    ap.add_argument("--gen-pos", action="store_true",
+                    help="an absolute grid-position embedding on the generation branch's image tokens (Mini.gen_pos; a "
+                         "checkpoint without it gains it zero-initialised). An experiment: export refuses it")
+    ap.add_argument("--gen-pos-lr-scale", type=float, default=1.0, help="lr multiplier of --gen-pos")
     ap.add_argument("--sem-pattern-rows", action="store_true",
                     help="with --pattern-factors: the semantic encoder reads a patterned code through its label pattern only "
                          "(its free row is refitted into the semantic factor once, then held at zero)")
@@ -667,7 +683,8 @@ def main(argv=None) -> int:
         features = pattern_features(codebook["patterns"], LEVELS, NUM_LABELS)
     state = torch.load(ckpt_path, map_location=args.device, weights_only=False) if os.path.exists(ckpt_path) else None
     tie = args.tie_text_head or (state is not None and "text_tie" in state["model"])  # a tie, once there, stays
-    model = Mini(cfg, len(data.vocab), features, tie_text_head=tie).to(args.device)
+    gen_pos = args.gen_pos or (state is not None and "gen_pos" in state["model"])  # once there, it stays
+    model = Mini(cfg, len(data.vocab), features, tie_text_head=tie, gen_pos=gen_pos).to(args.device)
     factor_params = [] if model.factors is None else list(model.factors.parameters())
     ids = {id(p) for p in factor_params}
     if args.train_scope in ("und-tail", "und-read") and (tie or (factor_params and args.train_scope == "und-tail")):
@@ -682,14 +699,19 @@ def main(argv=None) -> int:
     if args.sem_pattern_rows and model.factors is None:
         raise SystemExit("--sem-pattern-rows needs --pattern-factors")
     trainable = [p for p in model.parameters() if p.requires_grad]
+    if model.gen_pos is not None:
+        ids = ids | {id(model.gen_pos)}
     groups = [{"params": [p for p in trainable if id(p) not in ids], "lr_scale": 1.0}]
+    if model.gen_pos is not None and model.gen_pos.requires_grad:
+        groups.append({"params": [model.gen_pos], "lr_scale": args.gen_pos_lr_scale})
     if any(p.requires_grad for p in factor_params):  # und-read trains the semantic factor only: the image ones stay zero
         groups.append({"params": [p for p in factor_params if p.requires_grad], "lr_scale": args.factor_lr_scale})
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
     if state is not None:
-        gained = features is not None and not any(k.startswith("factors.") for k in state["model"])
+        gained = (features is not None and not any(k.startswith("factors.") for k in state["model"])) or \
+            (gen_pos and "gen_pos" not in state["model"])
         gained_tie = tie and "text_tie" not in state["model"]
         model.load_state_dict(state["model"], strict=not (gained or gained_tie))
         if gained_tie:  # the free rows become the old head minus the embeddings: the same function to start
