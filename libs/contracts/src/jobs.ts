@@ -26,7 +26,7 @@ const intervalEnd = (end: 'lo' | 'hi') =>
  * lo <= i / S < hi, and samples from the conditional row elsewhere. Plain and planned images only (an
  * edit and a regeneration from a critique guide every step). Unset: the model's `sampling.cfg_interval`.
  */
-const cfgInterval = z
+export const CfgIntervalSchema = z
   .tuple([intervalEnd('lo'), intervalEnd('hi')], { error: 'must be [lo, hi]: two numbers 0..1' })
   .refine(([lo, hi]) => lo <= hi, { message: 'must be [lo, hi] with lo <= hi' });
 /** An input image: a PNG, base64 (optionally as a `data:image/png;base64,` URL). Decoded and checked by the api. */
@@ -60,7 +60,7 @@ export const TextToImageInputSchema = z
      * Steps that combine the guidance rows, as [lo, hi] fractions of the schedule (the images drawn without
      * a critique: plain and planned; regenerations guide every step). Unset: the model's `sampling.cfg_interval`.
      */
-    cfg_interval: cfgInterval.optional(),
+    cfg_interval: CfgIntervalSchema.optional(),
     luminance: z.number().min(0).max(1).optional(),
     /** Plan a layout first (understanding branch) and generate with it. */
     plan: z.boolean().optional(),

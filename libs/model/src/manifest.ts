@@ -1,3 +1,4 @@
+import { CfgIntervalSchema } from '@lavida/contracts';
 import { z } from 'zod';
 
 /** Element types a segment may use. */
@@ -108,10 +109,7 @@ export const ManifestSchema = z.object({
      * (the full condition) elsewhere. Plain and planned text-to-image only: an edit and a regeneration
      * from a critique guide every step. Correction steps keep `correction_guidance`.
      */
-    cfg_interval: z
-      .tuple([z.number().min(0).max(1), z.number().min(0).max(1)])
-      .refine(([lo, hi]) => lo <= hi, { message: 'cfg_interval must be [lo, hi] with lo <= hi' })
-      .optional(),
+    cfg_interval: CfgIntervalSchema.optional(),
     /** Editing defaults where they differ from text-to-image's (absent: guidance / temperature). */
     edit_guidance: z.number().min(0).optional(),
     edit_temperature: z.number().min(0).optional(),

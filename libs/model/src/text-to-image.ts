@@ -138,7 +138,7 @@ export function textToImageSpec(
       guidance,
       temperature: request.temperature ?? sampling.temperature,
       correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
-      cfgInterval: request.cfgInterval ?? sampling.cfg_interval ?? [0, 1],
+      cfgInterval: request.cfgInterval ?? modelCfgInterval(sampling),
     },
   };
 }
@@ -150,6 +150,11 @@ export function textToImageSpec(
 export function modelGuidance(sampling: Manifest['sampling'], image: 'plain' | 'plan' | 'feedback'): number {
   const own = image === 'plan' ? sampling.plan_guidance : image === 'feedback' ? sampling.feedback_guidance : undefined;
   return own ?? sampling.guidance;
+}
+
+/** The model's guidance interval (`sampling.cfg_interval`; absent: [0, 1], every step guided). */
+export function modelCfgInterval(sampling: Manifest['sampling']): [number, number] {
+  return sampling.cfg_interval ?? [0, 1];
 }
 
 /** How text-to-image combines its rows' logits: `(1 + g) cond - g uncond`, or the one row as it is. */
@@ -222,7 +227,7 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
       temperature: request.temperature ?? sampling.edit_temperature ?? sampling.temperature,
       correctionSweeps: request.correctionSweeps ?? sampling.correction_sweeps ?? 0,
       // An edit guides every step: the interval is not the request's to set (ImageDiffusion ignores it here).
-      cfgInterval: sampling.cfg_interval ?? [0, 1],
+      cfgInterval: modelCfgInterval(sampling),
     },
     options,
   );

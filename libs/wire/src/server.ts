@@ -10,7 +10,15 @@ import {
   type Tensor as WireTensor,
 } from '@lavida/proto';
 import { InvalidInputError, ModelMismatchError, PeerProtocolError } from '@lavida/contracts';
-import { ImageSideSession, TextSideSession, type ImageSideAnswer, type ModelPackage, type Projections, type Tensor } from '@lavida/model';
+import {
+  ImageSideSession,
+  modelCfgInterval,
+  TextSideSession,
+  type ImageSideAnswer,
+  type ModelPackage,
+  type Projections,
+  type Tensor,
+} from '@lavida/model';
 import { chunksOf, decodeTensor, encodeTensor, FrameAssembler } from './codec.js';
 import { chunkOf, requestTensors, writeAll } from './frames.js';
 import { toStatus } from './status.js';
@@ -192,7 +200,7 @@ export function jointAttentionService(pkg: ModelPackage, options: JointServiceOp
                 // Checked by the image side (InvalidInputError: INVALID_ARGUMENT).
                 cfgInterval: sampling.cfgInterval
                   ? [sampling.cfgInterval.lo, sampling.cfgInterval.hi]
-                  : (pkg.manifest.sampling.cfg_interval ?? [0, 1]),
+                  : modelCfgInterval(pkg.manifest.sampling),
               },
             },
             // The driver is another process: it merges a layer's partial while this side runs the rest of the layer.
