@@ -30,6 +30,9 @@ class ModelConfig:
     tokenizer: str = "word-v1"
     # Editing: VQ-condition tokens on the generation branch use ids K+1 .. 2K (their own embeddings).
     edit_conditions: bool = False
+    # An absolute grid-cell table on the generation branch's image tokens (ElasticMoT.image_pos): token i of a
+    # run of whole grids gets row i % (grid_rows * grid_cols) added to its embedding, inside gen_embed.
+    image_position_table: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.joint_layers <= self.num_layers:
@@ -93,6 +96,7 @@ FIXTURE = ModelConfig(
     grid_cols=8,
     patch=8,
     codebook_size=64,
+    image_position_table=True,   # so every fixture-served test runs through a gen_embed with cell positions
 )
 
 # lavida-o-mini: the model trained on the Shapes world. codebook_size is set from the label codebook.

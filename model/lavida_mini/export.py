@@ -276,6 +276,11 @@ def golden_cases(model: ElasticMoT, segs: "OrderedDict[str, Segment]", tok: Word
                              inputs=OrderedDict(text_ids=text_ids, image_ids=image_ids),
                              outputs=OrderedDict(text_logits=text_logits, image_logits=image_logits))]
         seg_cases, run = _chain_cases(segs, hidden, text_ids, image_ids, pos_t, pos_i, M)
+        # gen_embed on two grids in a row (an edit's condition grid, then its output grid): with a grid-cell
+        # table, token i gets cell i % I, so the second grid's rows repeat the first grid's cells
+        two = torch.cat((codes, image_ids), 1)
+        cases.append(OrderedDict(name="gen_embed_two_grids", inputs=OrderedDict(image_ids=two),
+                                 outputs=OrderedDict(hidden=segs["gen_embed"].module(two))))
         ids = image_logits.argmax(-1).view(2, cfg.grid_rows, cfg.grid_cols)
         pixels = run("vq_decode", image_ids=ids)["pixels"]
         # encode a noisy copy, so the nearest-patch search is exercised, not only exact matches
@@ -336,6 +341,7 @@ def manifest(cfg: ModelConfig, tok: WordTokenizer, segs, hashes: Dict[str, str],
             norm_eps=float(cfg.norm_eps),
             max_text_len=cfg.max_text_len,
             image_locality_slopes=[float(s) for s in cfg.image_locality_slopes],
+            **({"image_position_table": True} if cfg.image_position_table else {}),
         ),
         text=OrderedDict(
             tokenizer=tok.name,
@@ -387,11 +393,9 @@ def load_checkpoint(path: str, codebook_path: str, refiner_path: Optional[str] =
     state = torch.load(path, map_location="cpu")
     cfg = ModelConfig.from_dict(state["config"])
     vocab = list(state["vocab"])
-    if "gen_pos" in state["model"]:
-        raise SystemExit(f"{path}: trained with train.py --gen-pos (an image-position embedding the package's segments "
-                         "do not carry yet); it cannot be exported")
     mini = load_mini(state, cfg, len(vocab))
     mini.eval()
+    cfg = mini.cfg   # train.py --gen-pos: folded into the core's grid-cell table (image_position_table)
     book = LabelCodebook.load(codebook_path)
     if book.size != cfg.codebook_size or book.patch != cfg.patch:
         raise ValueError(f"codebook {codebook_path} has {book.size} codes of patch {book.patch}, "

@@ -157,12 +157,27 @@ class ElasticMoT(nn.Module):
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta)
         self.register_buffer("slopes", torch.tensor(cfg.image_locality_slopes, dtype=torch.float32),
                              persistent=False)
+        self.image_pos: Optional[nn.Parameter] = (
+            nn.Parameter(torch.zeros(cfg.num_image_tokens, cfg.gen_hidden)) if cfg.image_position_table else None)
+
+    def embed_image(self, image_ids: torch.Tensor) -> torch.Tensor:
+        """[B, I] -> [B, I, d_g]: the code embeddings, plus the grid-cell table where the model has one. `image_ids`
+        are whole grids in raster order (an edit: the condition grid, then the output grid), so token i is cell
+        i % (rows * cols)."""
+        h = self.image_embed(image_ids)
+        if self.image_pos is None:
+            return h
+        cells = torch.arange(image_ids.shape[-1], device=image_ids.device) % self.cfg.num_image_tokens
+        return h + self.image_pos[cells]
 
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:
         """Seeded random init, std large enough that logits are far from uniform."""
         g = torch.Generator().manual_seed(seed)
-        for name, p in self.named_parameters():
+        named = [(n, p) for n, p in self.named_parameters() if n != "image_pos"]
+        if self.image_pos is not None:   # drawn last: every other parameter keeps the values of a model without it
+            named.append(("image_pos", self.image_pos))
+        for name, p in named:
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
             elif "embed" in name:
@@ -194,7 +209,7 @@ class ElasticMoT(nn.Module):
         S = T + I
         H, D = cfg.heads, cfg.head_dim
         ht = self.text_embed(text_ids)
-        hi = self.image_embed(image_ids)
+        hi = self.embed_image(image_ids)
 
         positions = torch.arange(S)
         angles = positions.to(torch.float32)[:, None] * self.rotary.inv_freq[None, :]

@@ -48,12 +48,20 @@ class UndEmbed(nn.Module):
 
 
 class GenEmbed(nn.Module):
+    """Image ids [B, I] (whole grids in raster order) -> [B, I, d_g]; with the model's grid-cell table
+    (`image_position_table`), token i also gets row i % (rows * cols), so a runtime only sends whole grids."""
+
     def __init__(self, model: ElasticMoT) -> None:
         super().__init__()
         self.embed = model.image_embed
+        self.pos = model.image_pos
+        self.cells = model.cfg.num_image_tokens
 
     def forward(self, image_ids: torch.Tensor) -> torch.Tensor:
-        return self.embed(image_ids)
+        h = self.embed(image_ids)
+        if self.pos is None:
+            return h
+        return h + self.pos[torch.arange(image_ids.shape[-1]) % self.cells]
 
 
 class UndJointQKV(nn.Module):

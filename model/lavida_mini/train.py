@@ -132,7 +132,7 @@ class Mini(nn.Module):
         return w + self.text_tie * self.core.text_embed.weight if self.tied else w
 
     def image_embed(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.core.image_embed(ids)
+        h = self.core.embed_image(ids)
         if self.gen_pos is not None:  # ids are whole grids in raster order (an edit: the condition's, then the output's)
             h = h + self.gen_pos[torch.arange(ids.shape[-1], device=ids.device) % self.cfg.num_image_tokens]
         return h if self.factors is None else h + self.factors.image_rows(ids, self.cfg.codebook_size)
@@ -178,6 +178,12 @@ class Mini(nn.Module):
             self.core.text_head.weight += self.text_tie * self.core.text_embed.weight
             self.tied = False
             del self.text_tie
+        if self.gen_pos is not None:   # the core's own grid-cell table (ElasticMoT.image_pos), which gen_embed adds
+            if self.core.image_pos is not None:
+                raise ValueError("the model has both train.py's gen_pos and a config image_position_table")
+            self.core.image_pos = nn.Parameter(self.gen_pos.detach().clone())
+            self.core.cfg = self.cfg = replace(self.core.cfg, image_position_table=True)
+            self.gen_pos = None
         if self.factors is None:
             return
         f, K, core = self.factors, self.cfg.codebook_size, self.core

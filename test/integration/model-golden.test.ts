@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { jointForward, ModelPackage } from '@lavida/model';
+import { jointForward, ModelPackage, Tensor } from '@lavida/model';
 import { maxAbsDiff, readGolden, type GoldenCase } from '../support/golden.js';
 import { FIXTURE_MODEL } from '../support/paths.js';
 
@@ -45,6 +45,30 @@ describe('fixture model against the PyTorch golden vectors', () => {
       const [a, b] = [partial[name].data as Float32Array, joint[name].data as Float32Array];
       assert.ok(Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), name);
     }
+  });
+
+  it('gen_embed adds its grid-cell table by cell i mod I over two grids in a row, as PyTorch does', async () => {
+    assert.equal(pkg.manifest.architecture.image_position_table, true, 'the fixture is exported with a grid-cell table');
+    const c = cases.find((c) => c.name === 'gen_embed_two_grids');
+    assert.ok(c, 'golden.json has no gen_embed_two_grids case');
+    const [rows, len] = c.inputs.image_ids.dims;
+    const [gridRows, gridCols] = pkg.manifest.image.grid;
+    assert.equal(len, 2 * gridRows * gridCols);
+    const out = await pkg.run('gen_embed', c.inputs);
+    const diff = maxAbsDiff(out.hidden, c.outputs.hidden);
+    assert.ok(diff <= TOLERANCE, `gen_embed on two grids differs by ${diff}`);
+
+    // One code in every cell of two grids: the rows differ from cell to cell (the table is there) and
+    // repeat exactly from the first grid to the second (cell i mod I, not i).
+    const cells = gridRows * gridCols;
+    const code = 3n;
+    const ids = new Tensor('int64', new BigInt64Array(rows * len).fill(code), [rows, len]);
+    const h = (await pkg.run('gen_embed', { image_ids: ids })).hidden;
+    const width = h.dims[2];
+    const data = h.data as Float32Array;
+    const row = (b: number, i: number) => Array.from(data.subarray((b * len + i) * width, (b * len + i + 1) * width));
+    assert.notDeepEqual(row(0, 0), row(0, 1), 'cells 0 and 1 embed one code alike: no position table');
+    for (let i = 0; i < cells; i++) assert.deepEqual(row(0, cells + i), row(0, i), `cell ${i} of the second grid`);
   });
 
   it('detects a perturbed output (the comparison can fail)', async () => {

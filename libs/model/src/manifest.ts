@@ -45,6 +45,11 @@ export const ManifestSchema = z.object({
     norm_eps: z.number().positive(),
     max_text_len: positive,
     image_locality_slopes: z.array(z.number()).optional(),
+    /**
+     * Informational: `gen_embed` adds a grid-cell table to token i by cell i mod (rows * cols). The runtime
+     * needs nothing for it beyond sending whole grids (docs/model-package.md, "gen_embed").
+     */
+    image_position_table: z.boolean().optional(),
   }),
   text: z.object({
     tokenizer: z.literal('word-v1'),
