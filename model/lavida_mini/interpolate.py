@@ -23,7 +23,9 @@ from .halve import halve
 def interpolate(base: dict, tuned: dict, alpha: float) -> dict:
     if base["config"] != tuned["config"] or base["vocab"] != tuned["vocab"]:
         raise ValueError("interpolate: the checkpoints differ in config or vocabulary")
-    a, b = base["model"], tuned["model"]
+    a, b = dict(base["model"]), tuned["model"]
+    if "gen_pos" in b and "gen_pos" not in a:   # train.py --gen-pos starts its table at zero: the base's is zero
+        a["gen_pos"] = torch.zeros_like(b["gen_pos"], dtype=torch.float32)
     if set(a) != set(b):
         raise ValueError(f"interpolate: different parameters: {sorted(set(a) ^ set(b))[:5]}")
     out = {k: v for k, v in tuned.items() if k not in ("model", "optimizer", "weights_rounded", "halved")}
