@@ -28,6 +28,10 @@ ROOT=$PWD
 START_CKPT=${START_CKPT:-model/checkpoints/lavida-o-mini-0.4.0.pt}
 OWN_COUNT=${OWN_COUNT:-3000}
 THREADS=${THREADS:-2}
+PY=${PYTHON:-/usr/bin/python3}   # prepare and cpu; device_run.sh picks its own (python3)
+# one learning-rate schedule for the device run and its CPU reproduction
+BATCH=${BATCH:-128} LR=${LR:-4e-4} LR_END=${LR_END:-2e-5}
+BIG="models/lavida-o-mini model/checkpoints"   # over the 64 MiB a device call carries
 
 RECIPE="--config mini-deep --edit-dropout 0.1 --plan-order prompt-first --plan-colours named --eos-weight 0.1"
 RECIPE="$RECIPE --gen-pos --gen-pos-lr-scale 20 --own /tmp/prep/own --own-share 0.5 --own-right-share 0.5"
@@ -35,7 +39,6 @@ RECIPE="$RECIPE --task-weights und=0.25,ground=0.12,t2i_plan=0.3,reflect=0.15"
 
 case "${1:-}" in
   prepare)
-    PY=${PYTHON:-/usr/bin/python3}
     [ -f libs/world/dist/cli/shards.js ] || npm run build
     [ -d /tmp/shards/train ] || node libs/world/dist/cli/shards.js --out /tmp/shards/train --seed 0 --count 60000
     (cd model
@@ -52,29 +55,28 @@ case "${1:-}" in
   run)
     [ -f .devdata/prep-train.tar.xz ] && [ -f .devdata/ck.pt ] || { echo "run bash model/gpu_next.sh prepare first" >&2; exit 2; }
     TRAIN_ARGS="$RECIPE" bash model/device_run.sh .devdata/prep-train.tar.xz .devdata/ck.pt \
-      "${SECONDS_BUDGET:-470}" "${BATCH:-128}" "${LR:-4e-4}" "${LR_END:-2e-5}"
+      "${SECONDS_BUDGET:-470}" "$BATCH" "$LR" "$LR_END"
     ;;
   cpu)
     STEPS=${2:?usage: gpu_next.sh cpu STEPS [DECAY_TO]}
-    PY=${PYTHON:-/usr/bin/python3}
     OUT_DIR=/tmp/gpu-next-cpu
     mkdir -p $OUT_DIR && cp "$START_CKPT" $OUT_DIR/checkpoint.pt
     START=$("$PY" -c "import torch; print(torch.load('$OUT_DIR/checkpoint.pt', map_location='cpu', weights_only=False)['step'])")
     DECAY_TO=${3:-$((START + STEPS))}
     cd model && "$PY" -m lavida_mini.train --data /tmp/prep/train --out $OUT_DIR --threads "$THREADS" \
-      --batch "${BATCH:-128}" --lr "${LR:-4e-4}" --lr-end "${LR_END:-2e-5}" --decay-from "$START" \
+      --batch "$BATCH" --lr "$LR" --lr-end "$LR_END" --decay-from "$START" \
       --decay-to "$DECAY_TO" --steps $((START + STEPS)) $RECIPE
     ;;
   slim-tree)
-    git rm -r -q --cached models/lavida-o-mini model/checkpoints
-    for p in /models/lavida-o-mini/ /model/checkpoints/; do
-      grep -qxF "$p" .git/info/exclude 2>/dev/null || echo "$p" >> .git/info/exclude
+    git rm -r -q --cached $BIG
+    for p in $BIG; do
+      grep -qxF "/$p/" .git/info/exclude 2>/dev/null || echo "/$p/" >> .git/info/exclude
     done
     git status --short | head -5
     ;;
   full-tree)
-    sed -i '\#^/models/lavida-o-mini/$#d; \#^/model/checkpoints/$#d' .git/info/exclude
-    git reset -q -- models/lavida-o-mini model/checkpoints
+    for p in $BIG; do sed -i "\\#^/$p/\$#d" .git/info/exclude; done
+    git reset -q -- $BIG
     git status --short | head -5
     ;;
   *)
