@@ -548,6 +548,13 @@ def export_checkpoint(args) -> int:
     eos_bias = trained_eos_bias(state.get("args") or {})
     if eos_bias:
         tasks["eos_bias"] = OrderedDict(sorted(eos_bias.items()))
+    prior_src = args.box_prior_data or os.path.join(data_dir, "samples.jsonl")
+    if args.box_prior_data != "none" and os.path.exists(prior_src):
+        # one-step grounding under the training targets' box sizes (box_prior.py; the runtime's box-prior.ts)
+        from .box_prior import box_prior_from_samples
+        prior = box_prior_from_samples(prior_src, tol=args.box_prior_tol)
+        tasks["box_prior"] = OrderedDict([("tol", prior["tol"]), ("entries", prior["entries"])])
+        print(f"box prior from {prior_src}: tol {prior['tol']}, {len(prior['entries'])} sizes, the first {prior['entries'][:4]}")
     man = manifest(cfg, tok, segs, hashes, args.name or "lavida-o-mini", args.version, 0,
                    description=description, sampling=MINI_SAMPLING, tasks=tasks)
     _write(os.path.join(args.out, "manifest.json"), (json.dumps(man, indent=2) + "\n").encode())
@@ -585,6 +592,10 @@ def main(argv=None) -> int:
     ap.add_argument("--golden-data", default=None,
                     help="prepared eval folder: also write tasks-golden.json (golden_tasks.py; with --checkpoint)")
     ap.add_argument("--refiner", default=None, help="a refine.py refiner.pt: vq_decode runs the lookup through it (with --checkpoint)")
+    ap.add_argument("--box-prior-data", default=None,
+                    help="samples.jsonl whose grounding boxes give tasks.box_prior (default: the data folder's, where it "
+                         "exists; 'none': no prior, each coordinate slot decoded by its argmax)")
+    ap.add_argument("--box-prior-tol", type=int, default=8, help="tasks.box_prior.tol: bins the far corner may lie from near + size")
     ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
                     help="the text side after the joint layers as one und_tail, or per layer + und_head "
                          "(enables the runtime's prompt cache; default: layers for a checkpoint, whole for the fixture)")

@@ -33,7 +33,9 @@ Case fields (every case also has `task`, `sample` (the eval sample id its inputs
   understand     image_tokens, question, answer_ids [24] (decode_text slots), answer
   reflect        image_tokens, prompt, answer_ids [16], verdict
   plan           prompt, answer_ids [44], layout [{colour, shape, bins, box (px)}]
-  ground         image_tokens, ref, steps (1 or 4), bins [4], box [4] px
+  ground         image_tokens, ref, steps (1 or 4), bins [4], box [4] px; with the package's tasks.box_prior,
+                 the 1-step cases are decoded jointly under it and carry argmax_bins (each slot's own argmax):
+                 refs are added (up to 8) until one of them differs from bins
   respond        prompt, token (argmax over the text vocabulary at the one [mask] after enc(prompt)),
                  logit_top (top-3 ids)
 """
@@ -52,6 +54,7 @@ import numpy as np
 import torch
 
 from . import sample as sample_mod
+from .box_prior import decode_box_margin
 from .labelvq import LEVELS
 from .sample import LOC_MAX, Pcg32, Sampler, conditioning_text, detokenize, load, strip_micro
 from .train import ANSWER_LEN
@@ -321,17 +324,30 @@ class Golden:
         codes, ref = self.codes(r["image"]), r["grounding"]["ref"]
         out = []
         for steps in steps_list:
-            per_step = math.ceil(4 / max(1, min(4, steps)))
-            ids, m = self._decode(s.enc("locate : " + ref) + [s.sp["loc_begin"]], 4, codes, per_step,
-                                  tail=[s.sp["loc_end"]], allowed=(s.loc0, LOC_MAX + 1))
-            bins = [i - s.loc0 for i in ids]
+            head = s.enc("locate : " + ref) + [s.sp["loc_begin"]]
+            extra = {}
+            if steps == 1 and s.box_prior is not None:
+                # one forward, the four slots decoded jointly under the box prior (box_prior.decode_box)
+                m = Margins()
+                lg, _ = s._forward([head + [s.sp["mask"]] * 4 + [s.sp["loc_end"]]], np.asarray([codes], np.int64), None, need_text=True)
+                at = len(codes) + len(head)
+                lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, s.loc0:s.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+                bins, gap = decode_box_margin(lp, s.box_prior)
+                top2 = np.sort(lp, -1)[:, -2:]
+                # the joint decision, and the slots' own argmax (argmax_bins, which the runtime gives without the prior)
+                m.text = min(gap / 16, float((top2[:, 1] - top2[:, 0]).min()) / 2)
+                extra["argmax_bins"] = [int(v) for v in lp.argmax(-1)]
+            else:
+                per_step = math.ceil(4 / max(1, min(4, steps)))
+                ids, m = self._decode(head, 4, codes, per_step, tail=[s.sp["loc_end"]], allowed=(s.loc0, LOC_MAX + 1))
+                bins = [i - s.loc0 for i in ids]
             box = s.ground(codes, ref, steps=steps)
             if [b / LOC_MAX * sample_mod.CANVAS for b in bins] != list(box):
-                raise AssertionError(f"ground sample {r['id']}: decode_text {ids} != ground {box}")
+                raise AssertionError(f"ground sample {r['id']}: decoded {bins} != ground {box}")
             if not self._accept(f"ground sample {r['id']} steps {steps}", m):
                 return None
-            out.append(dict(task="ground", sample=r["id"], image_tokens=codes, ref=ref, steps=steps, bins=bins,
-                            box=[round(float(v), 6) for v in box], margin=m.json()))
+            out.append(dict(task="ground", sample=r["id"], image_tokens=codes, ref=ref, steps=steps, bins=[int(b) for b in bins],
+                            box=[round(float(v), 6) for v in box], margin=m.json(), **extra))
         return out
 
     def respond(self, r: dict, prompt: str) -> Optional[dict]:
@@ -415,13 +431,17 @@ def build(s: Sampler, tokens: np.ndarray, samples: List[dict], margin: float = D
 
     def ground():
         n = 0
+        decided = s.box_prior is None   # with a box prior: go on (up to 8 refs) until it decides a 1-step box
         for r in S:
-            if n == 2:
+            if n >= 2 and (decided or n == 8):
                 break
             cases = g.ground(r)
             if cases is not None:
                 g.cases.extend(cases)
                 n += 1
+                decided = decided or any(c.get("argmax_bins", c["bins"]) != c["bins"] for c in cases)
+        if not decided:
+            raise RuntimeError("ground: the box prior decides no 1-step box in 8 refs")
         if n < 2:
             raise RuntimeError("ground: fewer than 2 refs without a near decision")
 
@@ -452,6 +472,7 @@ def document(g: Golden, name: str, version: str, step: int, margin: float, sampl
                      "per_step": {"understand": g.s.per_step["und"], "reflect": g.s.per_step["reflect"],
                                   "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)"},
                      "eos_bias": {("understand" if k == "und" else k): v for k, v in sorted(g.s.eos_bias.items())},
+                     **({"box_prior": g.s.box_prior} if g.s.box_prior is not None else {}),
                      "answer_len": {"understand": ANSWER_LEN["und"], "reflect": ANSWER_LEN["reflect"], "plan": ANSWER_LEN["plan"]},
                      "min_margin": {"logit": margin, "sample": sample_margin}},
     }
@@ -506,6 +527,8 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
         s.correction_sweeps = int(man["sampling"].get("correction_sweeps", 0))
         s.correction_guidance = man["sampling"].get("correction_guidance")
         s.cfg_interval = tuple(man["sampling"].get("cfg_interval", (0.0, 1.0)))
+        # One-step grounding under the package's box prior, as the runtime decodes it.
+        s.box_prior = (man.get("tasks") or {}).get("box_prior")
     tokens = np.load(os.path.join(data, "tokens.npy")).astype(np.int64)
     with open(os.path.join(data, "samples.jsonl")) as f:
         samples = [json.loads(line) for line in f]

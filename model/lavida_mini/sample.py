@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
+from .box_prior import decode_box
 from .labelvq import LabelCodebook, LabelDecode
 from .tokenizer import WordTokenizer
 from .train import ANSWER_LEN, Mini, load_mini
@@ -305,6 +306,8 @@ class Sampler:
         # eos_bias from the checkpoint's training arguments (trained_eos_bias).
         self.per_step: Dict[str, int] = dict(DEFAULT_PER_STEP)
         self.eos_bias: Dict[str, float] = {}
+        # the package's tasks.box_prior (box_prior.py): one-step grounding decoded jointly under it; None: per-slot argmax
+        self.box_prior: Optional[Dict] = None
         # Which image positions a step reveals (the published code's `confidence_policy` and
         # `order_cutoff`): steps whose 1-based index / steps is at most `order_cutoff` take the next
         # positions of the stratified order; later steps take the masked positions of highest
@@ -601,8 +604,21 @@ class Sampler:
         return self.plan_batch([prompt], per_step)[0]
 
     def ground_batch(self, codes: np.ndarray, refs: List[str], steps: int = 1, guidance: float = 0.0) -> List[List[float]]:
-        """guidance > 0: text guidance against the expression masked (a probe, runs/text-guidance.py; the package has none)."""
+        """guidance > 0: text guidance against the expression masked (a probe, runs/text-guidance.py; the package has none).
+        In one step with `self.box_prior` (the package's `tasks.box_prior`), the four slots are decoded jointly
+        under it (box_prior.decode_box; libs/model/src/box-prior.ts)."""
         heads = [self.enc("locate : " + r) + [self.sp["loc_begin"]] for r in refs]
+        if steps == 1 and self.box_prior is not None and guidance == 0:
+            out = []
+            for L in sorted({len(h) for h in heads}):   # rows of one length share a forward, as decode_text's callers do
+                idx = [i for i, h in enumerate(heads) if len(h) == L]
+                rows = [heads[i] + [self.sp["mask"]] * 4 + [self.sp["loc_end"]] for i in idx]
+                c = np.asarray(codes, np.int64)[idx]
+                lg, _ = self._forward(rows, c, None, need_text=True)
+                at = c.shape[1] + L
+                lp = torch.log_softmax(torch.from_numpy(np.asarray(lg[:, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1])).double(), -1).numpy()
+                out += [(i, decode_box(lp[j], self.box_prior)) for j, i in enumerate(idx)]
+            return [[b / LOC_MAX * CANVAS for b in bins] for _, bins in sorted(out)]
         per_step = math.ceil(4 / max(1, min(4, steps)))
         out = self.decode_text(heads, 4, np.asarray(codes, np.int64), per_step, tail=[self.sp["loc_end"]],
                                allowed=(self.loc0, LOC_MAX + 1),

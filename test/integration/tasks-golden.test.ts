@@ -25,6 +25,7 @@ interface Golden {
     correction_sweeps?: number;
     correction_guidance?: number | null;
     cfg_interval?: [number, number];
+    box_prior?: { tol: number; entries: [number, number, number][] };
   };
   cases: Case[];
 }
@@ -64,6 +65,18 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     assert.equal(pkg.manifest.sampling.correction_sweeps ?? 0, golden.settings.correction_sweeps ?? 0);
     assert.equal(pkg.manifest.sampling.correction_guidance ?? null, golden.settings.correction_guidance ?? null);
     assert.deepEqual(pkg.manifest.sampling.cfg_interval ?? [0, 1], golden.settings.cfg_interval ?? [0, 1]);
+  });
+
+  it("grounds in one step under the package's box prior, the reference sampler's, and the prior decides a golden box", () => {
+    const tasks = pkg.manifest.tasks as { box_prior?: unknown };
+    assert.deepEqual(tasks.box_prior ?? null, golden.settings.box_prior ?? null);
+    if (!tasks.box_prior) return;
+    const oneStep = golden.cases.filter((c) => c.task === 'ground' && c.steps === 1);
+    assert.ok(oneStep.length > 0 && oneStep.every((c) => Array.isArray(c.argmax_bins)), 'one-step ground cases carry argmax_bins');
+    assert.ok(
+      oneStep.some((c) => JSON.stringify(c.argmax_bins) !== JSON.stringify(c.bins)),
+      "every golden one-step box is each slot's own argmax: the cases would not check the prior",
+    );
   });
 
   it("decodes answer slots with the package's per_step and eos_bias, the reference sampler's settings", async () => {
@@ -154,6 +167,11 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
           assert.deepEqual(result.bins[0], c.bins);
           result.boxes[0].forEach((v, j) => assert.ok(Math.abs(v - (c.box as number[])[j]) < 1e-6, `box ${j}`));
           assert.equal(result.forwards, n('steps'));
+          if (c.argmax_bins) {
+            // One step under the package's box prior; without it, each slot's own argmax.
+            const plain = await engine.ground(await pixelsOf(c.image_tokens as number[]), [c.ref as string], { steps: 1, boxPrior: false });
+            assert.deepEqual(plain.bins[0], c.argmax_bins);
+          }
           return;
         }
         case 'respond': {

@@ -8,6 +8,7 @@ export * from './text-to-image.js';
 export * from './forward.js';
 export * from './tensor-ops.js';
 export * from './tasks.js';
+export * from './box-prior.js';
 export * from './text-decoding.js';
 export * from './understanding.js';
 export * from './diffusion.js';

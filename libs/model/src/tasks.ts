@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ModelPackageError } from '@lavida/contracts';
 import type { Manifest } from './manifest.js';
 import type { WordTokenizer } from './tokenizer.js';
+import { BoxPriorSchema } from './box-prior.js';
 
 /**
  * The text templates a model was trained with (`manifest.tasks`, docs/model-package.md "Task
@@ -31,6 +32,11 @@ export const TaskTemplatesSchema = z.object({
    * `[eos]` targets weighted w, which otherwise ends answers and plans too late.
    */
   eos_bias: z.object({ und: z.number(), reflect: z.number(), plan: z.number() }).partial().optional(),
+  /**
+   * Grounding in one step decoded jointly under the training targets' box sizes (absent: each coordinate
+   * slot's own argmax). See box-prior.ts.
+   */
+  box_prior: BoxPriorSchema.optional(),
 });
 export type TaskTemplates = z.infer<typeof TaskTemplatesSchema>;
 

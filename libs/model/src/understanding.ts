@@ -1,8 +1,9 @@
-import { InvalidInputError } from '@lavida/contracts';
+import { CanceledError, InvalidInputError } from '@lavida/contracts';
 import type { JointPeer } from './joint.js';
 import type { ModelPackage } from './package.js';
 import { textToImage, type TextToImageResult } from './text-to-image.js';
 import { answerWords, binsToBox, detokenize, fill, parseLayout, stripMicro, taskTemplates, type LayoutItem } from './tasks.js';
+import { decodeBox, logSoftmax } from './box-prior.js';
 import { decodeSlots, TextSideRunner } from './text-decoding.js';
 import { WordTokenizer } from './tokenizer.js';
 
@@ -107,9 +108,10 @@ export class UnderstandingEngine {
   /**
    * Boxes for referring expressions: `<loc>` + 4 coordinate slots + `</loc>` per reference, decoded
    * in `steps` forwards (1 = all four coordinates at once). References of one token length share
-   * their forwards (decoded in parallel as rows).
+   * their forwards (decoded in parallel as rows). In one step, a package with `tasks.box_prior` decodes
+   * the four slots jointly under it (`boxPrior: false`: each slot's argmax, as in more steps).
    */
-  async ground(pixels: Pixels, refs: readonly string[], options: TextTaskOptions & { steps?: number } = {}): Promise<GroundResult> {
+  async ground(pixels: Pixels, refs: readonly string[], options: TextTaskOptions & { steps?: number; boxPrior?: boolean } = {}): Promise<GroundResult> {
     if (refs.length === 0) throw new InvalidInputError('refs must name at least one object');
     const steps = options.steps ?? 1;
     if (!Number.isInteger(steps) || steps < 1 || steps > 4) throw new InvalidInputError(`steps must be an integer 1..4, got ${steps}`);
@@ -124,8 +126,23 @@ export class UnderstandingEngine {
     heads.forEach((h, i) => groups.set(h.length, [...(groups.get(h.length) ?? []), i]));
     const bins = new Array<[number, number, number, number]>(refs.length);
     const { first_id: first, count } = this.tokenizer.locBins;
+    const prior = steps === 1 && options.boxPrior !== false ? t.box_prior : undefined;
     for (const members of groups.values()) {
       const prefix = await this.runner.imageTokens(pixels, members.length);
+      if (prior) {
+        if (options.signal?.aborted) throw new CanceledError('canceled');
+        const out = await this.runner.logits(
+          members.map((i) => [...heads[i], sp.mask, sp.mask, sp.mask, sp.mask, sp.loc_end]),
+          prefix,
+        );
+        const start = prefix.dims[1] + heads[members[0]].length;
+        members.forEach((i, row) => {
+          const slot = (k: number) => logSoftmax(out.data, (row * out.length + start + k) * out.vocab + first, count);
+          bins[i] = decodeBox([slot(0), slot(1), slot(2), slot(3)], prior);
+        });
+        await options.onStep?.(1, 1);
+        continue;
+      }
       const slots = await decodeSlots(
         this.runner,
         members.map((i) => heads[i]),
