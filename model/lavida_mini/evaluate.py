@@ -443,6 +443,8 @@ def main(argv=None) -> int:
     ap.add_argument("--box-prior", default=None, metavar="SAMPLES_JSONL|MANIFEST_JSON",
                     help="one-step grounding decoded jointly under a box-size prior: the training split's samples.jsonl "
                          "(box_prior.py, tol 8) or a package manifest.json (its tasks.box_prior); default: none")
+    ap.add_argument("--plan-box-prior", action="store_true",
+                    help="each plan box re-decoded under --box-prior (Sampler.redecode_plan_boxes; implied by a manifest whose box_prior has plans)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--baseline-samples", type=int, default=2000)
@@ -483,6 +485,7 @@ def main(argv=None) -> int:
             s.box_prior = box_prior_from_samples(args.box_prior, tol=8)
         else:
             s.box_prior = json.load(open(args.box_prior))["tasks"]["box_prior"]
+    s.plan_box_prior = args.plan_box_prior or bool((s.box_prior or {}).get("plans"))
     if args.plan_per_step:
         s.per_step["plan"] = args.plan_per_step
     if args.text_per_step:
@@ -516,7 +519,7 @@ def main(argv=None) -> int:
                      "shift": args.shift, "order_cutoff": args.order_cutoff, "alg_temp": args.alg_temp, "correction_sweeps": args.correction_sweeps, "correction_guidance": args.correction_guidance, "cfg_interval": args.cfg_interval, "temperature_end": args.temperature_end, "top_k": args.top_k, "min_p": args.min_p, "edit_guidance": args.edit_guidance, "edit_temperature": args.edit_temperature, "text_per_step": args.text_per_step, "plan_per_step": args.plan_per_step, "order_seed": 42, "threads": args.threads, "device": args.device,
                      "parts": args.parts, "feedback_with_plan": args.feedback_with_plan, "oracle_plan": args.oracle_plan,
                      "refiner": args.refiner, "per_step": s.per_step, "eos_bias": s.eos_bias,
-                     "box_prior": s.box_prior},
+                     "box_prior": s.box_prior, "plan_box_prior": s.plan_box_prior},
         "info": info, "scores": scores, "timings_s": {k: round(v, 2) for k, v in times.items()},
         "workdir": args.workdir,
     }

@@ -553,7 +553,7 @@ def export_checkpoint(args) -> int:
         # one-step grounding under the training targets' box sizes (box_prior.py; the runtime's box-prior.ts)
         from .box_prior import box_prior_from_samples
         prior = box_prior_from_samples(prior_src, tol=args.box_prior_tol)
-        tasks["box_prior"] = OrderedDict([("tol", prior["tol"]), ("entries", prior["entries"])])
+        tasks["box_prior"] = OrderedDict([("tol", prior["tol"]), ("entries", prior["entries"]), ("plans", not args.box_prior_no_plans)])
         print(f"box prior from {prior_src}: tol {prior['tol']}, {len(prior['entries'])} sizes, the first {prior['entries'][:4]}")
     man = manifest(cfg, tok, segs, hashes, args.name or "lavida-o-mini", args.version, 0,
                    description=description, sampling=MINI_SAMPLING, tasks=tasks)
@@ -595,6 +595,7 @@ def main(argv=None) -> int:
     ap.add_argument("--box-prior-data", default=None,
                     help="samples.jsonl whose grounding boxes give tasks.box_prior (default: the data folder's, where it "
                          "exists; 'none': no prior, each coordinate slot decoded by its argmax)")
+    ap.add_argument("--box-prior-no-plans", action="store_true", help="tasks.box_prior.plans false: plan boxes stay as decoded")
     ap.add_argument("--box-prior-tol", type=int, default=8, help="tasks.box_prior.tol: bins the far corner may lie from near + size")
     ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
                     help="the text side after the joint layers as one und_tail, or per layer + und_head "

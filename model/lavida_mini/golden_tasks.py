@@ -32,10 +32,11 @@ Case fields (every case also has `task`, `sample` (the eval sample id its inputs
   edit           image_tokens, instruction, seed, steps, guidance, temperature, tokens
   understand     image_tokens, question, answer_ids [24] (decode_text slots), answer
   reflect        image_tokens, prompt, answer_ids [16], verdict
-  plan           prompt, answer_ids [44], layout [{colour, shape, bins, box (px)}]
+  plan           prompt, answer_ids [44], layout [{colour, shape, bins, box (px)}]; with tasks.box_prior.plans,
+                 answer_ids after each box is re-decoded under the prior and slot_ids before it
   ground         image_tokens, ref, steps (1 or 4), bins [4], box [4] px; with the package's tasks.box_prior,
-                 the 1-step cases are decoded jointly under it and carry argmax_bins (each slot's own argmax):
-                 refs are added (up to 8) until one of them differs from bins
+                 decoded under it (Sampler.ground_under_prior), the 1-step cases also carry argmax_bins (each
+                 slot's own argmax): refs are added (up to 8) until one of them differs from bins
   respond        prompt, token (argmax over the text vocabulary at the one [mask] after enc(prompt)),
                  logit_top (top-3 ids)
 """
@@ -54,7 +55,6 @@ import numpy as np
 import torch
 
 from . import sample as sample_mod
-from .box_prior import decode_box_margin
 from .labelvq import LEVELS
 from .sample import LOC_MAX, Pcg32, Sampler, conditioning_text, detokenize, load, strip_micro
 from .train import ANSWER_LEN
@@ -308,8 +308,15 @@ class Golden:
     def plan(self, r: dict) -> Optional[dict]:
         s = self.s
         prompt = r["plan"]["prompt"]
-        ids, m = self._decode(s.enc("plan : " + strip_micro(prompt)), ANSWER_LEN["plan"], None, s.per_step["plan"],
-                              eos_bias=s.eos_bias.get("plan", 0.0))
+        head = s.enc("plan : " + strip_micro(prompt))
+        ids, m = self._decode(head, ANSWER_LEN["plan"], None, s.per_step["plan"], eos_bias=s.eos_bias.get("plan", 0.0))
+        extra = {}
+        if s.plan_box_prior and s.box_prior is not None:
+            # each box re-decoded under the prior (Sampler.redecode_plan_boxes); slot_ids: the plan as decoded before
+            gaps: List[float] = []
+            extra["slot_ids"] = ids
+            ids = [int(i) for i in s.redecode_plan_boxes(head, ids, gaps)]
+            m.text = min([m.text] + [gap / 16 for gap in gaps])
         layout = s.plan(prompt)
         if s.parse_layout(ids) != layout:
             raise AssertionError(f"plan sample {r['id']}: decode_text {ids} != plan {layout}")
@@ -317,7 +324,7 @@ class Golden:
             return None
         items = [dict(colour=it["colour"], shape=it["shape"], bins=[int(b) for b in it["bins"]],
                       box=[round(float(v), 6) for v in it["box"]]) for it in layout]
-        return dict(task="plan", sample=r["id"], prompt=prompt, answer_ids=ids, layout=items, margin=m.json())
+        return dict(task="plan", sample=r["id"], prompt=prompt, answer_ids=ids, layout=items, margin=m.json(), **extra)
 
     def ground(self, r: dict, steps_list: Sequence[int] = (1, 4)) -> Optional[List[dict]]:
         s = self.s
@@ -326,17 +333,19 @@ class Golden:
         for steps in steps_list:
             head = s.enc("locate : " + ref) + [s.sp["loc_begin"]]
             extra = {}
-            if steps == 1 and s.box_prior is not None:
-                # one forward, the four slots decoded jointly under the box prior (box_prior.decode_box)
+            if s.box_prior is not None:
+                # the slots decoded under the box prior (Sampler.ground_under_prior), with its decisions' margins
                 m = Margins()
-                lg, _ = s._forward([head + [s.sp["mask"]] * 4 + [s.sp["loc_end"]]], np.asarray([codes], np.int64), None, need_text=True)
-                at = len(codes) + len(head)
-                lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, s.loc0:s.loc0 + LOC_MAX + 1]).double(), -1).numpy()
-                bins, gap = decode_box_margin(lp, s.box_prior)
-                top2 = np.sort(lp, -1)[:, -2:]
-                # the joint decision, and the slots' own argmax (argmax_bins, which the runtime gives without the prior)
-                m.text = min(gap / 16, float((top2[:, 1] - top2[:, 0]).min()) / 2)
-                extra["argmax_bins"] = [int(v) for v in lp.argmax(-1)]
+                gaps: List[float] = []
+                bins = s.ground_under_prior(np.asarray([codes], np.int64), [head], steps, gaps)[0]
+                m.text = min(gaps)
+                if steps == 1:   # each slot's own argmax too (the runtime's boxPrior: false), with its margin
+                    lg, _ = s._forward([head + [s.sp["mask"]] * 4 + [s.sp["loc_end"]]], np.asarray([codes], np.int64), None, need_text=True)
+                    at = len(codes) + len(head)
+                    lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, s.loc0:s.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+                    top2 = np.sort(lp, -1)[:, -2:]
+                    m.text = min(m.text, float((top2[:, 1] - top2[:, 0]).min()) / 2)
+                    extra["argmax_bins"] = [int(v) for v in lp.argmax(-1)]
             else:
                 per_step = math.ceil(4 / max(1, min(4, steps)))
                 ids, m = self._decode(head, 4, codes, per_step, tail=[s.sp["loc_end"]], allowed=(s.loc0, LOC_MAX + 1))
@@ -428,6 +437,17 @@ def build(s: Sampler, tokens: np.ndarray, samples: List[dict], margin: float = D
             seen.add(r["plan"]["prompt"])
             return g.plan(r)
         g._text_cases("plan", 3, S, one)
+        if s.plan_box_prior and s.box_prior is not None:
+            # the re-decoding must change a golden plan, or the cases would not check it: add one that it changes
+            plans = [c for c in g.cases if c["task"] == "plan"]
+            if all(c["slot_ids"] == c["answer_ids"] for c in plans):
+                for r in S:
+                    c = one(r)
+                    if c is not None and c["slot_ids"] != c["answer_ids"]:
+                        g.cases.append(c)
+                        break
+                else:
+                    raise RuntimeError("plan: the box prior changes no plan")
 
     def ground():
         n = 0
@@ -529,6 +549,7 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
         s.cfg_interval = tuple(man["sampling"].get("cfg_interval", (0.0, 1.0)))
         # One-step grounding under the package's box prior, as the runtime decodes it.
         s.box_prior = (man.get("tasks") or {}).get("box_prior")
+        s.plan_box_prior = bool((s.box_prior or {}).get("plans"))
     tokens = np.load(os.path.join(data, "tokens.npy")).astype(np.int64)
     with open(os.path.join(data, "samples.jsonl")) as f:
         samples = [json.loads(line) for line in f]

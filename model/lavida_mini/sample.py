@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .box_prior import decode_box
+from .box_prior import decode_box, decode_box_margin
 from .labelvq import LabelCodebook, LabelDecode
 from .tokenizer import WordTokenizer
 from .train import ANSWER_LEN, Mini, load_mini
@@ -308,6 +308,7 @@ class Sampler:
         self.eos_bias: Dict[str, float] = {}
         # the package's tasks.box_prior (box_prior.py): one-step grounding decoded jointly under it; None: per-slot argmax
         self.box_prior: Optional[Dict] = None
+        self.plan_box_prior = False   # the package's tasks.box_prior.plans: plan boxes re-decoded under it (redecode_plan_boxes)
         # Which image positions a step reveals (the published code's `confidence_policy` and
         # `order_cutoff`): steps whose 1-based index / steps is at most `order_cutoff` take the next
         # positions of the stratified order; later steps take the masked positions of highest
@@ -597,7 +598,35 @@ class Sampler:
         heads = [self.enc("plan : " + strip_micro(p)) for p in prompts]
         out = self.decode_text(heads, ANSWER_LEN["plan"], None, per_step or self.per_step["plan"],
                                eos_bias=self.eos_bias.get("plan", 0.0))
+        if self.plan_box_prior and self.box_prior is not None:
+            out = [self.redecode_plan_boxes(h, list(o)) for h, o in zip(heads, out)]
         return [self.parse_layout(o) for o in out]
+
+    def redecode_plan_boxes(self, head: List[int], ids: List[int], gaps: Optional[List[float]] = None) -> List[int]:
+        """Each layout item's 4 coordinates masked again, in order, and decoded jointly under the box prior from
+        one forward with the rest of the plan as decoded (the package's `tasks.box_prior.plans`; the runtime's
+        `redecodePlanBoxes`). Plans decode one token a step, and an item's width and height come from different
+        steps: 228 of 638 boxes of the table's plans were 12 x 20 or 20 x 12, which no object has. `gaps`: each
+        decision's score gap (box_prior.decode_box_margin) is appended to it."""
+        sp = self.sp
+        ids = list(ids)
+        end = ids.index(sp["eos"]) if sp["eos"] in ids else len(ids)
+        for k in range(end):
+            if ids[k] != sp["loc_begin"] or k + 5 >= end or ids[k + 5] != sp["loc_end"]:
+                continue
+            if not all(self.loc0 <= t <= self.loc0 + LOC_MAX for t in ids[k + 1:k + 5]):
+                continue
+            row = ids[:k + 1] + [sp["mask"]] * 4 + ids[k + 5:]
+            lg, _ = self._forward([head + row], None, None, need_text=True)
+            at = len(head) + k + 1
+            lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+            if gaps is None:
+                bins = decode_box(lp, self.box_prior)
+            else:
+                bins, gap = decode_box_margin(lp, self.box_prior)
+                gaps.append(gap)
+            ids[k + 1:k + 5] = [self.loc0 + b for b in bins]
+        return ids
 
     def plan(self, prompt: str, per_step: Optional[int] = None) -> List[dict]:
         """prompt -> layout [{colour, shape, bins, box (pixels)}] (micro-conditioning is stripped)."""
@@ -605,26 +634,54 @@ class Sampler:
 
     def ground_batch(self, codes: np.ndarray, refs: List[str], steps: int = 1, guidance: float = 0.0) -> List[List[float]]:
         """guidance > 0: text guidance against the expression masked (a probe, runs/text-guidance.py; the package has none).
-        In one step with `self.box_prior` (the package's `tasks.box_prior`), the four slots are decoded jointly
-        under it (box_prior.decode_box; libs/model/src/box-prior.ts)."""
+        With `self.box_prior` (the package's `tasks.box_prior`) the slots are decoded under it (ground_under_prior)."""
         heads = [self.enc("locate : " + r) + [self.sp["loc_begin"]] for r in refs]
-        if steps == 1 and self.box_prior is not None and guidance == 0:
-            out = []
-            for L in sorted({len(h) for h in heads}):   # rows of one length share a forward, as decode_text's callers do
-                idx = [i for i, h in enumerate(heads) if len(h) == L]
-                rows = [heads[i] + [self.sp["mask"]] * 4 + [self.sp["loc_end"]] for i in idx]
-                c = np.asarray(codes, np.int64)[idx]
-                lg, _ = self._forward(rows, c, None, need_text=True)
-                at = c.shape[1] + L
-                lp = torch.log_softmax(torch.from_numpy(np.asarray(lg[:, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1])).double(), -1).numpy()
-                out += [(i, decode_box(lp[j], self.box_prior)) for j, i in enumerate(idx)]
-            return [[b / LOC_MAX * CANVAS for b in bins] for _, bins in sorted(out)]
+        if self.box_prior is not None and guidance == 0:
+            return [[b / LOC_MAX * CANVAS for b in bins] for bins in self.ground_under_prior(codes, heads, steps)]
         per_step = math.ceil(4 / max(1, min(4, steps)))
         out = self.decode_text(heads, 4, np.asarray(codes, np.int64), per_step, tail=[self.sp["loc_end"]],
                                allowed=(self.loc0, LOC_MAX + 1),
                                uncond_heads=self.unconditioned(heads, len(self.enc("locate :")), 1) if guidance > 0 else None,
                                guidance=guidance)
         return [[(t - self.loc0) / LOC_MAX * CANVAS for t in o] for o in out]
+
+    def ground_under_prior(self, codes: np.ndarray, heads: List[List[int]], steps: int = 1,
+                           margins: Optional[List[float]] = None) -> List[List[int]]:
+        """The 4 coordinate slots decoded under the box prior (box_prior.decode_box; libs/model/src/box-prior.ts) in
+        `steps` forwards: each forward, the best box under the prior given the slots fixed so far (a fixed slot's
+        log-probability is 0 at its bin), then the ceil(4 / steps) free slots whose bin in that box is the most
+        probable are fixed (ties to the earlier slot). One step: the joint box. Rows of one head length share a
+        forward. `margins` (one row only): the sup-norm logit perturbation that could change a decision is appended."""
+        per_step = math.ceil(4 / max(1, min(4, steps)))
+        fixed = [[None] * 4 for _ in heads]
+        codes = np.asarray(codes, np.int64)
+        while any(f is None for row in fixed for f in row):
+            for L in sorted({len(h) for h in heads}):
+                idx = [i for i, h in enumerate(heads) if len(h) == L and any(f is None for f in fixed[i])]
+                if not idx:
+                    continue
+                rows = [heads[i] + [self.sp["mask"] if f is None else self.loc0 + f for f in fixed[i]] + [self.sp["loc_end"]]
+                        for i in idx]
+                lg, _ = self._forward(rows, codes[idx], None, need_text=True)
+                at = codes.shape[1] + L
+                lps = torch.log_softmax(torch.from_numpy(np.asarray(lg[:, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1])).double(), -1).numpy()
+                for j, i in enumerate(idx):
+                    lp = lps[j]
+                    for k, f in enumerate(fixed[i]):
+                        if f is not None:
+                            lp[k] = -np.inf
+                            lp[k][f] = 0.0
+                    if margins is None:
+                        box = decode_box(lp, self.box_prior)
+                    else:
+                        box, gap = decode_box_margin(lp, self.box_prior)
+                        margins.append(gap / 16)
+                    free = sorted((k for k in range(4) if fixed[i][k] is None), key=lambda k: -lp[k][box[k]])
+                    if margins is not None and len(free) > per_step:   # the keep boundary: each value moves by 2e
+                        margins.append((lp[free[per_step - 1]][box[free[per_step - 1]]] - lp[free[per_step]][box[free[per_step]]]) / 4)
+                    for k in free[:per_step]:
+                        fixed[i][k] = int(box[k])
+        return fixed
 
     def ground(self, image_codes: Sequence[int], ref: str, steps: int = 1) -> List[float]:
         """-> (x1, y1, x2, y2) in pixels: 4 loc tokens, all at once (steps=1) or one a step (steps=4)."""

@@ -67,7 +67,7 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     assert.deepEqual(pkg.manifest.sampling.cfg_interval ?? [0, 1], golden.settings.cfg_interval ?? [0, 1]);
   });
 
-  it("grounds in one step under the package's box prior, the reference sampler's, and the prior decides a golden box", () => {
+  it("grounds in one step and re-decodes plan boxes under the package's box prior, the reference sampler's, and the prior decides golden outputs", () => {
     const tasks = pkg.manifest.tasks as { box_prior?: unknown };
     assert.deepEqual(tasks.box_prior ?? null, golden.settings.box_prior ?? null);
     if (!tasks.box_prior) return;
@@ -76,6 +76,12 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     assert.ok(
       oneStep.some((c) => JSON.stringify(c.argmax_bins) !== JSON.stringify(c.bins)),
       "every golden one-step box is each slot's own argmax: the cases would not check the prior",
+    );
+    const plans = golden.cases.filter((c) => c.task === 'plan');
+    if (!(tasks.box_prior as { plans?: boolean }).plans) return;
+    assert.ok(
+      plans.some((c) => JSON.stringify(c.slot_ids) !== JSON.stringify(c.answer_ids)),
+      'the box prior re-decodes no box of the golden plans: the cases would not check it',
     );
   });
 
@@ -154,6 +160,11 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
         case 'plan': {
           const result = await engine.plan(c.prompt as string);
           assert.deepEqual(result.ids, c.answer_ids);
+          if (c.slot_ids) {
+            // The plan as decoded, before its boxes are re-decoded under the package's box prior.
+            const asDecoded = await engine.plan(c.prompt as string, { boxPrior: false });
+            assert.deepEqual(asDecoded.ids, c.slot_ids);
+          }
           const want = c.layout as { colour: string; shape: string; bins: number[]; box: number[] }[];
           assert.deepEqual(
             result.layout.map((l) => ({ label: l.label, bins: l.bins })),

@@ -16,6 +16,11 @@ export const BoxPriorSchema = z.object({
     .array(z.tuple([z.number().int().min(0), z.number().int().min(0), z.number().positive()]))
     .min(1)
     .max(4096),
+  /**
+   * Plans too (absent: false): after a plan is decoded, each layout item's four coordinates are masked
+   * again in turn and decoded jointly under the prior from one forward with the rest of the plan.
+   */
+  plans: z.boolean().optional(),
 });
 export type BoxPrior = z.infer<typeof BoxPriorSchema>;
 

@@ -1,9 +1,9 @@
 import { CanceledError, InvalidInputError } from '@lavida/contracts';
 import type { JointPeer } from './joint.js';
-import type { ModelPackage } from './package.js';
+import type { ModelPackage, Tensor } from './package.js';
 import { textToImage, type TextToImageResult } from './text-to-image.js';
 import { answerWords, binsToBox, detokenize, fill, parseLayout, stripMicro, taskTemplates, type LayoutItem } from './tasks.js';
-import { decodeBox, logSoftmax } from './box-prior.js';
+import { decodeBox, logSoftmax, type BoxPrior } from './box-prior.js';
 import { decodeSlots, TextSideRunner } from './text-decoding.js';
 import { WordTokenizer } from './tokenizer.js';
 
@@ -95,21 +95,50 @@ export class UnderstandingEngine {
     return { text: detokenize(answerWords(this.tokenizer, ids)), ids, forwards: this.runner.forwards - before };
   }
 
-  /** A layout plan for a prompt: boxes with labels, `answer_len.plan` slots, `per_step.plan` (default 4) a step. */
-  async plan(prompt: string, options: TextTaskOptions & { perStep?: number; eosBias?: number } = {}): Promise<PlanResult> {
+  /**
+   * A layout plan for a prompt: boxes with labels, `answer_len.plan` slots, `per_step.plan` (default 4) a step.
+   * With `tasks.box_prior.plans`, each box is then re-decoded under the prior (`boxPrior: false`: as decoded).
+   */
+  async plan(prompt: string, options: TextTaskOptions & { perStep?: number; eosBias?: number; boxPrior?: boolean } = {}): Promise<PlanResult> {
     if (!prompt.trim()) throw new InvalidInputError('prompt must not be empty');
     const t = this.templates;
     const before = this.runner.forwards;
     const head = this.encode(fill(t.plan, { prompt: stripMicro(prompt) }), 'prompt');
-    const [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.plan, perStep: options.perStep ?? t.per_step?.plan ?? 4, eosBias: t.eos_bias?.plan, ...options });
+    let [ids] = await decodeSlots(this.runner, [head], { length: t.answer_len.plan, perStep: options.perStep ?? t.per_step?.plan ?? 4, eosBias: t.eos_bias?.plan, ...options });
+    if (t.box_prior?.plans && options.boxPrior !== false) ids = await this.redecodePlanBoxes(head, ids, t.box_prior, options.signal);
     return { layout: parseLayout(this.tokenizer, ids, this.pkg.manifest), ids, forwards: this.runner.forwards - before };
+  }
+
+  /**
+   * Each `<loc> b b b b </loc>` of a decoded plan (before its `[eos]`), in order, masked again and decoded
+   * jointly under the box prior from one forward with the rest of the plan: the slots of one box are fixed
+   * in different steps of the plan's decoding, so its width and height may come from different objects.
+   * The reference sampler's `redecode_plan_boxes`.
+   */
+  private async redecodePlanBoxes(head: readonly number[], decoded: readonly number[], prior: BoxPrior, signal?: AbortSignal): Promise<number[]> {
+    const sp = this.tokenizer.special;
+    const { first_id: first, count } = this.tokenizer.locBins;
+    const isLoc = (id: number) => id >= first && id < first + count;
+    const ids = decoded.slice();
+    const eos = ids.indexOf(sp.eos);
+    const end = eos >= 0 ? eos : ids.length;
+    for (let k = 0; k < end; k++) {
+      if (ids[k] !== sp.loc_begin || k + 5 >= end || ids[k + 5] !== sp.loc_end || !ids.slice(k + 1, k + 5).every(isLoc)) continue;
+      if (signal?.aborted) throw new CanceledError('canceled');
+      const row = [...head, ...ids.slice(0, k + 1), sp.mask, sp.mask, sp.mask, sp.mask, ...ids.slice(k + 5)];
+      const out = await this.runner.logits([row]);
+      const at = head.length + k + 1;
+      const slot = (j: number) => logSoftmax(out.data, (at + j) * out.vocab + first, count);
+      decodeBox([slot(0), slot(1), slot(2), slot(3)], prior).forEach((b, j) => (ids[k + 1 + j] = first + b));
+    }
+    return ids;
   }
 
   /**
    * Boxes for referring expressions: `<loc>` + 4 coordinate slots + `</loc>` per reference, decoded
    * in `steps` forwards (1 = all four coordinates at once). References of one token length share
-   * their forwards (decoded in parallel as rows). In one step, a package with `tasks.box_prior` decodes
-   * the four slots jointly under it (`boxPrior: false`: each slot's argmax, as in more steps).
+   * their forwards (decoded in parallel as rows). A package with `tasks.box_prior` decodes them under it
+   * (groundUnderPrior; `boxPrior: false`: each slot's argmax, the most confident first).
    */
   async ground(pixels: Pixels, refs: readonly string[], options: TextTaskOptions & { steps?: number; boxPrior?: boolean } = {}): Promise<GroundResult> {
     if (refs.length === 0) throw new InvalidInputError('refs must name at least one object');
@@ -126,21 +155,18 @@ export class UnderstandingEngine {
     heads.forEach((h, i) => groups.set(h.length, [...(groups.get(h.length) ?? []), i]));
     const bins = new Array<[number, number, number, number]>(refs.length);
     const { first_id: first, count } = this.tokenizer.locBins;
-    const prior = steps === 1 && options.boxPrior !== false ? t.box_prior : undefined;
+    const prior = options.boxPrior !== false ? t.box_prior : undefined;
     for (const members of groups.values()) {
       const prefix = await this.runner.imageTokens(pixels, members.length);
       if (prior) {
-        if (options.signal?.aborted) throw new CanceledError('canceled');
-        const out = await this.runner.logits(
-          members.map((i) => [...heads[i], sp.mask, sp.mask, sp.mask, sp.mask, sp.loc_end]),
+        const fixed = await this.groundUnderPrior(
+          members.map((i) => heads[i]),
           prefix,
+          prior,
+          steps,
+          options,
         );
-        const start = prefix.dims[1] + heads[members[0]].length;
-        members.forEach((i, row) => {
-          const slot = (k: number) => logSoftmax(out.data, (row * out.length + start + k) * out.vocab + first, count);
-          bins[i] = decodeBox([slot(0), slot(1), slot(2), slot(3)], prior);
-        });
-        await options.onStep?.(1, 1);
+        members.forEach((i, row) => (bins[i] = fixed[row]));
         continue;
       }
       const slots = await decodeSlots(
@@ -152,6 +178,46 @@ export class UnderstandingEngine {
       members.forEach((i, j) => (bins[i] = slots[j].map((id) => id - first) as [number, number, number, number]));
     }
     return { bins, boxes: bins.map((b) => binsToBox(b, this.pkg.manifest)), forwards: this.runner.forwards - before };
+  }
+
+  /**
+   * The 4 coordinate slots after each head decoded under the box prior in `steps` forwards: each forward,
+   * the best box under the prior given the slots fixed so far (a fixed slot's log-probability is 0 at its
+   * bin), then the ceil(4 / steps) free slots whose bin in that box is the most probable are fixed (ties
+   * to the earlier slot). One step: the joint box. The reference sampler's `ground_under_prior`.
+   */
+  private async groundUnderPrior(
+    heads: readonly (readonly number[])[],
+    prefix: Tensor,
+    prior: BoxPrior,
+    steps: number,
+    options: TextTaskOptions,
+  ): Promise<[number, number, number, number][]> {
+    const sp = this.tokenizer.special;
+    const { first_id: first, count } = this.tokenizer.locBins;
+    const perStep = Math.ceil(4 / steps);
+    const fixed = heads.map(() => [-1, -1, -1, -1]);
+    for (let step = 0; fixed.some((f) => f.includes(-1)); step++) {
+      if (options.signal?.aborted) throw new CanceledError('canceled');
+      const out = await this.runner.logits(
+        heads.map((h, b) => [...h, ...fixed[b].map((f) => (f < 0 ? sp.mask : first + f)), sp.loc_end]),
+        prefix,
+      );
+      heads.forEach((head, b) => {
+        const at = prefix.dims[1] + head.length;
+        const logp = [0, 1, 2, 3].map((k) => {
+          if (fixed[b][k] < 0) return logSoftmax(out.data, (b * out.length + at + k) * out.vocab + first, count);
+          const l = new Float64Array(count).fill(-Infinity);
+          l[fixed[b][k]] = 0;
+          return l;
+        }) as [Float64Array, Float64Array, Float64Array, Float64Array];
+        const box = decodeBox(logp, prior);
+        const free = [0, 1, 2, 3].filter((k) => fixed[b][k] < 0).sort((x, y) => logp[y][box[y]] - logp[x][box[x]] || x - y);
+        for (const k of free.slice(0, perStep)) fixed[b][k] = box[k];
+      });
+      await options.onStep?.(step + 1, steps);
+    }
+    return fixed as [number, number, number, number][];
   }
 
   /**
