@@ -215,6 +215,30 @@ function miniSection(r: BenchResults): string[] {
     '',
     `Same box in 1 and 4 steps: ${t.groundOneStepSpeedup.sameBoxShare} of the references tried.`,
     '',
+    ...(t.boxPrior
+      ? [
+          table(
+            ["the package's box prior (tasks.box_prior), image tokens cached", 'runs', 'without ms', 'with ms', 'ratio'],
+            [
+              [
+                'grounding, 1 step: joint box vs each slot’s argmax',
+                t.boxPrior.ground.runs,
+                t.boxPrior.ground.medianMs.none,
+                t.boxPrior.ground.medianMs.prior,
+                t.boxPrior.ground.ratio,
+              ],
+              [
+                `plan with its ${t.boxPrior.plan.boxes} boxes re-decoded (${t.boxPrior.plan.forwards.prior} forwards) vs as decoded (${t.boxPrior.plan.forwards.none})`,
+                t.boxPrior.plan.runs,
+                t.boxPrior.plan.medianMs.none,
+                t.boxPrior.plan.medianMs.prior,
+                t.boxPrior.plan.ratio,
+              ],
+            ],
+          ),
+          '',
+        ]
+      : []),
     table(
       [
         'grounding every object of a world scene, image tokens cached',

@@ -42,6 +42,11 @@ export interface TaskBench {
    * output (the references one after the other, 4 forwards each: 4k). Image tokens cached in both.
    */
   groundByBoxes: Array<PairTiming & { boxes: number; forwards: { oneStep: number; oneTokenAStep: number } }>;
+  /**
+   * The package's box prior (`tasks.box_prior`) against none: one-step grounding decoded jointly against each
+   * slot's argmax (image tokens cached: decoding only), and a plan with its boxes re-decoded against as decoded.
+   */
+  boxPrior: { ground: PairTiming; plan: PairTiming & { forwards: Record<'none' | 'prior', number>; boxes: number } } | null;
   /** Answers (24 slots, 12 forwards) with and without the prompt cache, over world scenes and questions. */
   promptCache: PairTiming & { questions: number; sameAnswerShare: number; sameAnswerCorrect: Record<'cache' | 'noCache', number> };
 }
@@ -214,6 +219,32 @@ export async function measureTasks(
       );
       groundByBoxes.push({ ...timing, ratio: round(1 / timing.ratio), boxes: k, forwards: counted });
     }
+    // The box prior: its cost where the package has one (decoding under it, and the plan boxes' extra forwards).
+    let boxPrior: TaskBench['boxPrior'] = null;
+    const templates = und.manifest.tasks as { box_prior?: { plans?: boolean } } | undefined;
+    if (templates?.box_prior) {
+      const groundTiming = await pairTiming(
+        ['none', 'prior'],
+        () => cachedEngine.ground(source.pixels, ['the red circle'], { steps: 1, boxPrior: false }),
+        () => cachedEngine.ground(source.pixels, ['the red circle'], { steps: 1 }),
+        2,
+        runs,
+      );
+      const planForwards = { none: 0, prior: 0 };
+      let boxes = 0;
+      const planTiming = await pairTiming(
+        ['none', 'prior'],
+        async () => (planForwards.none = (await cachedEngine.plan('a red circle left of a blue square', { boxPrior: false })).forwards),
+        async () => {
+          const r = await cachedEngine.plan('a red circle left of a blue square');
+          planForwards.prior = r.forwards;
+          boxes = r.layout.length;
+        },
+        1,
+        runs,
+      );
+      boxPrior = { ground: groundTiming, plan: { ...planTiming, forwards: planForwards, boxes } };
+    }
     // The prompt cache: one world scene per question (image encoded once, cached: only decoding is compared).
     const rng = new Rng(20261127);
     const questions = Array.from({ length: 24 }, () => {
@@ -262,6 +293,7 @@ export async function measureTasks(
     };
     return {
       promptCache,
+      boxPrior,
       edit,
       feedback,
       understand,
