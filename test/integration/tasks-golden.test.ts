@@ -67,11 +67,22 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     assert.deepEqual(pkg.manifest.sampling.cfg_interval ?? [0, 1], golden.settings.cfg_interval ?? [0, 1]);
   });
 
-  it("grounds in one step and re-decodes plan boxes under the package's box prior, the reference sampler's, and the prior decides golden outputs", () => {
+  it("grounds in one step and re-decodes plan boxes under the package's box prior, the reference sampler's, and the prior decides golden outputs", async () => {
     const tasks = pkg.manifest.tasks as { box_prior?: unknown };
     assert.deepEqual(tasks.box_prior ?? null, golden.settings.box_prior ?? null);
     if (!tasks.box_prior) return;
     const oneStep = golden.cases.filter((c) => c.task === 'ground' && c.steps === 1);
+    // Three steps fix 2 slots a forward: 2 forwards, reported as such.
+    const reported: [number, number][] = [];
+    const three = await engine.ground(await pixelsOf(oneStep[0].image_tokens as number[]), [oneStep[0].ref as string], {
+      steps: 3,
+      onStep: (step, steps) => void reported.push([step, steps]),
+    });
+    assert.equal(three.forwards, 2);
+    assert.deepEqual(reported, [
+      [1, 2],
+      [2, 2],
+    ]);
     assert.ok(oneStep.length > 0 && oneStep.every((c) => Array.isArray(c.argmax_bins)), 'one-step ground cases carry argmax_bins');
     assert.ok(
       oneStep.some((c) => JSON.stringify(c.argmax_bins) !== JSON.stringify(c.bins)),

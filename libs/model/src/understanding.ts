@@ -196,6 +196,7 @@ export class UnderstandingEngine {
     const sp = this.tokenizer.special;
     const { first_id: first, count } = this.tokenizer.locBins;
     const perStep = Math.ceil(4 / steps);
+    const forwards = Math.ceil(4 / perStep); // steps 3 takes 2 forwards of 2 slots, as decodeSlots does
     const fixed = heads.map(() => [-1, -1, -1, -1]);
     for (let step = 0; fixed.some((f) => f.includes(-1)); step++) {
       if (options.signal?.aborted) throw new CanceledError('canceled');
@@ -215,7 +216,7 @@ export class UnderstandingEngine {
         const free = [0, 1, 2, 3].filter((k) => fixed[b][k] < 0).sort((x, y) => logp[y][box[y]] - logp[x][box[x]] || x - y);
         for (const k of free.slice(0, perStep)) fixed[b][k] = box[k];
       });
-      await options.onStep?.(step + 1, steps);
+      await options.onStep?.(step + 1, forwards);
     }
     return fixed as [number, number, number, number][];
   }
