@@ -1,4 +1,4 @@
-"""A box-size prior for one-step grounding (model/README.md, "Grounding in one step: a box-size prior").
+"""A box-size prior for grounding and plan boxes (model/README.md, "Package 0.4.7").
 
 Decoded in one forward, the four coordinate slots of `<loc> x1 y1 x2 y2 </loc>` are four marginals: where a
 scene has several objects, each slot's argmax may come from a different object and the box is near none.
@@ -11,7 +11,8 @@ coordinates on one object's edges:
 
 The prior is data, not code: the package's manifest carries it (`text.box_prior`: the bins it is counted
 in, the tolerance and the (w, h, count) entries) and the TypeScript runtime (`libs/model/src/box-prior.ts`)
-decodes the same way; a package without it decodes each slot by its argmax, as before.
+decodes the same way; a package without it decodes each slot by its argmax, as before. Grounding in more steps
+(Sampler.ground_under_prior) and plans (Sampler.redecode_plan_boxes) use decode_box too.
 """
 import json
 import math

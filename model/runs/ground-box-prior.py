@@ -1,4 +1,4 @@
-"""One-step grounding decoded jointly under a box-size prior (model/README.md, "Grounding in one step: a box-size prior").
+"""Grounding decoded under a box-size prior (model/README.md, "Package 0.4.7").
 
     /usr/bin/python3 runs/ground-box-prior.py CHECKPOINT [N=2000] [--out FILE.json]
 

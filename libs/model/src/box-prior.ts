@@ -1,8 +1,8 @@
 import { z } from 'zod';
 
 /**
- * A box-size prior for one-step grounding (`manifest.tasks.box_prior`, docs/model-package.md "Box
- * prior"; model/README "Grounding in one step: a box-size prior"). Decoded in one forward, the four
+ * A box-size prior for grounding and plan boxes (`manifest.tasks.box_prior`, docs/model-package.md "Task
+ * templates"; model/README "Package 0.4.7"). Decoded in one forward, the four
  * coordinate slots are four marginals, and where a scene has several objects each slot's argmax may come
  * from a different object. Decoded jointly under the training targets' (width, height) distribution,
  * each axis's two coordinates come from one object's edges. The same as the PyTorch reference
