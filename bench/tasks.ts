@@ -1,6 +1,7 @@
 import {
   editImage,
   LocalJointPeer,
+  taskTemplates,
   textToImage,
   UnderstandingEngine,
   type EditRequest,
@@ -221,8 +222,7 @@ export async function measureTasks(
     }
     // The box prior: its cost where the package has one (decoding under it, and the plan boxes' extra forwards).
     let boxPrior: TaskBench['boxPrior'] = null;
-    const templates = und.manifest.tasks as { box_prior?: { plans?: boolean } } | undefined;
-    if (templates?.box_prior) {
+    if (taskTemplates(und.manifest).box_prior) {
       const groundTiming = await pairTiming(
         ['none', 'prior'],
         () => cachedEngine.ground(source.pixels, ['the red circle'], { steps: 1, boxPrior: false }),

@@ -23,6 +23,7 @@ import numpy as np
 
 LOC_MAX = 1024
 CANVAS = 64
+DEFAULT_TOL = 8   # bins the far corner may lie from near + size: half a pixel (model/README "Package 0.4.7")
 
 
 def to_bin(px: float) -> int:
@@ -30,7 +31,7 @@ def to_bin(px: float) -> int:
     return min(LOC_MAX, max(0, int(math.floor(px / CANVAS * LOC_MAX + 0.5))))
 
 
-def box_prior_from_samples(samples_path: str, tol: int = 16, max_entries: int = 256) -> Dict:
+def box_prior_from_samples(samples_path: str, tol: int = DEFAULT_TOL, max_entries: int = 256) -> Dict:
     """The (width, height) histogram, in bins, of the grounding targets of a prepared split's samples.jsonl
     (and of its multi-box targets where present): the `max_entries` most frequent sizes."""
     counts: Counter = Counter()
@@ -50,19 +51,8 @@ def box_prior_from_samples(samples_path: str, tol: int = 16, max_entries: int = 
 def _axis(lo: np.ndarray, hi: np.ndarray, size: int, tol: int):
     """max over a of lo[a] + max_{|d| <= tol} hi[a + size + d] (indices inside [0, n)) -> (score, a, b);
     ties go to the smallest a, then the smallest b."""
-    n = lo.shape[0]
-    pad = np.full(n + size + 2 * tol if size >= 0 else n + 2 * tol, -np.inf)
-    pad[tol:tol + n] = hi
-    if size < 0:
-        return -math.inf, 0, 0
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * tol + 1)   # row c: hi[c - tol .. c + tol]
-    c = np.arange(n) + size
-    arg = win[c].argmax(1)
-    score = lo + win[c, arg]
-    a = int(np.argmax(score))
-    if not np.isfinite(score[a]):
-        return -math.inf, 0, 0
-    return float(score[a]), a, int(c[a] - tol + arg[a])
+    best = _axis_top(lo, hi, size, tol, 1)
+    return best[0] if best else (-math.inf, 0, 0)
 
 
 def decode_box(lp: np.ndarray, prior: Dict, tol: int = None, prior_weight: float = 1.0) -> List[int]:
@@ -84,19 +74,19 @@ def decode_box(lp: np.ndarray, prior: Dict, tol: int = None, prior_weight: float
     return out
 
 
-def _axis_top2(lo: np.ndarray, hi: np.ndarray, size: int, tol: int):
-    """The two best (score, near, far) pairs of _axis's objective (fewer where fewer exist)."""
+def _axis_top(lo: np.ndarray, hi: np.ndarray, size: int, tol: int, k: int = 2):
+    """The k best (score, near, far) pairs of _axis's objective, in _axis's tie order (fewer where fewer are finite)."""
     n = lo.shape[0]
     if size < 0:
         return []
     pad = np.full(n + size + 2 * tol, -np.inf)
     pad[tol:tol + n] = hi
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * tol + 1)
+    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * tol + 1)   # row c: hi[c - tol .. c + tol]
     c = np.arange(n) + size
-    score = (lo[:, None] + win[c]).ravel()
-    order = np.argsort(-score, kind="stable")[:2]
+    score = (lo[:, None] + win[c]).ravel()                              # row-major: near, then far
+    order = np.argsort(-score, kind="stable")[:k]
     w = 2 * tol + 1
-    return [(float(score[k]), int(k // w), int(c[k // w] - tol + k % w)) for k in order if np.isfinite(score[k])]
+    return [(float(score[j]), int(j // w), int(c[j // w] - tol + j % w)) for j in order if np.isfinite(score[j])]
 
 
 def decode_box_margin(lp: np.ndarray, prior: Dict, tol: int = None):
@@ -109,8 +99,8 @@ def decode_box_margin(lp: np.ndarray, prior: Dict, tol: int = None):
     cands = []
     for w, h, c in prior["entries"]:
         lw = math.log(c / total)
-        for sx, x1, x2 in _axis_top2(lp[0], lp[2], w, tol):
-            for sy, y1, y2 in _axis_top2(lp[1], lp[3], h, tol):
+        for sx, x1, x2 in _axis_top(lp[0], lp[2], w, tol):
+            for sy, y1, y2 in _axis_top(lp[1], lp[3], h, tol):
                 cands.append((sx + sy + lw, [x1, y1, x2, y2]))
     best = max(v for v, b in cands if b == bins)
     other = max((v for v, b in cands if b != bins), default=-math.inf)

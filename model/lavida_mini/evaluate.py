@@ -442,7 +442,7 @@ def main(argv=None) -> int:
     ap.add_argument("--plan-per-step", type=int, default=None, help="plan tokens fixed per decoding step (default: the sampler's, 1; 4 before 0.4.1)")
     ap.add_argument("--box-prior", default=None, metavar="SAMPLES_JSONL|MANIFEST_JSON",
                     help="one-step grounding decoded jointly under a box-size prior: the training split's samples.jsonl "
-                         "(box_prior.py, tol 8) or a package manifest.json (its tasks.box_prior); default: none")
+                         "(box_prior.py, DEFAULT_TOL) or a package manifest.json (its tasks.box_prior); default: none")
     ap.add_argument("--plan-box-prior", action="store_true",
                     help="each plan box re-decoded under --box-prior (Sampler.redecode_plan_boxes; implied by a manifest whose box_prior has plans)")
     ap.add_argument("--threads", type=int, default=1)
@@ -482,7 +482,7 @@ def main(argv=None) -> int:
     if args.box_prior:
         if args.box_prior.endswith(".jsonl"):
             from .box_prior import box_prior_from_samples
-            s.box_prior = box_prior_from_samples(args.box_prior, tol=8)
+            s.box_prior = box_prior_from_samples(args.box_prior)
         else:
             s.box_prior = json.load(open(args.box_prior))["tasks"]["box_prior"]
     s.plan_box_prior = args.plan_box_prior or bool((s.box_prior or {}).get("plans"))

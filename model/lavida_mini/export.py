@@ -32,6 +32,7 @@ import numpy as np
 import onnx
 import torch
 
+from .box_prior import DEFAULT_TOL as BOX_PRIOR_TOL, box_prior_from_samples
 from .config import CONFIGS, ModelConfig
 from .model import ElasticMoT, build_model
 from .segments import Segment, TensorSpec, build_segments, run_split, text_tail
@@ -551,7 +552,6 @@ def export_checkpoint(args) -> int:
     prior_src = args.box_prior_data or os.path.join(data_dir, "samples.jsonl")
     if args.box_prior_data != "none" and os.path.exists(prior_src):
         # one-step grounding under the training targets' box sizes (box_prior.py; the runtime's box-prior.ts)
-        from .box_prior import box_prior_from_samples
         prior = box_prior_from_samples(prior_src, tol=args.box_prior_tol)
         tasks["box_prior"] = OrderedDict([("tol", prior["tol"]), ("entries", prior["entries"]), ("plans", not args.box_prior_no_plans)])
         print(f"box prior from {prior_src}: tol {prior['tol']}, {len(prior['entries'])} sizes, the first {prior['entries'][:4]}")
@@ -596,7 +596,7 @@ def main(argv=None) -> int:
                     help="samples.jsonl whose grounding boxes give tasks.box_prior (default: the data folder's, where it "
                          "exists; 'none': no prior, each coordinate slot decoded by its argmax)")
     ap.add_argument("--box-prior-no-plans", action="store_true", help="tasks.box_prior.plans false: plan boxes stay as decoded")
-    ap.add_argument("--box-prior-tol", type=int, default=8, help="tasks.box_prior.tol: bins the far corner may lie from near + size")
+    ap.add_argument("--box-prior-tol", type=int, default=BOX_PRIOR_TOL, help="tasks.box_prior.tol: bins the far corner may lie from near + size")
     ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
                     help="the text side after the joint layers as one und_tail, or per layer + und_head "
                          "(enables the runtime's prompt cache; default: layers for a checkpoint, whole for the fixture)")

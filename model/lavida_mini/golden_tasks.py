@@ -342,7 +342,7 @@ class Golden:
                 if steps == 1:   # each slot's own argmax too (the runtime's boxPrior: false), with its margin
                     lg, _ = s._forward([head + [s.sp["mask"]] * 4 + [s.sp["loc_end"]]], np.asarray([codes], np.int64), None, need_text=True)
                     at = len(codes) + len(head)
-                    lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, s.loc0:s.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+                    lp = s.loc_logprobs(lg[0, at:at + 4])
                     top2 = np.sort(lp, -1)[:, -2:]
                     m.text = min(m.text, float((top2[:, 1] - top2[:, 0]).min()) / 2)
                     extra["argmax_bins"] = [int(v) for v in lp.argmax(-1)]

@@ -619,7 +619,7 @@ class Sampler:
             row = ids[:k + 1] + [sp["mask"]] * 4 + ids[k + 5:]
             lg, _ = self._forward([head + row], None, None, need_text=True)
             at = len(head) + k + 1
-            lp = torch.log_softmax(torch.from_numpy(lg[0, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+            lp = self.loc_logprobs(lg[0, at:at + 4])
             if gaps is None:
                 bins = decode_box(lp, self.box_prior)
             else:
@@ -664,7 +664,7 @@ class Sampler:
                         for i in idx]
                 lg, _ = self._forward(rows, codes[idx], None, need_text=True)
                 at = codes.shape[1] + L
-                lps = torch.log_softmax(torch.from_numpy(np.asarray(lg[:, at:at + 4, self.loc0:self.loc0 + LOC_MAX + 1])).double(), -1).numpy()
+                lps = self.loc_logprobs(lg[:, at:at + 4])
                 for j, i in enumerate(idx):
                     lp = lps[j]
                     for k, f in enumerate(fixed[i]):
@@ -682,6 +682,10 @@ class Sampler:
                     for k in free[:per_step]:
                         fixed[i][k] = int(box[k])
         return fixed
+
+    def loc_logprobs(self, logits: np.ndarray) -> np.ndarray:
+        """Text logits [..., vocab] of coordinate slots -> float64 log-probabilities over the coordinate bins."""
+        return torch.log_softmax(torch.from_numpy(np.asarray(logits[..., self.loc0:self.loc0 + LOC_MAX + 1])).double(), -1).numpy()
 
     def ground(self, image_codes: Sequence[int], ref: str, steps: int = 1) -> List[float]:
         """-> (x1, y1, x2, y2) in pixels: 4 loc tokens, all at once (steps=1) or one a step (steps=4)."""

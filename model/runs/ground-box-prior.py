@@ -47,7 +47,7 @@ def main():
         lg, _ = s._forward(rows, codes, None, need_text=True)
         for b, r in enumerate(sub):
             at = codes.shape[1] + len(heads[b])
-            lp = torch.log_softmax(torch.from_numpy(lg[b, at:at + 4, s.loc0:s.loc0 + LOC_MAX + 1]).double(), -1).numpy()
+            lp = s.loc_logprobs(lg[b, at:at + 4])
             hit = {}
             for name, v in variants.items():
                 bins = lp.argmax(-1).tolist() if v is None else decode_box(lp, prior, tol=v[0], prior_weight=v[1])
@@ -55,9 +55,8 @@ def main():
                 hit[name] = iou(box, r["grounding"]["box"]) >= 0.5
             recs.append({"objects": len(r["scene"]["objects"]), "hit": hit})
     # more steps: each slot's argmax, the most confident first (decode_text), against Sampler.ground_under_prior
-    prior8 = box_prior_from_samples("/tmp/prep/train/samples.jsonl", tol=8)
     for steps in (2, 4):
-        for name, pr in ((f"argmax, {steps} steps", None), (f"prior tol 8, {steps} steps", prior8)):
+        for name, pr in ((f"argmax, {steps} steps", None), (f"prior tol 8, {steps} steps", prior)):
             s.box_prior = pr
             for i0 in range(0, N, 64):
                 sub = samples[i0:i0 + 64]
