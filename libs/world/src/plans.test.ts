@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { checkPlan, layoutFromScene, planForPrompt, sceneFromLayout, type Layout } from './plans.js';
+import { EDIT_KINDS, sampleEdit, type EditSpec } from './edits.js';
+import { checkEditPlan, checkPlan, editRegion, layoutFromScene, planForPrompt, sceneFromLayout, type Layout } from './plans.js';
 import { CATEGORIES, samplePrompt, sceneAgainstPrompt, type PromptSpec } from './prompts.js';
 import { Rng } from './rng.js';
+import { generateScene, type Scene } from './scene.js';
 
 describe('plans', () => {
   it('planForPrompt passes checkPlan for every category; a failing scene layout does not', () => {
@@ -50,6 +52,49 @@ describe('plans', () => {
         ['small', 4, 20],
         ['large', 40, 20],
       ],
+    );
+  });
+
+  it("editRegion is the edit's plan: it passes checkEditPlan for every kind, another object's box does not", () => {
+    const rng = new Rng(7);
+    const seen = new Set<string>();
+    for (let n = 0; n < 400; n++) {
+      const scene = generateScene(rng);
+      const edit = sampleEdit(rng, scene, EDIT_KINDS[n % 4]);
+      if (edit === undefined) continue;
+      seen.add(edit.spec.kind);
+      const region = editRegion(scene, edit.target);
+      assert.equal(region.length, 1, edit.text);
+      assert.ok(checkEditPlan(scene, edit.spec, region), edit.text);
+      assert.equal(checkEditPlan(scene, edit.spec, []), false);
+      assert.equal(checkEditPlan(scene, edit.spec, [region[0], region[0]]), false);
+      const [x1, y1, x2, y2] = region[0].box;
+      // Moved 4 px: a removal no longer names the object, a change or replacement is no longer in place.
+      if (edit.spec.kind !== 'add')
+        assert.equal(checkEditPlan(scene, edit.spec, [{ ...region[0], box: [x1 + 4, y1, x2 + 4, y2] }]), false, edit.text);
+      const others = scene.objects.filter((o) => o.x !== x1 || o.y !== y1);
+      if (edit.spec.kind !== 'add' && others.length > 0) {
+        const o = others[0];
+        const side = o.size === 'small' ? 12 : 20;
+        assert.equal(checkEditPlan(scene, edit.spec, [{ ...region[0], box: [o.x, o.y, o.x + side, o.y + side] }]), false, edit.text);
+      }
+    }
+    assert.deepEqual([...seen].sort(), ['add', 'change', 'remove', 'replace']);
+  });
+
+  it('checkEditPlan: an added object must fit, and carry the colour and shape the instruction names', () => {
+    const scene: Scene = { background: 30, objects: [{ shape: 'square', colour: 'red', size: 'large', x: 2, y: 2 }] };
+    const add: EditSpec = { kind: 'add', colour: 'blue', shape: 'circle' };
+    assert.ok(checkEditPlan(scene, add, [{ colour: 'blue', shape: 'circle', box: [40, 40, 52, 52] }]));
+    assert.equal(checkEditPlan(scene, add, [{ colour: 'green', shape: 'circle', box: [40, 40, 52, 52] }]), false);
+    assert.equal(checkEditPlan(scene, add, [{ colour: 'blue', shape: 'circle', box: [10, 10, 22, 22] }]), false); // overlaps
+    assert.equal(checkEditPlan(scene, add, [{ colour: 'blue', shape: 'circle', box: [40, 40, 56, 56] }]), false); // 16 px: no size
+    const change: EditSpec = { kind: 'change', ref: 'the square', colour: 'green' };
+    assert.ok(checkEditPlan(scene, change, [{ colour: 'green', shape: 'square', box: [2, 2, 22, 22] }]));
+    assert.equal(checkEditPlan(scene, change, [{ colour: 'green', shape: 'square', box: [2, 2, 14, 14] }]), false); // size kept
+    assert.throws(
+      () => checkEditPlan(scene, { kind: 'remove', ref: 'the circle' }, [{ colour: 'red', shape: 'square', box: [2, 2, 22, 22] }]),
+      RangeError,
     );
   });
 });

@@ -3,12 +3,26 @@
  * A plan passes when its boxes, drawn as their objects, read back as a clean scene that satisfies the
  * prompt: the same rule, and the same reader, as a generated image.
  */
+import { EDIT_CENTRE_TOLERANCE_PX, checkEdit, type EditSpec } from './edits.js';
 import { quantiseBox } from './grounding.js';
 import { checkPrompt, sceneForPrompt, type PromptSpec } from './prompts.js';
 import { isRegularBox, readImage } from './read.js';
 import { render } from './render.js';
 import type { Rng } from './rng.js';
-import { MAX_OBJECTS, SIZE_PX, boxOf, canonicalOrder, type Box, type Colour, type Scene, type Shape, type Size } from './scene.js';
+import {
+  MAX_OBJECTS,
+  SIZE_PX,
+  boxOf,
+  canonicalOrder,
+  centreOf,
+  cloneScene,
+  type Box,
+  type Colour,
+  type Scene,
+  type Shape,
+  type Size,
+} from './scene.js';
+import { resolveReferringExpression } from './text.js';
 
 export interface LayoutItem {
   colour: Colour;
@@ -73,4 +87,55 @@ export function planForPrompt(rng: Rng, spec: PromptSpec): Layout {
 /** The layout with each box's coordinate bins (for the model's `<loc_*>` tokens). */
 export function quantiseLayout(layout: Layout): (LayoutItem & { bins: Box })[] {
   return layout.map((item) => ({ ...item, bins: quantiseBox(item.box) }));
+}
+
+/**
+ * The plan of an edit (the published code's `create_plan_edit`: "consider {adding|removing|...} the objects in
+ * these locations"): the region the edit changes, as layout items. The objects of `after` that `before` lacks
+ * (the added object, the changed or replacing one, each with its new colour and shape), else the objects of
+ * `before` that `after` lacks (the removed one).
+ */
+export function editRegion(before: Scene, after: Scene): Layout {
+  const key = (o: Scene['objects'][number]): string => `${o.shape}/${o.colour}/${o.size}/${o.x}/${o.y}`;
+  const had = new Set(before.objects.map(key));
+  const has = new Set(after.objects.map(key));
+  const added = after.objects.filter((o) => !had.has(key(o)));
+  const objects = added.length > 0 ? added : before.objects.filter((o) => !has.has(key(o)));
+  return objects.map((o) => ({ colour: o.colour, shape: o.shape, box: boxOf(o) }));
+}
+
+/**
+ * The check of an edit's plan: exactly one item, and that item, drawn as its object, is what the edit needs.
+ * For add, change and replace the source scene with the item's object put in (added; in place of the referred
+ * object) must render, read back clean and pass `checkEdit` (so an added object must also fit beside the
+ * others); for remove the item must be the referred object itself (shape, colour, size, centre within 2 px).
+ *
+ * @throws RangeError when the instruction's reference does not pick out one object of `before`.
+ */
+export function checkEditPlan(before: Scene, spec: EditSpec, layout: Layout): boolean {
+  if (layout.length !== 1) return false;
+  const drawn = sceneFromLayout(layout, before.background);
+  if (drawn === undefined) return false;
+  const obj = drawn.objects[0];
+  const target = spec.kind === 'add' ? undefined : resolveReferringExpression(before, spec.ref);
+  if (spec.kind !== 'add' && target === undefined) throw new RangeError(`"${spec.ref}" does not pick out one object of the scene`);
+  if (spec.kind === 'remove') return sameObject(before.objects[target as number], obj);
+  const after = cloneScene(before);
+  if (spec.kind === 'add') after.objects.push(obj);
+  else after.objects[target as number] = obj;
+  const read = readImage(render(after));
+  return read.clean && read.scene.objects.length === after.objects.length && checkEdit(before, spec, read);
+}
+
+/** Same shape, colour and size, centres within the edit check's 2 px on each axis. */
+function sameObject(a: Scene['objects'][number], b: Scene['objects'][number]): boolean {
+  const [ax, ay] = centreOf(a);
+  const [bx, by] = centreOf(b);
+  return (
+    a.shape === b.shape &&
+    a.colour === b.colour &&
+    a.size === b.size &&
+    Math.abs(ax - bx) <= EDIT_CENTRE_TOLERANCE_PX &&
+    Math.abs(ay - by) <= EDIT_CENTRE_TOLERANCE_PX
+  );
 }

@@ -7,13 +7,23 @@
  */
 import { checkEdit, parseEdit } from './edits.js';
 import { scoreGrounding } from './grounding.js';
-import { checkPlan, type Layout } from './plans.js';
+import { checkEditPlan, checkPlan, type Layout } from './plans.js';
 import { CATEGORIES, checkLuminance, parseMicroConditioning, parsePrompt, promptBlindBaseline, scorePrompt } from './prompts.js';
 import { scoreAnswer } from './questions.js';
 import { readImage, type ReadResult } from './read.js';
 import { parseVerdict, reasonAgreement, reflect, reflectionAgreement } from './reflection.js';
 import { Rng } from './rng.js';
 import { sameScene, type Box, type Scene } from './scene.js';
+
+/** The edit modes of result lines and the keys they are scored under. */
+const EDIT_MODES = { plain: 'edit', plan: 'edit_plan', oracle_plan: 'edit_oracle_plan' } as const;
+const EDIT_KEYS = Object.values(EDIT_MODES);
+
+function editKey(mode: string | undefined, n: number): string {
+  const key = EDIT_MODES[(mode ?? 'plain') as keyof typeof EDIT_MODES];
+  if (key === undefined) throw new Error(`line ${n + 1}: unknown edit mode ${String(mode)} (modes: ${Object.keys(EDIT_MODES).join(', ')})`);
+  return key;
+}
 
 /** Running means keyed by group. */
 class Means {
@@ -41,7 +51,9 @@ class Means {
  *   plan      { category, prompt, layout: [{ colour, shape, box }] | null }
  *   ground    { steps, ref, box: [x1, y1, x2, y2] | null, truth }
  *   answer    { kind, question, predicted, expected }
- *   edit      { kind, instruction, before: Scene, image }
+ *   edit      { kind, instruction, before: Scene, image, mode? }   mode: plain (default), plan (the model's own
+ *             edit plan), oracle_plan (the true region); scored as `edit`, `edit_plan`, `edit_oracle_plan`
+ *   plan_edit { kind, instruction, before: Scene, layout: [{ colour, shape, box }] | null }   checkEditPlan
  *   reflect   { set, prompt, predicted, image }         truth = reflect(prompt, readImage(image))
  *   readback  { image, scene }                           decoded image vs the true scene
  * `image` is an index into the images.
@@ -157,9 +169,19 @@ export class Scorer {
         if (spec === undefined) throw new Error(`line ${n + 1}: not an edit: ${r.instruction ?? ''}`);
         const got = this.read(r.image);
         const pass = checkEdit(need(r.before, 'before', n + 1), spec, got);
-        m.add(`edit/kind/${r.kind ?? spec.kind}`, pass);
-        m.add(`edit/clean`, got.clean);
+        const key = editKey(r.mode, n);
+        m.add(`${key}/kind/${r.kind ?? spec.kind}`, pass);
+        m.add(`${key}/clean`, got.clean);
         return { pass, clean: got.clean };
+      }
+      case 'plan_edit': {
+        const spec = parseEdit(need(r.instruction, 'instruction', n + 1));
+        if (spec === undefined) throw new Error(`line ${n + 1}: not an edit: ${r.instruction ?? ''}`);
+        const layout = r.layout ?? null;
+        const pass = Array.isArray(layout) && layout.length > 0 && checkEditPlan(need(r.before, 'before', n + 1), spec, layout);
+        m.add(`plan_edit/kind/${r.kind ?? spec.kind}`, pass);
+        m.add(`plan_edit/parsed`, Array.isArray(layout) && layout.length > 0);
+        return { pass };
       }
       case 'reflect': {
         const spec = parsePrompt(need(r.prompt, 'prompt', n + 1));
@@ -222,15 +244,17 @@ export class Scorer {
       for (const s of m.keys('ground/steps/')) steps[s] = { acc: m.mean(`ground/steps/${s}`), n: m.count(`ground/steps/${s}`) };
       out.ground = steps;
     }
-    for (const task of ['answer', 'edit'] as const) {
-      if (!counts[task]) continue;
+    for (const task of ['answer', ...EDIT_KEYS, 'plan_edit'] as const) {
       const perKind: Record<string, number | null> = {};
       const n: Record<string, number> = {};
       for (const k of m.keys(`${task}/kind/`).sort()) {
         perKind[k] = m.mean(`${task}/kind/${k}`);
         n[k] = m.count(`${task}/kind/${k}`);
       }
-      out[task] = { perKind, n, overall: meanOf(Object.values(perKind)), ...(task === 'edit' ? { clean: m.mean('edit/clean') } : {}) };
+      if (Object.keys(n).length === 0) continue;
+      const extra =
+        task === 'plan_edit' ? { parsed: m.mean('plan_edit/parsed') } : task === 'answer' ? {} : { clean: m.mean(`${task}/clean`) };
+      out[task] = { perKind, n, overall: meanOf(Object.values(perKind)), ...extra };
     }
     if (counts.reflect) {
       const sets: Record<string, unknown> = {};
