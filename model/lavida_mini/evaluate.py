@@ -20,7 +20,9 @@ Parts:
             part of t2i, so only needed without it: about a minute instead of t2i's twenty)
   ground    [email protected], 4 coordinate tokens in 1 step and in 4 steps
   answer    exact match per question kind
-  edit      edit success per kind (checkEdit on the read-back output)
+  edit      edit success per kind (checkEdit on the read-back output); --edit-modes plain,plan,oracle_plan adds
+            editing with a plan: the model's own plan of the edit's region (scored by checkEditPlan as
+            `plan_edit`), then the edit given it (`edit_plan`), and given the true region (`edit_oracle_plan`)
   reflect   verdict agreement on the eval reflection images (truth = read-back check of the image)
   readback  eval scene images encoded with the label codebook, decoded, read back: share equal to the scene
 --samples limits the per-sample parts (ground, answer, edit, reflect, readback) to the first N eval samples.
@@ -46,7 +48,7 @@ import torch
 from .labelvq import LabelDecode, LabelRefiner
 from .prepare import encode_all
 from .sample import Sampler, load, strip_micro
-from .train import prompt_named
+from .train import edit_region, prompt_named
 
 CATEGORIES = ["single_object", "two_object", "counting", "colors", "position", "color_attr"]
 QUESTION_KINDS = ["count_shape", "count_colour", "colour_of", "shape_of", "exists", "describe"]
@@ -238,15 +240,37 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
             store.add(task="answer", kind=r["question"]["kind"], question=r["question"]["text"], predicted=p, expected=r["question"]["answer"])
         times["answer"] = time.time() - t0
     if "edit" in parts:
-        t0 = time.time()
-        if args.oracle:
-            out = [tokens[r["edit"]["target_image"]].tolist() for r in sub]
-        else:
-            jobs = [{"ids": s.enc("edit : " + r["edit"]["text"]), "seed": r["seed"], "cond": tokens[r["image"]].tolist()} for r in sub]
-            out = sample_grouped(s, jobs, args, guidance=args.edit_guidance, temperature=args.edit_temperature)
-        for r, im, c in zip(sub, s.decode_rgb(out), out):
-            store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"], image=store.image(im, c))
-        times["edit"] = time.time() - t0
+        modes = [m for m in args.edit_modes.split(",") if m]
+        for mode in modes:
+            if mode not in ("plain", "plan", "oracle_plan"):
+                raise SystemExit(f"--edit-modes: unknown mode {mode!r} (plain, plan, oracle_plan)")
+        srcs = [tokens[r["image"]].tolist() for r in sub]
+        instructions = [r["edit"]["text"] for r in sub]
+        layouts = None
+        if "plan" in modes:  # editing with a plan, its first step: the model's region of each edit
+            t0 = time.time()
+            if args.oracle:
+                layouts = [edit_region(r["scene"], r["edit"]["target_scene"]) for r in sub]
+            else:
+                layouts = text_batched(s.plan_edit_batch, codes, instructions, args.text_batch, per_step=args.plan_per_step)
+            for r, lay in zip(sub, layouts):
+                store.add(task="plan_edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"],
+                          layout=layout_line(lay) if lay else None)
+            times["plan_edit"] = time.time() - t0
+        for mode in modes:
+            t0 = time.time()
+            if args.oracle:
+                out = [tokens[r["edit"]["target_image"]].tolist() for r in sub]
+            else:
+                plans = {"plain": [None] * len(sub), "plan": layouts,
+                         "oracle_plan": [edit_region(r["scene"], r["edit"]["target_scene"]) for r in sub]}[mode]
+                jobs = [{"ids": s.edit_text(i, p), "seed": r["seed"], "cond": c} for r, i, p, c in zip(sub, instructions, plans, srcs)]
+                out = sample_grouped(s, jobs, args, guidance=args.edit_guidance, temperature=args.edit_temperature)
+            for r, im, c in zip(sub, s.decode_rgb(out), out):
+                extra = {} if mode == "plain" else {"mode": mode}
+                store.add(task="edit", kind=r["edit"]["kind"], instruction=r["edit"]["text"], before=r["scene"],
+                          image=store.image(im, c), **extra)
+            times["edit" if mode == "plain" else f"edit_{mode}"] = time.time() - t0
     if "reflect" in parts:
         t0 = time.time()
         rc = np.asarray([tokens[r["reflection"]["image"]] for r in sub], np.int64)
@@ -360,11 +384,19 @@ def table(q: dict) -> str:
             if k in sc["answer"]["perKind"]:
                 rows.append((f"understanding: {k}", sc["answer"]["perKind"][k], f"n={sc['answer']['n'][k]}"))
         rows.append(("understanding: mean over kinds", sc["answer"]["overall"], ""))
-    if "edit" in sc:
+    if "plan_edit" in sc:
+        pe = sc["plan_edit"]
         for k in EDIT_KINDS:
-            if k in sc["edit"]["perKind"]:
-                rows.append((f"edit: {k}", sc["edit"]["perKind"][k], f"n={sc['edit']['n'][k]}"))
-        rows.append(("edit: mean over kinds", sc["edit"]["overall"], f"clean {fmt(sc['edit']['clean'])}"))
+            if k in pe["perKind"]:
+                rows.append((f"edit plan (checkEditPlan): {k}", pe["perKind"][k], f"n={pe['n'][k]}"))
+        rows.append(("edit plan: mean over kinds", pe["overall"], f"parsed {fmt(pe['parsed'])}"))
+    for key, name in (("edit", "edit"), ("edit_plan", "edit with its plan"), ("edit_oracle_plan", "edit with the true region")):
+        if key not in sc:
+            continue
+        for k in EDIT_KINDS:
+            if k in sc[key]["perKind"]:
+                rows.append((f"{name}: {k}", sc[key]["perKind"][k], f"n={sc[key]['n'][k]}"))
+        rows.append((f"{name}: mean over kinds", sc[key]["overall"], f"clean {fmt(sc[key]['clean'])}"))
     for key, name in (("eval", "reflection agreement (eval images)"), ("own", "reflection agreement (own generations)")):
         r = sc.get("reflect", {}).get(key)
         if r:
@@ -423,6 +455,9 @@ def main(argv=None) -> int:
                     help="text guidance for edits (0: the package default from 0.2.2 to 0.4.2, when up to 0.2.0 training "
                          "never dropped the edit text and guidance 3 broke the copy; package 0.4.3 serves 0.75, "
                          "pass it to measure that)")
+    ap.add_argument("--edit-modes", default="plain",
+                    help="edit part: plain (no plan), plan (the model plans the region, then edits with it), oracle_plan "
+                         "(the true region as the plan); comma-separated")
     ap.add_argument("--edit-temperature", type=float, default=0.0, help="edit sampling temperature (0: argmax; the package default)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--shift", type=float, default=3.0)

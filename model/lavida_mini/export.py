@@ -386,6 +386,24 @@ TASKS = OrderedDict(
 )
 
 
+# Editing with a plan (train.py's plan_edit and edit_plan tasks), written only for a checkpoint that trained them.
+EDIT_PLAN_TASKS = OrderedDict(plan_edit="edit plan : {instruction}", edit_plan="edit : {instruction} plan : {layout}")
+
+
+def task_templates(edit_plans: bool) -> "OrderedDict[str, object]":
+    """The manifest's `tasks` templates; with edit_plans, the plan_edit / edit_plan templates after `reflect` and
+    `answer_len.plan_edit`."""
+    tasks: "OrderedDict[str, object]" = OrderedDict()
+    for key, value in TASKS.items():
+        tasks[key] = OrderedDict(value) if isinstance(value, OrderedDict) else value
+        if key == "reflect" and edit_plans:
+            tasks.update(EDIT_PLAN_TASKS)
+    if edit_plans:
+        from .train import ANSWER_LEN
+        tasks["answer_len"]["plan_edit"] = ANSWER_LEN["plan_edit"]
+    return tasks
+
+
 def load_checkpoint(path: str, codebook_path: str, refiner_path: Optional[str] = None):
     """-> (checkpoint dict, ModelConfig, vocab, Mini, LabelDecode, LabelEncode); with `refiner_path`, the
     decoder runs the lookup through that trained LabelRefiner (refine.py)."""
@@ -508,7 +526,7 @@ def mini_golden_cases(mini, segs: "OrderedDict[str, Segment]", tok: WordTokenize
 
 def export_checkpoint(args) -> int:
     from .labelvq import NUM_LABELS
-    from .sample import DEFAULT_PER_STEP, trained_eos_bias
+    from .sample import DEFAULT_PER_STEP, trained_eos_bias, trained_tasks
     state, cfg, vocab, mini, dec, enc = load_checkpoint(args.checkpoint, args.codebook, args.refiner)
     tok = WordTokenizer(vocab)
     model = mini.core
@@ -544,8 +562,9 @@ def export_checkpoint(args) -> int:
                    + (f" with a trained refiner in its decoder ({os.path.basename(args.refiner)})" if args.refiner else "")
                    + ". Export: cd model && python3 -m lavida_mini.export --checkpoint CHECKPOINT --codebook CODEBOOK.npz"
                    + (" --refiner REFINER.pt" if args.refiner else ""))
-    tasks = OrderedDict(TASKS)
-    tasks["per_step"] = OrderedDict(DEFAULT_PER_STEP)
+    edit_plans = args.edit_plan == "yes" or (args.edit_plan == "auto" and {"plan_edit", "edit_plan"} <= set(trained_tasks(state.get("args") or {})))
+    tasks = task_templates(edit_plans)
+    tasks["per_step"] = OrderedDict((k, v) for k, v in DEFAULT_PER_STEP.items() if k != "plan_edit" or edit_plans)
     eos_bias = trained_eos_bias(state.get("args") or {})
     if eos_bias:
         tasks["eos_bias"] = OrderedDict(sorted(eos_bias.items()))
@@ -596,6 +615,9 @@ def main(argv=None) -> int:
                     help="samples.jsonl whose grounding boxes give tasks.box_prior (default: the data folder's, where it "
                          "exists; 'none': no prior, each coordinate slot decoded by its argmax)")
     ap.add_argument("--box-prior-no-plans", action="store_true", help="tasks.box_prior.plans false: plan boxes stay as decoded")
+    ap.add_argument("--edit-plan", choices=("auto", "yes", "no"), default="auto",
+                    help="write the editing-with-a-plan templates (plan_edit, edit_plan): auto = when the checkpoint's last run "
+                         "trained both tasks")
     ap.add_argument("--box-prior-tol", type=int, default=BOX_PRIOR_TOL, help="tasks.box_prior.tol: bins the far corner may lie from near + size")
     ap.add_argument("--text-tail", choices=["whole", "layers"], default=None,
                     help="the text side after the joint layers as one und_tail, or per layer + und_head "

@@ -270,15 +270,43 @@ class Golden:
         case["margin"] = m.json()
         return case
 
-    def edit(self, r: dict, steps: int = 16, guidance: float = 3.0, temperature: float = 1.0) -> dict:
+    def edit(self, r: dict, steps: int = 16, guidance: float = 3.0, temperature: float = 1.0,
+             plan: Optional[List[dict]] = None) -> dict:
+        """An edit; with `plan` (layout items), editing with a plan (the edit_plan template)."""
         codes = self.codes(r["image"])
         instruction = r["edit"]["text"]
         case = dict(task="edit", sample=r["id"], image_tokens=codes, instruction=instruction, steps=steps,
                     guidance=float(guidance), temperature=float(temperature))
-        case["seed"], case["tokens"], m = self._image(f"edit sample {r['id']}", r["seed"], guidance, lambda sd: self.s.edit(
-            codes, instruction, sd, steps=steps, guidance=guidance, temperature=temperature).tokens)
+        if plan:
+            case["plan"] = [dict(label=f"{it['colour']} {it['shape']}", bins=[int(b) for b in it["bins"]]) for it in plan]
+        case["seed"], case["tokens"], m = self._image(f"edit sample {r['id']}" + (" with plan" if plan else ""), r["seed"], guidance,
+                                                      lambda sd: self.s.edit(codes, instruction, sd, steps=steps, guidance=guidance,
+                                                                             temperature=temperature, plan_layout=plan).tokens)
         case["margin"] = m.json()
         return case
+
+    def plan_edit(self, r: dict) -> Optional[dict]:
+        """The region of an edit (Sampler.plan_edit): the slot decoded with the source image as prefix, then its
+        boxes re-decoded under the box prior where the package's prior has plans."""
+        s = self.s
+        codes, instruction = self.codes(r["image"]), r["edit"]["text"]
+        head = s.enc("edit plan : " + instruction)
+        ids, m = self._decode(head, ANSWER_LEN["plan_edit"], codes, s.per_step["plan_edit"], eos_bias=s.eos_bias.get("plan_edit", 0.0))
+        extra = {}
+        if s.plan_box_prior and s.box_prior is not None:
+            gaps: List[float] = []
+            extra["slot_ids"] = ids
+            ids = [int(i) for i in s.redecode_plan_boxes(head, ids, gaps, prefix=np.asarray([codes], np.int64))]
+            m.text = min([m.text] + [gap / 16 for gap in gaps])
+        layout = s.plan_edit(codes, instruction)
+        if s.parse_layout(ids) != layout:
+            raise AssertionError(f"plan_edit sample {r['id']}: decode_text {ids} != plan_edit {layout}")
+        if not self._accept(f"plan_edit sample {r['id']} ({r['edit']['kind']})", m):
+            return None
+        items = [dict(colour=it["colour"], shape=it["shape"], bins=[int(b) for b in it["bins"]],
+                      box=[round(float(v), 6) for v in it["box"]]) for it in layout]
+        return dict(task="plan_edit", sample=r["id"], image_tokens=codes, instruction=instruction, answer_ids=ids,
+                    layout=items, margin=m.json(), **extra)
 
     # -- text tasks -----------------------------------------------------------------------------
     def understand(self, r: dict) -> Optional[dict]:
@@ -471,6 +499,26 @@ def build(s: Sampler, tokens: np.ndarray, samples: List[dict], margin: float = D
         g.cases.append(first(lambda r: strip_micro(r["t2i"]["text"]))())
         g.cases.append(first(lambda r: r["question"]["text"])())
 
+    # editing with a plan (a package with the plan_edit / edit_plan templates): the model's plans of the first
+    # edits, one of each kind where it can, then edits given the first two of those plans
+    def edit_plans():
+        kinds: set = set()
+
+        def one(r):
+            if r["edit"]["kind"] in kinds:
+                return None
+            case = g.plan_edit(r)
+            if case is not None:
+                kinds.add(r["edit"]["kind"])
+            return case
+        g._text_cases("plan_edit", 4, S, one)
+        planned = [c for c in g.cases if c["task"] == "plan_edit" and c["layout"]][:2]
+        if len(planned) < 2:
+            raise RuntimeError("plan_edit: fewer than 2 edit plans with a layout to edit with")
+        by_id = {r["id"]: r for r in S}
+        for c in planned:
+            g.cases.append(g.edit(by_id[c["sample"]], plan=c["layout"]))
+
     timed("text_to_image", t2i_plain)
     timed("text_to_image plan / feedback", t2i_cond)
     timed("edit", edits)
@@ -479,6 +527,8 @@ def build(s: Sampler, tokens: np.ndarray, samples: List[dict], margin: float = D
     timed("plan", plan)
     timed("ground", ground)
     timed("respond", respond)
+    if g.s.edit_plans:
+        timed("plan_edit / edit with plan", edit_plans)
     return g
 
 
@@ -490,10 +540,12 @@ def document(g: Golden, name: str, version: str, step: int, margin: float, sampl
         "settings": {"order_seed": sample_mod.ORDER_SEED, "shift": 3.0, "correction_sweeps": g.s.correction_sweeps,
                      "correction_guidance": g.s.correction_guidance, "cfg_interval": list(g.s.cfg_interval),
                      "per_step": {"understand": g.s.per_step["und"], "reflect": g.s.per_step["reflect"],
-                                  "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)"},
+                                  "plan": g.s.per_step["plan"], "ground": "ceil(4 / steps)",
+                                  **({"plan_edit": g.s.per_step["plan_edit"]} if g.s.edit_plans else {})},
                      "eos_bias": {("understand" if k == "und" else k): v for k, v in sorted(g.s.eos_bias.items())},
                      **({"box_prior": g.s.box_prior} if g.s.box_prior is not None else {}),
-                     "answer_len": {"understand": ANSWER_LEN["und"], "reflect": ANSWER_LEN["reflect"], "plan": ANSWER_LEN["plan"]},
+                     "answer_len": {"understand": ANSWER_LEN["und"], "reflect": ANSWER_LEN["reflect"], "plan": ANSWER_LEN["plan"],
+                                    **({"plan_edit": ANSWER_LEN["plan_edit"]} if g.s.edit_plans else {})},
                      "min_margin": {"logit": margin, "sample": sample_margin}},
     }
     enc = lambda v: json.dumps(v, sort_keys=True, ensure_ascii=True, allow_nan=False)
@@ -550,6 +602,8 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
         # One-step grounding under the package's box prior, as the runtime decodes it.
         s.box_prior = (man.get("tasks") or {}).get("box_prior")
         s.plan_box_prior = bool((s.box_prior or {}).get("plans"))
+        # editing with a plan where the package has its templates
+        s.edit_plans = "plan_edit" in (man.get("tasks") or {})
     tokens = np.load(os.path.join(data, "tokens.npy")).astype(np.int64)
     with open(os.path.join(data, "samples.jsonl")) as f:
         samples = [json.loads(line) for line in f]
@@ -561,7 +615,7 @@ def write(checkpoint: str, codebook: str, data: str, out: str, name: str = "lavi
     os.replace(tmp, out)
     counts: Dict[str, int] = {}
     for c in g.cases:
-        key = c["task"] + ("+plan" if "plan" in c and c["task"] == "text_to_image" else "") + \
+        key = c["task"] + ("+plan" if "plan" in c and c["task"] in ("text_to_image", "edit") else "") + \
             ("+feedback" if "feedback" in c else "")
         counts[key] = counts.get(key, 0) + 1
     log(f"wrote {out}: {len(g.cases)} cases ({', '.join(f'{k} {v}' for k, v in counts.items())}), "

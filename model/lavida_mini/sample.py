@@ -43,8 +43,8 @@ PCG_MULTIPLIER = 6364136223846793005
 ORDER_SEED = 42
 # Answer slots fixed a forward. Plans one at a time since 0.4.1: four at once decodes a box's four
 # coordinates from one forward, each its own argmax, and they do not agree (x2 < x1; model/README).
-DEFAULT_PER_STEP = {"und": 2, "reflect": 2, "plan": 1}
-DEFAULT_EOS_BIAS_TASKS = ("plan",)
+DEFAULT_PER_STEP = {"und": 2, "reflect": 2, "plan": 1, "plan_edit": 1}
+DEFAULT_EOS_BIAS_TASKS = ("plan", "plan_edit")
 CANVAS = 64
 LOC_MAX = 1024
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
@@ -308,6 +308,7 @@ class Sampler:
         self.eos_bias: Dict[str, float] = {}
         # the package's tasks.box_prior (box_prior.py): one-step grounding decoded jointly under it; None: per-slot argmax
         self.box_prior: Optional[Dict] = None
+        self.edit_plans = False       # the package has the plan_edit / edit_plan templates (editing with a plan)
         self.plan_box_prior = False   # the package's tasks.box_prior.plans: plan boxes re-decoded under it (redecode_plan_boxes)
         # Which image positions a step reveals (the published code's `confidence_policy` and
         # `order_cutoff`): steps whose 1-based index / steps is at most `order_cutoff` take the next
@@ -477,10 +478,20 @@ class Sampler:
         tokens = self.sample_images([ids], [seed], prefix, None, steps, guidance, temperature, shift)[0]
         return Attempt(tokens, self.decode_rgb([tokens])[0], prompt_text)
 
-    def edit(self, image_codes: Sequence[int], instruction: str, seed: int, steps: int = 16, guidance: float = 3.0,
-             temperature: float = 1.0, shift: float = 3.0) -> Attempt:
-        """Editing: `edit : {instruction}` + the image as VQ-condition tokens; guidance on the text only."""
+    def edit_text(self, instruction: str, plan_layout: Optional[Sequence[dict]] = None) -> List[int]:
+        """The edit / edit_plan text of train.Data.example: `edit : {instruction}` (+ ` plan : {layout}`)."""
         ids = self.enc("edit : " + instruction)
+        if plan_layout:
+            ids += self.enc(" plan :") + self.layout_ids(plan_layout)
+        if len(ids) > self.cfg.max_text_len:
+            raise ValueError(f"instruction is {len(ids)} tokens, longer than {self.cfg.max_text_len}")
+        return ids
+
+    def edit(self, image_codes: Sequence[int], instruction: str, seed: int, steps: int = 16, guidance: float = 3.0,
+             temperature: float = 1.0, shift: float = 3.0, plan_layout: Optional[Sequence[dict]] = None) -> Attempt:
+        """Editing: `edit : {instruction}` (with a plan: + ` plan : {layout}`, the edit's region) + the image as
+        VQ-condition tokens; guidance on the text only (the unconditional row masks the plan too, as trained)."""
+        ids = self.edit_text(instruction, plan_layout)
         tokens = self.sample_images([ids], [seed], None, np.asarray([image_codes]), steps, guidance, temperature, shift)[0]
         return Attempt(tokens, self.decode_rgb([tokens])[0], instruction)
 
@@ -602,9 +613,25 @@ class Sampler:
             out = [self.redecode_plan_boxes(h, list(o)) for h, o in zip(heads, out)]
         return [self.parse_layout(o) for o in out]
 
-    def redecode_plan_boxes(self, head: List[int], ids: List[int], gaps: Optional[List[float]] = None) -> List[int]:
+    def plan_edit_batch(self, codes: np.ndarray, instructions: List[str], per_step: Optional[int] = None) -> List[List[dict]]:
+        """Editing with a plan, its first step (the published code's create_plan_edit): the source image (semantic
+        prefix) + `edit plan : {instruction}` -> the edit's region as layout items (the object added, removed or
+        changed), decoded as plans are, boxes re-decoded under the box prior where the package's prior has plans."""
+        heads = [self.enc("edit plan : " + i) for i in instructions]
+        codes = np.asarray(codes, np.int64)
+        out = self.decode_text(heads, ANSWER_LEN["plan_edit"], codes, per_step or self.per_step["plan_edit"],
+                               eos_bias=self.eos_bias.get("plan_edit", 0.0))
+        if self.plan_box_prior and self.box_prior is not None:
+            out = [self.redecode_plan_boxes(h, list(o), prefix=codes[b:b + 1]) for b, (h, o) in enumerate(zip(heads, out))]
+        return [self.parse_layout(o) for o in out]
+
+    def plan_edit(self, image_codes: Sequence[int], instruction: str) -> List[dict]:
+        return self.plan_edit_batch(np.asarray([image_codes]), [instruction])[0]
+
+    def redecode_plan_boxes(self, head: List[int], ids: List[int], gaps: Optional[List[float]] = None,
+                            prefix: Optional[np.ndarray] = None) -> List[int]:
         """Each layout item's 4 coordinates masked again, in order, and decoded jointly under the box prior from
-        one forward with the rest of the plan as decoded (the package's `tasks.box_prior.plans`; the runtime's
+        one forward with the rest of the plan as decoded (and the image `prefix` of an edit's plan) (the package's `tasks.box_prior.plans`; the runtime's
         `redecodePlanBoxes`). Plans decode one token a step, and an item's width and height come from different
         steps: 228 of 638 boxes of the table's plans were 12 x 20 or 20 x 12, which no object has. `gaps`: each
         decision's score gap (box_prior.decode_box_margin) is appended to it."""
@@ -617,8 +644,8 @@ class Sampler:
             if not all(self.loc0 <= t <= self.loc0 + LOC_MAX for t in ids[k + 1:k + 5]):
                 continue
             row = ids[:k + 1] + [sp["mask"]] * 4 + ids[k + 5:]
-            lg, _ = self._forward([head + row], None, None, need_text=True)
-            at = len(head) + k + 1
+            lg, _ = self._forward([head + row], prefix, None, need_text=True)
+            at = (0 if prefix is None else prefix.shape[1]) + len(head) + k + 1
             lp = self.loc_logprobs(lg[0, at:at + 4])
             if gaps is None:
                 bins = decode_box(lp, self.box_prior)
@@ -713,7 +740,18 @@ class Sampler:
         return {"image": attempts[-1], "attempts": attempts, "verdicts": [a.verdict for a in attempts], "plan": layout}
 
 
-def trained_eos_bias(train_args: dict, tasks: Sequence[str] = ("und", "reflect", "plan")) -> Dict[str, float]:
+def trained_tasks(train_args: dict) -> List[str]:
+    """The tasks a checkpoint's last run drew (train.TASKS with its --task-weights); plan_edit and edit_plan only
+    where that run gave them a weight."""
+    from .train import TASKS
+    weights = dict(TASKS)
+    for item in filter(None, str(train_args.get("task_weights", "") or "").split(",")):
+        name, value = item.split("=")
+        weights[name] = float(value)
+    return [t for t, w in weights.items() if w > 0]
+
+
+def trained_eos_bias(train_args: dict, tasks: Sequence[str] = ("und", "reflect", "plan", "plan_edit")) -> Dict[str, float]:
     """-log w for each answer task whose [eos] targets train.py weighted w (`--eos-weight w`, on every text
     task or on `--eos-weight-tasks`): a class weighted w in the cross-entropy is predicted w times too
     often, so adding -log w to its logit restores the unweighted odds (logit adjustment). Only the plan
@@ -723,7 +761,9 @@ def trained_eos_bias(train_args: dict, tasks: Sequence[str] = ("und", "reflect",
     only = set(filter(None, str(train_args.get("eos_weight_tasks", "") or "").split(",")))
     if w == 1.0 or w <= 0:
         return {}
-    return {t: round(-math.log(w), 4) for t in tasks if t in DEFAULT_EOS_BIAS_TASKS and (not only or t in only)}
+    drawn = set(trained_tasks(train_args))
+    return {t: round(-math.log(w), 4) for t in tasks
+            if t in DEFAULT_EOS_BIAS_TASKS and (not only or t in only) and (t != "plan_edit" or t in drawn)}
 
 
 def load(checkpoint_path: str, codebook_path: str, device: str = "cpu"):

@@ -12,6 +12,9 @@ One masked cross-entropy over text and image tokens, a task drawn per batch:
   ground        image + referring expression -> box, 4 coordinate tokens decoded in parallel
   edit          instruction + VQ condition tokens (generation branch) -> edited image
   reflect       image + prompt -> verdict and reason
+  plan_edit     image + instruction -> the edit's region as a layout item (the object it adds, removes or changes)
+  edit_plan     instruction + that region + VQ condition tokens -> edited image (editing with a plan)
+(plan_edit and edit_plan have weight 0 unless --task-weights gives them one: runs before them draw as they did.)
 The text branch stops after the joint layers when only image tokens are predicted, and the image
 branch is absent for text-only tasks (elastic activation).
 """
@@ -39,9 +42,32 @@ from .tokenizer import WordTokenizer
 TASKS: Dict[str, float] = {
     "t2i": 0.30, "t2i_plan": 0.10, "t2i_feedback": 0.05, "exp": 0.03, "plan": 0.10,
     "und": 0.14, "ground": 0.10, "edit": 0.10, "reflect": 0.08,
+    # Editing with a plan (the published code's create_plan_edit): last and at 0 by default, so that a run without
+    # them draws the same tasks and batches as before they existed.
+    "plan_edit": 0.0, "edit_plan": 0.0,
 }
-IMAGE_TASKS = ("t2i", "t2i_plan", "t2i_feedback", "edit")   # tasks whose targets are image tokens only
-ANSWER_LEN = {"und": 24, "reflect": 16, "plan": 44}
+IMAGE_TASKS = ("t2i", "t2i_plan", "t2i_feedback", "edit", "edit_plan")   # tasks whose targets are image tokens only
+ANSWER_LEN = {"und": 24, "reflect": 16, "plan": 44, "plan_edit": 12}
+BOX_SIDE = {"small": 12, "large": 20}   # shared/spec/shapes-world.md: an object's box side in pixels
+LOC_PER_PX = 16                         # coordinate bins per pixel: bin = px / 64 * 1024
+
+
+def edit_region(scene: dict, target: dict) -> List[dict]:
+    """The layout item(s) of an edit's region: the objects of the target scene that the source lacks (the added,
+    changed or replacing object), else the source's objects that the target lacks (the removed one), as
+    {colour, shape, box (pixels), bins}; the plan of an edit (`plan_edit`) and the condition of `edit_plan`."""
+    def key(o):
+        return (o["shape"], o["colour"], o["size"], o["x"], o["y"])
+    before = {key(o) for o in scene["objects"]}
+    after = {key(o) for o in target["objects"]}
+    new = [o for o in target["objects"] if key(o) not in before]
+    objs = new if new else [o for o in scene["objects"] if key(o) not in after]
+    items = []
+    for o in objs:
+        side = BOX_SIDE[o["size"]]
+        box = [o["x"], o["y"], o["x"] + side, o["y"] + side]
+        items.append({"colour": o["colour"], "shape": o["shape"], "box": box, "bins": [v * LOC_PER_PX for v in box]})
+    return items
 PROMPT_DROPOUT = 0.1
 
 
@@ -516,8 +542,14 @@ class Data:
             head = self.enc("evaluate : " + r["reflection"]["prompt"])
             ids, tgt = masked(self.answer(self.enc(r["reflection"]["text"]), ANSWER_LEN["reflect"]))
             return head + ids, none(len(head)) + tgt, img[r["reflection"]["image"] + r["_base"]], None, None
-        if task == "edit":
+        if task == "plan_edit":
+            head = self.enc("edit plan : " + r["edit"]["text"])
+            ids, tgt = masked(self.answer(self.layout(edit_region(r["scene"], r["edit"]["target_scene"])), ANSWER_LEN["plan_edit"]))
+            return head + ids, none(len(head)) + tgt, img[r["image"] + r["_base"]], None, None
+        if task in ("edit", "edit_plan"):
             text = self.enc("edit : " + r["edit"]["text"])
+            if task == "edit_plan":
+                text += self.enc(" plan :") + self.layout(edit_region(r["scene"], r["edit"]["target_scene"]))
             if self.edit_dropout and rng.uniform() < self.edit_dropout:  # trains the text-unconditional row of edit guidance
                 text = [mask] * len(text)
             cond = (img[r["image"] + r["_base"]] + self.cond_offset).tolist()
