@@ -355,6 +355,7 @@ export class StageClient {
       understand: JobName.Understand,
       reflect: JobName.Reflect,
       plan: JobName.Plan,
+      plan_edit: JobName.PlanEdit,
       ground: JobName.Ground,
       respond: JobName.Respond,
     }[data.task];

@@ -5,7 +5,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LavidaClient, progressOf, type JobEvent } from '@lavida/client';
-import { decodePng, diffusionSteps, encodePng, LocalJointPeer, ModelPackage, textToImage, UnderstandingEngine } from '@lavida/model';
+import {
+  decodePng,
+  diffusionSteps,
+  editImage,
+  encodePng,
+  LocalJointPeer,
+  ModelPackage,
+  textToImage,
+  UnderstandingEngine,
+} from '@lavida/model';
 import { freshPrefix, startRedis, type TestRedis } from '../support/redis.js';
 import { TestSystem } from '../support/system.js';
 
@@ -172,6 +181,38 @@ describe('pipelines of every task through the api (lavida-o-mini)', () => {
     assert.equal(edit.status, 'succeeded');
     assert.equal(edit.output!.tokens.length, 64);
     assert.equal((await fetch(edit.output!.image)).status, 200);
+  });
+
+  it('edit with plan: plan_edit (the region, from the source image) then the edit given it, equal to the engine; a model without the templates fails the job with INVALID_INPUT', async () => {
+    const instruction = 'remove the red circle';
+    const job = await run({ task: 'edit', input: { image: sourceB64, instruction, seed: 2, plan: true } });
+    const templates = pkg.manifest.tasks as { plan_edit?: string; edit_plan?: string };
+    if (templates.plan_edit === undefined || templates.edit_plan === undefined) {
+      assert.equal(job.status, 'failed', system.dump());
+      assert.match(job.error ?? '', /does not plan edits/);
+      assert.deepEqual(
+        job.timeline.map((s) => [s.stage, s.status]),
+        [['plan_edit', 'failed']],
+      );
+      // Not retried: bad input is not a transient failure.
+      assert.equal(job.timeline[0].attempts, 1);
+      return;
+    }
+    assert.equal(job.status, 'succeeded', system.dump());
+    assert.deepEqual(
+      job.timeline.map((s) => s.stage),
+      ['plan_edit', 'edit'],
+    );
+    const region = await new UnderstandingEngine(pkg).planEdit(source, instruction);
+    assert.deepEqual(job.timeline[0].plan, region.layout);
+    assert.deepEqual(job.output!.plan, region.layout);
+    const single = await editImage(
+      pkg,
+      new LocalJointPeer(pkg),
+      { instruction, pixels: source, seed: 2, plan: region.layout },
+      { sessionId: 'edit-plan-e2e' },
+    );
+    assert.deepEqual(job.output!.tokens, single.tokens);
   });
 
   it('respond whose answer is an image ([exp]): one respond stage, a 64x64 PNG equal to a single-process run, diffusion progress, webhooks', async () => {

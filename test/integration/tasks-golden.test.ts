@@ -13,7 +13,7 @@ import { MINI_MODEL } from '../support/paths.js';
  * differences cannot flip a token.
  */
 interface Case {
-  task: 'text_to_image' | 'edit' | 'understand' | 'reflect' | 'plan' | 'ground' | 'respond';
+  task: 'text_to_image' | 'edit' | 'understand' | 'reflect' | 'plan' | 'ground' | 'respond' | 'plan_edit';
   [key: string]: unknown;
 }
 interface Golden {
@@ -59,6 +59,15 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
     const tasks = new Set(golden.cases.map((c) => c.task));
     for (const task of ['text_to_image', 'edit', 'understand', 'reflect', 'plan', 'ground', 'respond'])
       assert.ok(tasks.has(task as Case['task']), task);
+    // A package with the editing-with-a-plan templates carries their cases (edit plans, and edits given them).
+    const templates = pkg.manifest.tasks as { plan_edit?: string; edit_plan?: string };
+    const editPlans = templates.plan_edit !== undefined && templates.edit_plan !== undefined;
+    assert.equal(tasks.has('plan_edit'), editPlans, 'plan_edit cases exactly when the package plans edits');
+    assert.equal(
+      golden.cases.some((c) => c.task === 'edit' && c.plan),
+      editPlans,
+      'edit-with-plan cases exactly when the package plans edits',
+    );
   });
 
   it("samples images with the package's correction sweeps and guidance interval, the reference sampler's", () => {
@@ -150,6 +159,7 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
               steps: n('steps'),
               guidance: n('guidance'),
               temperature: n('temperature'),
+              plan: c.plan as { label: string; bins: [number, number, number, number] }[] | undefined,
             },
             { sessionId: `golden-${index}` },
           );
@@ -182,6 +192,18 @@ describe('lavida-o-mini: every task equals the PyTorch reference sampler (tasks-
             want.map((l) => ({ label: `${l.colour} ${l.shape}`, bins: l.bins })),
           );
           result.layout.forEach((l, i) => l.box.forEach((v, j) => assert.ok(Math.abs(v - want[i].box[j]) < 1e-6)));
+          return;
+        }
+        case 'plan_edit': {
+          const pixels = await pixelsOf(c.image_tokens as number[]);
+          const result = await engine.planEdit(pixels, c.instruction as string);
+          assert.deepEqual(result.ids, c.answer_ids);
+          if (c.slot_ids) assert.deepEqual((await engine.planEdit(pixels, c.instruction as string, { boxPrior: false })).ids, c.slot_ids);
+          const want = c.layout as { colour: string; shape: string; bins: number[] }[];
+          assert.deepEqual(
+            result.layout.map((l) => ({ label: l.label, bins: l.bins })),
+            want.map((l) => ({ label: `${l.colour} ${l.shape}`, bins: l.bins })),
+          );
           return;
         }
         case 'ground': {

@@ -122,6 +122,7 @@ const TASKS: Record<Task, Field[]> = {
     ['image-guidance', 'image_guidance', 'number'],
     ['temperature', 'temperature', 'number'],
     ['correction-sweeps', 'correction_sweeps', 'number'],
+    ['plan', 'plan', 'boolean'],
   ],
   ground: [
     ['ref', 'refs', 'list'],

@@ -84,6 +84,11 @@ export const EditInputSchema = z
     image_guidance: guidance.optional(),
     temperature: temperature.optional(),
     correction_sweeps: correctionSweeps.optional(),
+    /**
+     * Plan the edit first (understanding branch: the region it changes, as a layout) and edit with that plan. Needs
+     * a model with the editing-with-a-plan templates; the result carries the plan.
+     */
+    plan: z.boolean().optional(),
     ...scheduling,
   })
   .strict();
@@ -160,8 +165,8 @@ export type PipelineInput =
 
 /** One stage job of a pipeline, in the order queued. */
 export interface StageRef {
-  /** plan, generate, reflect, edit, ground, understand, respond */
-  stage: 'plan' | 'generate' | 'reflect' | 'edit' | 'ground' | 'understand' | 'respond';
+  /** plan, plan_edit, generate, reflect, edit, ground, understand, respond */
+  stage: 'plan' | 'plan_edit' | 'generate' | 'reflect' | 'edit' | 'ground' | 'understand' | 'respond';
   queue: QueueName;
   jobId: string;
   /** Round of a generate / reflect stage, from 1. */
@@ -209,6 +214,7 @@ export interface PipelineResult {
   attempts?: AttemptResult[];
   /** Whether the reflection accepted the returned image. */
   accepted?: boolean;
+  /** The layout the image was drawn with (text-to-image with `plan`; edit with `plan`: the edit's region). */
   plan?: PlanItem[];
   /** Answer (understand; respond when text). */
   text?: string;
@@ -279,6 +285,8 @@ export interface EditJobData extends StageJobCommon {
   /** Default the model's `sampling.correction_sweeps`. */
   correctionSweeps?: number;
   output?: string;
+  /** The edit's region (a plan_edit stage's layout): edit with the model's edit_plan template. */
+  plan?: PlanItem[];
 }
 
 /** Data of an understanding-branch stage job (QueueName.Understanding). */
@@ -286,6 +294,7 @@ export type UnderstandingJobData = (
   | { task: 'understand'; image: ImageRef; question: string }
   | { task: 'reflect'; image: ImageRef; prompt: string }
   | { task: 'plan'; prompt: string }
+  | { task: 'plan_edit'; image: ImageRef; instruction: string }
   | { task: 'ground'; image: ImageRef; refs: string[]; steps?: number }
   | ({ task: 'respond'; prompt: string } & RespondImageOptions)
 ) &
@@ -319,7 +328,7 @@ export interface UnderstandingResult {
   task: UnderstandingJobData['task'];
   /** Answer, description or verdict (understand, reflect; respond when text). */
   text?: string;
-  /** Plan boxes (plan). */
+  /** Plan boxes (plan; plan_edit: the edit's region). */
   layout?: PlanItem[];
   /** One box per reference, pixels (ground). */
   boxes?: [number, number, number, number][];

@@ -29,6 +29,8 @@ export enum JobName {
   Ground = 'ground',
   /** A layout plan for a prompt, on QueueName.Understanding. */
   Plan = 'plan',
+  /** The region an edit changes, as a layout (editing with a plan), on QueueName.Understanding. */
+  PlanEdit = 'plan_edit',
   /** A verdict on an image for its prompt, on QueueName.Understanding. */
   Reflect = 'reflect',
   /** Which modality answers a prompt (`[exp]` = an image), on QueueName.Understanding. */

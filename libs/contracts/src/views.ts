@@ -15,7 +15,7 @@ const iso = z.string().nullable();
 
 /** One stage of a job's timeline. */
 export const StageViewSchema = z.object({
-  stage: z.enum(['plan', 'generate', 'reflect', 'edit', 'ground', 'understand', 'respond']).describe('the stage'),
+  stage: z.enum(['plan', 'plan_edit', 'generate', 'reflect', 'edit', 'ground', 'understand', 'respond']).describe('the stage'),
   round: z.number().int().optional().describe('round of a generate / reflect stage, from 1'),
   status: z.enum(JOB_STATUSES),
   attempts: z.number().int(),

@@ -17,21 +17,34 @@ export const TaskTemplatesSchema = z.object({
   ground: z.string(),
   edit: z.string(),
   reflect: z.string(),
+  /**
+   * Editing with a plan (both or neither): `plan_edit` asks for the edit's region, with the source image as the
+   * prefix (`{instruction}`; answered as a layout, `answer_len.plan_edit` slots), `edit_plan` edits given it
+   * (`{instruction}`, `{layout}`). A model without them edits without a plan only.
+   */
+  plan_edit: z.string().optional(),
+  edit_plan: z.string().optional(),
   answer_len: z.object({
     und: z.number().int().positive(),
     reflect: z.number().int().positive(),
     plan: z.number().int().positive(),
+    plan_edit: z.number().int().positive().optional(),
   }),
-  /** Slots revealed per forward when the caller names none (absent: und 2, reflect 2, plan 4). */
+  /** Slots revealed per forward when the caller names none (absent: und 2, reflect 2, plan 4, plan_edit 1). */
   per_step: z
-    .object({ und: z.number().int().positive(), reflect: z.number().int().positive(), plan: z.number().int().positive() })
+    .object({
+      und: z.number().int().positive(),
+      reflect: z.number().int().positive(),
+      plan: z.number().int().positive(),
+      plan_edit: z.number().int().positive(),
+    })
     .partial()
     .optional(),
   /**
    * Added to the `[eos]` logit of an answer slot (absent: 0). -log w for a model trained with its
    * `[eos]` targets weighted w, which otherwise ends answers and plans too late.
    */
-  eos_bias: z.object({ und: z.number(), reflect: z.number(), plan: z.number() }).partial().optional(),
+  eos_bias: z.object({ und: z.number(), reflect: z.number(), plan: z.number(), plan_edit: z.number() }).partial().optional(),
   /**
    * Grounding in one step decoded jointly under the training targets' box sizes (absent: each coordinate
    * slot's own argmax). See box-prior.ts.
@@ -39,6 +52,12 @@ export const TaskTemplatesSchema = z.object({
   box_prior: BoxPriorSchema.optional(),
 });
 export type TaskTemplates = z.infer<typeof TaskTemplatesSchema>;
+
+/** The editing-with-a-plan templates of a model, or undefined when it has none (both must be there). */
+export function editPlanTemplates(t: TaskTemplates): { planEdit: string; editPlan: string; answerLen: number } | undefined {
+  if (t.plan_edit === undefined || t.edit_plan === undefined || t.answer_len.plan_edit === undefined) return undefined;
+  return { planEdit: t.plan_edit, editPlan: t.edit_plan, answerLen: t.answer_len.plan_edit };
+}
 
 /** The model's task templates, or a ModelPackageError naming what the manifest lacks. */
 export function taskTemplates(manifest: Manifest): TaskTemplates {

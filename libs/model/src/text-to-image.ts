@@ -5,7 +5,7 @@ import type { Manifest } from './manifest.js';
 import { Tensor, type ModelPackage } from './package.js';
 import { encodePng } from './png.js';
 import { guide } from './sampling.js';
-import { encodeTemplate, fill, layoutIds, taskTemplates, type LayoutItem } from './tasks.js';
+import { editPlanTemplates, encodeTemplate, fill, layoutIds, taskTemplates, type LayoutItem } from './tasks.js';
 import { WordTokenizer } from './tokenizer.js';
 
 export type { TextToImageRequest };
@@ -177,10 +177,15 @@ export interface EditRequest {
   temperature?: number;
   /** Default the manifest's `sampling.correction_sweeps` (0: none). */
   correctionSweeps?: number;
+  /**
+   * The edit's region (UnderstandingEngine.planEdit, or the caller's): edits with the `edit_plan` template; the
+   * unconditional rows mask it with the instruction. A model without that template rejects it.
+   */
+  plan?: readonly Pick<LayoutItem, 'label' | 'bins'>[];
 }
 
 /**
- * Editing: the instruction on the text side, the source image's codes as a condition grid before
+ * Editing: the instruction (and with a plan, the edit's region as layout text) on the text side, the source image's codes as a condition grid before
  * the output grid on the generation branch. Guidance over stacked rows: cond (instruction, image),
  * text-unconditional (masked instruction, image) and, with an image scale, unconditional (masked
  * instruction, masked condition): s = c + g_t (c - u_t) + g_i (u_t - u), which is
@@ -193,7 +198,16 @@ export async function editImage(pkg: ModelPackage, peer: JointPeer, request: Edi
   if (!request.instruction.trim()) throw new InvalidInputError('instruction must not be empty');
   checkPixels(pkg, request.pixels, 'image');
   const tokenizer = new WordTokenizer(manifest.text);
-  const ids = encodeTemplate(tokenizer, taskTemplates(manifest).edit, { instruction: request.instruction });
+  const templates = taskTemplates(manifest);
+  let ids: number[];
+  if (request.plan?.length) {
+    const et = editPlanTemplates(templates);
+    if (et === undefined) throw new InvalidInputError(`model ${manifest.name}@${manifest.version} does not edit with a plan (no edit_plan template)`);
+    for (const [i, item] of request.plan.entries()) checkLayoutItem(pkg, item, `plan[${i}]`);
+    ids = encodeTemplate(tokenizer, et.editPlan, { instruction: request.instruction, layout: layoutIds(tokenizer, request.plan) });
+  } else {
+    ids = encodeTemplate(tokenizer, templates.edit, { instruction: request.instruction });
+  }
   if (ids.length === 0) throw new InvalidInputError('instruction has no tokens');
   const codes = await encodeImage(pkg, request.pixels);
   const condition = codes.map((c) => c + image.condition_offset!);

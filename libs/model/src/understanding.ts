@@ -2,7 +2,7 @@ import { CanceledError, InvalidInputError } from '@lavida/contracts';
 import type { JointPeer } from './joint.js';
 import type { ModelPackage, Tensor } from './package.js';
 import { textToImage, type TextToImageResult } from './text-to-image.js';
-import { answerWords, binsToBox, detokenize, fill, parseLayout, stripMicro, taskTemplates, type LayoutItem } from './tasks.js';
+import { answerWords, binsToBox, detokenize, editPlanTemplates, fill, parseLayout, stripMicro, taskTemplates, type LayoutItem } from './tasks.js';
 import { decodeBox, logSoftmax, type BoxPrior } from './box-prior.js';
 import { decodeSlots, TextSideRunner } from './text-decoding.js';
 import { WordTokenizer } from './tokenizer.js';
@@ -110,12 +110,46 @@ export class UnderstandingEngine {
   }
 
   /**
-   * Each `<loc> b b b b </loc>` of a decoded plan (before its `[eos]`), in order, masked again and decoded
-   * jointly under the box prior from one forward with the rest of the plan: the slots of one box are fixed
-   * in different steps of the plan's decoding, so its width and height may come from different objects.
-   * The reference sampler's `redecode_plan_boxes`.
+   * Editing with a plan, its first step (the published code's `create_plan_edit`): the region of the image an
+   * instruction changes, as layout items (the object it adds, removes or changes), from the source image and
+   * the `plan_edit` template; `answer_len.plan_edit` slots, `per_step.plan_edit` (default 1) a step, boxes
+   * re-decoded under the box prior as plans are. An InvalidInputError for a model without the templates.
    */
-  private async redecodePlanBoxes(head: readonly number[], decoded: readonly number[], prior: BoxPrior, signal?: AbortSignal): Promise<number[]> {
+  async planEdit(
+    pixels: Pixels,
+    instruction: string,
+    options: TextTaskOptions & { perStep?: number; boxPrior?: boolean } = {},
+  ): Promise<PlanResult> {
+    if (!instruction.trim()) throw new InvalidInputError('instruction must not be empty');
+    const t = this.templates;
+    const et = editPlanTemplates(t);
+    if (et === undefined) throw new InvalidInputError(`model ${this.pkg.manifest.name}@${this.pkg.manifest.version} does not plan edits (no plan_edit / edit_plan templates)`);
+    const before = this.runner.forwards;
+    const head = this.encode(fill(et.planEdit, { instruction }), 'instruction');
+    const prefix = await this.runner.imageTokens(pixels, 1);
+    let [ids] = await decodeSlots(
+      this.runner,
+      [head],
+      { length: et.answerLen, perStep: options.perStep ?? t.per_step?.plan_edit ?? 1, eosBias: t.eos_bias?.plan_edit, ...options },
+      prefix,
+    );
+    if (t.box_prior?.plans && options.boxPrior !== false) ids = await this.redecodePlanBoxes(head, ids, t.box_prior, options.signal, prefix);
+    return { layout: parseLayout(this.tokenizer, ids, this.pkg.manifest), ids, forwards: this.runner.forwards - before };
+  }
+
+  /**
+   * Each `<loc> b b b b </loc>` of a decoded plan (before its `[eos]`), in order, masked again and decoded
+   * jointly under the box prior from one forward with the rest of the plan (and the image `prefix` of an
+   * edit's plan): the slots of one box are fixed in different steps of the plan's decoding, so its width and
+   * height may come from different objects. The reference sampler's `redecode_plan_boxes`.
+   */
+  private async redecodePlanBoxes(
+    head: readonly number[],
+    decoded: readonly number[],
+    prior: BoxPrior,
+    signal?: AbortSignal,
+    prefix?: Tensor,
+  ): Promise<number[]> {
     const sp = this.tokenizer.special;
     const { first_id: first, count } = this.tokenizer.locBins;
     const isLoc = (id: number) => id >= first && id < first + count;
@@ -126,8 +160,8 @@ export class UnderstandingEngine {
       if (ids[k] !== sp.loc_begin || k + 5 >= end || ids[k + 5] !== sp.loc_end || !ids.slice(k + 1, k + 5).every(isLoc)) continue;
       if (signal?.aborted) throw new CanceledError('canceled');
       const row = [...head, ...ids.slice(0, k + 1), sp.mask, sp.mask, sp.mask, sp.mask, ...ids.slice(k + 5)];
-      const out = await this.runner.logits([row]);
-      const at = head.length + k + 1;
+      const out = await this.runner.logits([row], prefix);
+      const at = (prefix?.dims[1] ?? 0) + head.length + k + 1;
       const slot = (j: number) => logSoftmax(out.data, (at + j) * out.vocab + first, count);
       decodeBox([slot(0), slot(1), slot(2), slot(3)], prior).forEach((b, j) => (ids[k + 1 + j] = first + b));
     }

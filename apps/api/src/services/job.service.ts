@@ -221,7 +221,7 @@ export class JobService {
       // A generation stage's artefact, or the image of a respond stage's `[exp]` answer.
       const artifact = value.artifact ?? value.image?.artifact;
       if (artifact) produced.image = `${url}/files/${artifact.name}`;
-      if (ref.stage === 'plan') produced.plan = value.layout;
+      if (ref.stage === 'plan' || ref.stage === 'plan_edit') produced.plan = value.layout;
       if (ref.stage === 'reflect') produced.verdict = value.text;
       if (ref.stage === 'understand' || ref.stage === 'respond') produced.text = value.text;
       if (ref.stage === 'ground') produced.boxes = value.boxes;

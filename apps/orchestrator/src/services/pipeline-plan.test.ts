@@ -1,6 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { JobName, QueueName, type GenerateJobData, type PipelineJobData, type StageRef, type UnderstandingResult } from '@lavida/contracts';
+import {
+  JobName,
+  QueueName,
+  type EditJobData,
+  type GenerateJobData,
+  type PipelineJobData,
+  type StageRef,
+  type UnderstandingJobData,
+  type UnderstandingResult,
+} from '@lavida/contracts';
 import { nextStep } from './pipeline-plan.js';
 
 const model = { name: 'm', version: '1' };
@@ -134,6 +143,45 @@ describe('pipeline decisions (nextStep)', () => {
     assert.deepEqual(drawn.result, { task: 'respond', modality: 'image', image, model });
     const said = walk(data, () => ({ task: 'respond', modality: 'text', text: 'circle', model, timings: { totalMs: 1, forwards: 3 } }));
     assert.deepEqual(said.result, { task: 'respond', modality: 'text', text: 'circle', model });
+  });
+
+  it('edit with plan: plan_edit on the understanding queue from the source image, then the edit given that region', () => {
+    const image = { jobId: 'e', name: 'input.png' };
+    const edit = (input: object): PipelineJobData => ({
+      id: 'e',
+      task: 'edit',
+      input: { task: 'edit', instruction: 'remove the square', image, seed: 3, ...input },
+      createdAt: '',
+    });
+    const region = [{ label: 'red square', bins: [672, 400, 864, 592] as [number, number, number, number] }];
+    const answer = (ref: StageRef) =>
+      ref.stage === 'plan_edit' ? { task: 'plan_edit', layout: region, model, timings: { totalMs: 1, forwards: 14 } } : generated(1);
+    const planned = walk(edit({ plan: true }), answer);
+    assert.deepEqual(
+      planned.steps.map((s) => [s.ref.stage, s.ref.queue, s.name, s.ref.jobId]),
+      [
+        ['plan_edit', QueueName.Understanding, JobName.PlanEdit, 'e-plan_edit'],
+        ['edit', QueueName.Generation, JobName.Edit, 'e-edit'],
+      ],
+    );
+    assert.deepEqual(planned.steps[0].data, {
+      jobId: 'e',
+      task: 'plan_edit',
+      image,
+      instruction: 'remove the square',
+    } satisfies UnderstandingJobData);
+    const e = planned.steps[1].data as EditJobData;
+    assert.deepEqual([e.plan, e.instruction, e.seed, e.image], [region, 'remove the square', 3, image]);
+    assert.deepEqual(planned.result.plan, region);
+    assert.equal(planned.result.image!.artifact.name, 'attempt-1.png');
+    // Without plan: one edit stage, no plan in its data or the result.
+    const plain = walk(edit({}), answer);
+    assert.deepEqual(
+      plain.steps.map((s) => s.ref.stage),
+      ['edit'],
+    );
+    assert.equal((plain.steps[0].data as EditJobData).plan, undefined);
+    assert.equal(plain.result.plan, undefined);
   });
 
   it('a stage whose result is missing is an error, not a guess', () => {

@@ -95,7 +95,13 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
       return { kind: 'done', result: { task: 'ground', boxes: r.boxes, model: model(r) } };
     }
     case 'edit': {
-      if (stages.length === 0) {
+      // With `plan`: the understanding branch plans the edit's region from the source image first (plan_edit).
+      const planRef = stages.find((s) => s.stage === 'plan_edit');
+      const layout = planRef ? result<UnderstandingResult>(planRef).layout : undefined;
+      if (stages.length === 0 && input.plan)
+        return understanding('plan_edit', { jobId: id, task: 'plan_edit', image: input.image, instruction: input.instruction });
+      const last = stages.at(-1);
+      if (!last || last.stage === 'plan_edit') {
         const payload: EditJobData = {
           jobId: id,
           instruction: input.instruction,
@@ -107,6 +113,7 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           temperature: input.temperature,
           correctionSweeps: input.correction_sweeps,
           output: 'image.png',
+          ...(layout ? { plan: layout } : {}),
         };
         return {
           kind: 'stage',
@@ -115,8 +122,11 @@ export function nextStep(data: PipelineJobData, results: Results): NextStep {
           data: payload,
         };
       }
-      const r = result<GenerateResult>(stages[0]);
-      return { kind: 'done', result: { task: 'edit', image: { artifact: r.artifact, tokens: r.tokens }, model: model(r) } };
+      const r = result<GenerateResult>(last);
+      return {
+        kind: 'done',
+        result: { task: 'edit', image: { artifact: r.artifact, tokens: r.tokens }, ...(layout ? { plan: layout } : {}), model: model(r) },
+      };
     }
     case 'text-to-image': {
       const rounds = input.reflect ? (input.rounds ?? DEFAULT_ROUNDS) : 1;

@@ -62,7 +62,7 @@ export function stageMessage(data: PipelineJobData, ref: StageRef, value: unknow
   const stage: WebhookStage = { name: ref.stage, ...(ref.round === undefined ? {} : { round: ref.round }), job_id: ref.jobId };
   const artifact = result?.artifact ?? result?.image?.artifact;
   if (artifact) stage.image = `${url}/files/${artifact.name}`;
-  if (ref.stage === 'plan' && result?.layout) stage.plan = result.layout;
+  if ((ref.stage === 'plan' || ref.stage === 'plan_edit') && result?.layout) stage.plan = result.layout;
   if (ref.stage === 'reflect' && result?.text !== undefined) stage.verdict = result.text;
   if ((ref.stage === 'understand' || ref.stage === 'respond') && result?.text !== undefined) stage.text = result.text;
   if (ref.stage === 'ground' && result?.boxes) stage.boxes = result.boxes;

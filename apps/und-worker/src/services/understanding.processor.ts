@@ -4,7 +4,7 @@ import { CONFIG, JsonLogger, StageProcessor, WorkerRegistry, type Config } from 
 import { InvalidInputError, JobName, QueueName, type UnderstandingJobData, type UnderstandingResult } from '@lavida/contracts';
 import { UnderstandingService } from './understanding.service.js';
 
-const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.Plan, JobName.Reflect, JobName.Respond]);
+const TASK_JOBS = new Set<string>([JobName.Understand, JobName.Ground, JobName.Plan, JobName.PlanEdit, JobName.Reflect, JobName.Respond]);
 
 /** Consumes the understanding queue. Retryable failures are thrown for BullMQ to retry; others are unrecoverable. */
 @Injectable()

@@ -6,7 +6,7 @@ import { decodeImageInput, ModelPackage, textToImageFromText, UnderstandingEngin
 import { GenPeerRepository } from '../repositories/gen-peer.repository.js';
 
 /**
- * Runs the understanding branch's stages: answers, reflection, plans, grounding, and `respond`,
+ * Runs the understanding branch's stages: answers, reflection, plans (of images and of edits), grounding, and `respond`,
  * whose `[exp]` answer this worker expands into an image by driving text-to-image with a
  * generation peer serving the image side.
  */
@@ -56,6 +56,10 @@ export class UnderstandingService {
       }
       case 'plan': {
         const r = await this.engine.plan(requireText(data.prompt, 'prompt'), options);
+        return done(r.forwards, { layout: r.layout });
+      }
+      case 'plan_edit': {
+        const r = await this.engine.planEdit(await this.image(data.image), requireText(data.instruction, 'instruction'), options);
         return done(r.forwards, { layout: r.layout });
       }
       case 'ground': {

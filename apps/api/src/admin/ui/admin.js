@@ -373,7 +373,7 @@ function gantt(stage, t0, total) {
 
 async function jobView(id) {
   const job = await api(`jobs/${encodeURIComponent(id)}`);
-  const plan = job.output?.plan ?? job.timeline.find((s) => s.stage === 'plan')?.plan ?? [];
+  const plan = job.output?.plan ?? job.timeline.find((s) => s.stage === 'plan' || s.stage === 'plan_edit')?.plan ?? [];
   const figures = [];
   if (job.output?.attempts?.length) {
     for (const a of job.output.attempts) {
@@ -389,7 +389,8 @@ async function jobView(id) {
       );
     }
   } else if (job.output?.image) {
-    figures.push(figure(job.output.image, 'output', undefined, null, 'output'));
+    // An edit with a plan: its region drawn over the edited image.
+    figures.push(figure(job.output.image, 'output', undefined, plan.length ? plan : null, 'output'));
   } else {
     for (const s of job.timeline.filter((s) => s.image))
       figures.push(figure(s.image, `${s.stage} ${s.round ?? ''}`, s.verdict, s.round === 1 ? plan : null, s.round));
