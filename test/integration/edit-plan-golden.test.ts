@@ -71,35 +71,25 @@ describe('editing with a plan equals the PyTorch reference sampler (bundled weig
       }
       const plan = c.plan as { label: string; bins: [number, number, number, number] }[];
       const n = (key: string) => c[key] as number;
-      const result = await editImage(
-        pkg,
-        new LocalJointPeer(pkg),
-        {
-          instruction: c.instruction as string,
-          pixels,
-          seed: n('seed'),
-          steps: n('steps'),
-          guidance: n('guidance'),
-          temperature: n('temperature'),
-          plan,
-        },
-        { sessionId: `edit-plan-${index}` },
-      );
+      const edit = (withPlan: boolean, sessionId: string) =>
+        editImage(
+          pkg,
+          new LocalJointPeer(pkg),
+          {
+            instruction: c.instruction as string,
+            pixels,
+            seed: n('seed'),
+            steps: n('steps'),
+            guidance: n('guidance'),
+            temperature: n('temperature'),
+            ...(withPlan ? { plan } : {}),
+          },
+          { sessionId },
+        );
+      const result = await edit(true, `edit-plan-${index}`);
       assert.deepEqual(result.tokens, c.tokens);
       // The plan is in the text: without it the same seed draws another image.
-      const plain = await editImage(
-        pkg,
-        new LocalJointPeer(pkg),
-        {
-          instruction: c.instruction as string,
-          pixels,
-          seed: n('seed'),
-          steps: n('steps'),
-          guidance: n('guidance'),
-          temperature: n('temperature'),
-        },
-        { sessionId: `edit-plain-${index}` },
-      );
+      const plain = await edit(false, `edit-plain-${index}`);
       assert.notDeepEqual(plain.tokens, result.tokens);
     });
   }
