@@ -246,11 +246,12 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
                 raise SystemExit(f"--edit-modes: unknown mode {mode!r} (plain, plan, oracle_plan)")
         srcs = [tokens[r["image"]].tolist() for r in sub]
         instructions = [r["edit"]["text"] for r in sub]
+        truth = [edit_region(r["scene"], r["edit"]["target_scene"]) for r in sub]   # each edit's true region
         layouts = None
         if "plan" in modes:  # editing with a plan, its first step: the model's region of each edit
             t0 = time.time()
             if args.oracle:
-                layouts = [edit_region(r["scene"], r["edit"]["target_scene"]) for r in sub]
+                layouts = truth
             else:
                 layouts = text_batched(s.plan_edit_batch, codes, instructions, args.text_batch, per_step=args.plan_per_step)
             for r, lay in zip(sub, layouts):
@@ -262,8 +263,7 @@ def run_parts(s: Sampler, samples: List[dict], tokens: np.ndarray, images: np.nd
             if args.oracle:
                 out = [tokens[r["edit"]["target_image"]].tolist() for r in sub]
             else:
-                plans = {"plain": [None] * len(sub), "plan": layouts,
-                         "oracle_plan": [edit_region(r["scene"], r["edit"]["target_scene"]) for r in sub]}[mode]
+                plans = {"plain": [None] * len(sub), "plan": layouts, "oracle_plan": truth}[mode]
                 jobs = [{"ids": s.edit_text(i, p), "seed": r["seed"], "cond": c} for r, i, p, c in zip(sub, instructions, plans, srcs)]
                 out = sample_grouped(s, jobs, args, guidance=args.edit_guidance, temperature=args.edit_temperature)
             for r, im, c in zip(sub, s.decode_rgb(out), out):

@@ -290,24 +290,9 @@ class Golden:
         boxes re-decoded under the box prior where the package's prior has plans."""
         s = self.s
         codes, instruction = self.codes(r["image"]), r["edit"]["text"]
-        head = s.enc("edit plan : " + instruction)
-        ids, m = self._decode(head, ANSWER_LEN["plan_edit"], codes, s.per_step["plan_edit"], eos_bias=s.eos_bias.get("plan_edit", 0.0))
-        extra = {}
-        if s.plan_box_prior and s.box_prior is not None:
-            gaps: List[float] = []
-            extra["slot_ids"] = ids
-            ids = [int(i) for i in s.redecode_plan_boxes(head, ids, gaps, prefix=np.asarray([codes], np.int64))]
-            m.text = min([m.text] + [gap / 16 for gap in gaps])
-        layout = s.plan_edit(codes, instruction)
-        if s.parse_layout(ids) != layout:
-            raise AssertionError(f"plan_edit sample {r['id']}: decode_text {ids} != plan_edit {layout}")
-        if not self._accept(f"plan_edit sample {r['id']} ({r['edit']['kind']})", m):
-            return None
-        items = [dict(colour=it["colour"], shape=it["shape"], bins=[int(b) for b in it["bins"]],
-                      box=[round(float(v), 6) for v in it["box"]]) for it in layout]
-        return dict(task="plan_edit", sample=r["id"], image_tokens=codes, instruction=instruction, answer_ids=ids,
-                    layout=items, margin=m.json(), **extra)
-
+        case = self._layout_case(f"plan_edit sample {r['id']} ({r['edit']['kind']})", "plan_edit", s.enc("edit plan : " + instruction),
+                                 codes, lambda: s.plan_edit(codes, instruction))
+        return None if case is None else dict(task="plan_edit", sample=r["id"], image_tokens=codes, instruction=instruction, **case)
     # -- text tasks -----------------------------------------------------------------------------
     def understand(self, r: dict) -> Optional[dict]:
         s = self.s
@@ -336,24 +321,31 @@ class Golden:
     def plan(self, r: dict) -> Optional[dict]:
         s = self.s
         prompt = r["plan"]["prompt"]
-        head = s.enc("plan : " + strip_micro(prompt))
-        ids, m = self._decode(head, ANSWER_LEN["plan"], None, s.per_step["plan"], eos_bias=s.eos_bias.get("plan", 0.0))
+        case = self._layout_case(f"plan sample {r['id']}", "plan", s.enc("plan : " + strip_micro(prompt)), None, lambda: s.plan(prompt))
+        return None if case is None else dict(task="plan", sample=r["id"], prompt=prompt, **case)
+
+    def _layout_case(self, label: str, task: str, head: List[int], prefix: Optional[List[int]],
+                     sampled: Callable[[], List[dict]]) -> Optional[dict]:
+        """A layout answer (a plan, an edit's plan) decoded as the sampler does: the slot, then each box re-decoded
+        under the box prior where the package's prior has plans (slot_ids: the layout as decoded before), checked
+        against the sampler's own call `sampled`. None when a decision is near a tie."""
+        s = self.s
+        ids, m = self._decode(head, ANSWER_LEN[task], prefix, s.per_step[task], eos_bias=s.eos_bias.get(task, 0.0))
         extra = {}
         if s.plan_box_prior and s.box_prior is not None:
-            # each box re-decoded under the prior (Sampler.redecode_plan_boxes); slot_ids: the plan as decoded before
             gaps: List[float] = []
             extra["slot_ids"] = ids
-            ids = [int(i) for i in s.redecode_plan_boxes(head, ids, gaps)]
+            pre = None if prefix is None else np.asarray([prefix], np.int64)
+            ids = [int(i) for i in s.redecode_plan_boxes(head, ids, gaps, prefix=pre)]
             m.text = min([m.text] + [gap / 16 for gap in gaps])
-        layout = s.plan(prompt)
+        layout = sampled()
         if s.parse_layout(ids) != layout:
-            raise AssertionError(f"plan sample {r['id']}: decode_text {ids} != plan {layout}")
-        if not self._accept(f"plan sample {r['id']}", m):
+            raise AssertionError(f"{label}: decode_text {ids} != {task} {layout}")
+        if not self._accept(label, m):
             return None
         items = [dict(colour=it["colour"], shape=it["shape"], bins=[int(b) for b in it["bins"]],
                       box=[round(float(v), 6) for v in it["box"]]) for it in layout]
-        return dict(task="plan", sample=r["id"], prompt=prompt, answer_ids=ids, layout=items, margin=m.json(), **extra)
-
+        return dict(answer_ids=ids, layout=items, margin=m.json(), **extra)
     def ground(self, r: dict, steps_list: Sequence[int] = (1, 4)) -> Optional[List[dict]]:
         s = self.s
         codes, ref = self.codes(r["image"]), r["grounding"]["ref"]

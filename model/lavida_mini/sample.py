@@ -743,12 +743,8 @@ class Sampler:
 def trained_tasks(train_args: dict) -> List[str]:
     """The tasks a checkpoint's last run drew (train.TASKS with its --task-weights); plan_edit and edit_plan only
     where that run gave them a weight."""
-    from .train import TASKS
-    weights = dict(TASKS)
-    for item in filter(None, str(train_args.get("task_weights", "") or "").split(",")):
-        name, value = item.split("=")
-        weights[name] = float(value)
-    return [t for t, w in weights.items() if w > 0]
+    from .train import parse_task_weights
+    return [t for t, w in parse_task_weights(str(train_args.get("task_weights", "") or "")).items() if w > 0]
 
 
 def trained_eos_bias(train_args: dict, tasks: Sequence[str] = ("und", "reflect", "plan", "plan_edit")) -> Dict[str, float]:

@@ -52,6 +52,17 @@ BOX_SIDE = {"small": 12, "large": 20}   # shared/spec/shapes-world.md: an object
 LOC_PER_PX = 16                         # coordinate bins per pixel: bin = px / 64 * 1024
 
 
+def parse_task_weights(spec: str) -> Dict[str, float]:
+    """TASKS with the overrides of a --task-weights value (`und=0.25,ground=0.15`); ValueError for an unknown task."""
+    weights = dict(TASKS)
+    for item in filter(None, spec.split(",")):
+        name, value = item.split("=")
+        if name not in weights:
+            raise ValueError(f"unknown task {name!r} (tasks: {', '.join(TASKS)})")
+        weights[name] = float(value)
+    return weights
+
+
 def edit_region(scene: dict, target: dict) -> List[dict]:
     """The layout item(s) of an edit's region: the objects of the target scene that the source lacks (the added,
     changed or replacing object), else the source's objects that the target lacks (the removed one), as
@@ -779,12 +790,10 @@ def main(argv=None) -> int:
     params = sum(p.numel() for p in model.parameters())
     print(json.dumps({"config": asdict(cfg), "params": params, "vocab": len(data.vocab), "samples": len(data.samples)}), flush=True)
 
-    task_weights = dict(TASKS)
-    for item in filter(None, args.task_weights.split(",")):
-        name, value = item.split("=")
-        if name not in task_weights:
-            raise SystemExit(f"--task-weights: unknown task {name!r} (tasks: {', '.join(TASKS)})")
-        task_weights[name] = float(value)
+    try:
+        task_weights = parse_task_weights(args.task_weights)
+    except ValueError as e:
+        raise SystemExit(f"--task-weights: {e}")
     if args.train_scope != "all":  # only the tasks that reach a trainable weight: the image tasks under gen, the text
         # tasks under und-tail / und-read (und-read reaches t2i_feedback's prefix too, but trains on text tasks only)
         image_side = args.train_scope == "gen"
