@@ -175,6 +175,23 @@ def main(argv=None) -> int:
     check("und-read with pattern factors: the semantic factor is trained, images without a prefix stay the same",
           dplain == 0.0 and dfed > 1e-3 and any(p is fmini.factors.sem for p in read_parameters(fmini))
           and not any(p is fmini.factors.embed for p in read_parameters(fmini)), f"max|dimage, no prefix|={dplain:.2e}")
+    # --train-scope gen with --pattern-factors: the image-token, condition and head maps train with the generation
+    # branch; no text output (a prefixed one included) moves, every image output does.
+    from .train import gen_parameters
+    fimage = torch.randint(0, fcfg.codebook_size, (2, 2 * fcfg.num_image_tokens), generator=g)
+    fimage[:, :fcfg.num_image_tokens] += fcfg.condition_offset
+    fprefix = torch.randint(0, fcfg.codebook_size, (2, fcfg.num_image_tokens), generator=g)
+    with torch.no_grad():
+        before = fmini(ftext, fpad, fprefix, None, True), fmini(ftext, fpad, None, fimage, True)
+        for p in gen_parameters(fmini):
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+        after = fmini(ftext, fpad, fprefix, None, True), fmini(ftext, fpad, None, fimage, True)
+    dtxt = (before[0][0] - after[0][0]).abs().max().item()
+    dimg = (before[1][1] - after[1][1]).abs().max().item()
+    gp = gen_parameters(fmini)
+    check("gen scope with pattern factors: image, condition and head maps train, text logits stay the same",
+          dtxt == 0.0 and dimg > 1e-3 and any(p is fmini.factors.cond for p in gp) and not any(p is fmini.factors.sem for p in gp),
+          f"max|dtext|={dtxt:.2e} max|dimage|={dimg:.2e}")
     # --sem-pattern-rows: rows that are a pattern map already are refitted exactly (same function), the
     # patterned codes' free rows end at zero, the background codes' effective rows stay the same.
     with torch.no_grad():
@@ -213,6 +230,25 @@ def main(argv=None) -> int:
         changed = LabelDecode(book, 8, 8, net)(ids)
     check("refiner with a zero output layer == the lookup decode; random weights change it",
           torch.equal(plain, same) and not torch.equal(plain, changed) and changed.dtype == torch.uint8)
+
+    # --edit-token-weight: an edit batch's changed cells (target != source code) weigh w in the image loss,
+    # the copied ones 1; the condition half has no targets; no 7th element is the plain mean, bit for bit.
+    from types import SimpleNamespace
+    from .train import Data, loss_of
+    M = 99
+    fake = SimpleNamespace(cond_offset=100, edit_token_weight=5.0)
+    image = torch.tensor([[101, 102, 103, 104, M, M, 3, M]])
+    image_tgt = torch.tensor([[-100, -100, -100, -100, 1, 9, -100, 8]])
+    w = Data.edited_weights(fake, image, image_tgt)
+    il = torch.randn(1, 8, 12, generator=g)
+    fake_model = lambda *a: (None, il)
+    plain_batch = (None, None, None, None, image, image_tgt)
+    ce = torch.nn.functional.cross_entropy(il[0, [4, 5, 7]], torch.tensor([1, 9, 8]), reduction="none")
+    weighted, _ = loss_of(fake_model, plain_batch + (w,), False)
+    plain, _ = loss_of(fake_model, plain_batch, False)
+    check("edit-token-weight: changed cells weigh w, the rest 1; without weights the plain mean",
+          w.tolist() == [[1, 1, 1, 1, 1, 5, 1, 5]] and abs(float(weighted) - float((ce[0] + 5 * ce[1] + 5 * ce[2]) / 11)) < 1e-6
+          and abs(float(plain) - float(ce.mean())) < 1e-6)
 
     if args.package:
         import filecmp

@@ -316,7 +316,8 @@ def read_parameters(model: "Mini") -> List[nn.Parameter]:
 
 def gen_parameters(model: "Mini") -> List[nn.Parameter]:
     """The generation branch of every layer, the image embeddings, its final norm and the image head
-    (`--train-scope gen`): the weights no text output depends on. The text tasks run with no generation-branch
+    (`--train-scope gen`; with --pattern-factors their image-token, condition and head maps too, since a code's
+    free embedding row need not say which colours it holds): the weights no text output depends on. The text tasks run with no generation-branch
     token in the sequence (an image reaches the text side as a semantic prefix), so plans, answers, grounding
     and verdicts stay bit for bit the same; only images (text-to-image with or without a plan or critique,
     edits) change."""
@@ -324,6 +325,8 @@ def gen_parameters(model: "Mini") -> List[nn.Parameter]:
     params: List[nn.Parameter] = [] if model.gen_pos is None else [model.gen_pos]
     for layer in core.layers:
         params += list(layer.gen.parameters())
+    if model.factors is not None:  # --pattern-factors: the image-token, condition and head maps, not the semantic one
+        params += [model.factors.embed, model.factors.cond, model.factors.head]
     return params + list(core.image_embed.parameters()) + list(core.gen_norm.parameters()) + list(core.image_head.parameters())
 
 
@@ -408,6 +411,7 @@ class Data:
         self.tok = WordTokenizer(self.vocab)
         self.sp = self.tok.special_tokens
         self.edit_dropout = 0.0
+        self.edit_token_weight = 1.0  # loss weight of an edit's changed tokens (target code != source code)
         self.ground_mask_all = 0.0  # share of grounding examples with all 4 coordinates masked (the 1-step case)
         self.plan_colours = "all"   # "named": a plan item's colour is a target only where the prompt names it
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
@@ -600,14 +604,30 @@ class Data:
         if prefix is not None:
             text_tgt = torch.cat((torch.full(prefix.shape, -100), text_tgt), 1)
         to = lambda t: None if t is None else t.to(device)
-        return to(text), to(text_tgt), to(text_pad), to(prefix), to(image), to(image_tgt)
+        out = (to(text), to(text_tgt), to(text_pad), to(prefix), to(image), to(image_tgt))
+        if task in ("edit", "edit_plan") and self.edit_token_weight != 1.0:
+            return out + (to(self.edited_weights(image, image_tgt)),)
+        return out
+
+    def edited_weights(self, image: torch.Tensor, image_tgt: torch.Tensor) -> torch.Tensor:
+        """Per-token loss weights of an edit batch (condition grid, then output grid): edit_token_weight where
+        the output's target code differs from the source's code at the same cell (the published code's 5x on
+        edited pixels, `llava_llada.py:448-456`), 1 elsewhere; the condition half has no targets."""
+        n = image.shape[1] // 2
+        source = image[:, :n] - self.cond_offset
+        edited = (image_tgt[:, n:] != -100) & (image_tgt[:, n:] != source)
+        w = torch.ones(image_tgt.shape, dtype=torch.float32)
+        w[:, n:][edited] = self.edit_token_weight
+        return w
 
 
 def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_weight: float = 1.0):
     """Mean cross-entropy over the masked tokens. With eos_weight != 1, text targets equal to `eos`
     (the padding of an answer slot) count eos_weight each, so a one-word answer is not drowned by its
-    23 [eos] slots; the accuracy stays the plain share of masked tokens right."""
-    text, text_tgt, text_pad, prefix, image, image_tgt = batch
+    23 [eos] slots; the accuracy stays the plain share of masked tokens right. An edit batch with a 7th element
+    (Data.edited_weights) weights its image tokens the same way."""
+    text, text_tgt, text_pad, prefix, image, image_tgt = batch[:6]
+    image_w = batch[6] if len(batch) > 6 else None   # Data.edited_weights (--edit-token-weight)
     tl, il = model(text, text_pad, prefix, image, need_text)
     logits, targets = [], []
     if need_text:
@@ -622,6 +642,11 @@ def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_
             if need_text and i == 0 and eos is not None and eos_weight != 1.0:
                 ce = F.cross_entropy(lg[keep], tg[keep], reduction="none")
                 w = torch.where(tg[keep] == eos, torch.full_like(ce, eos_weight), torch.ones_like(ce))
+                total = total + (ce * w).sum()
+                weight += float(w.sum())
+            elif image_w is not None and i == len(logits) - 1:
+                ce = F.cross_entropy(lg[keep], tg[keep], reduction="none")
+                w = image_w.reshape(-1)[keep]
                 total = total + (ce * w).sum()
                 weight += float(w.sum())
             else:  # the original reduction, bit for bit
@@ -674,6 +699,9 @@ def main(argv=None) -> int:
                          "where the box must come from reading which object the expression names (model/README)")
     ap.add_argument("--edit-dropout", type=float, default=0.0,
                     help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
+    ap.add_argument("--edit-token-weight", type=float, default=1.0,
+                    help="loss weight of an edit's changed tokens (target code != source code at that cell; the published "
+                         "code uses 5): the few cells an edit changes are otherwise outweighed by the copied ones")
     ap.add_argument("--own", default=None, help="own.py folder: the model's own images for reflect and t2i_feedback")
     ap.add_argument("--own-share", type=float, default=0.5, help="share of reflect / t2i_feedback examples drawn from --own")
     ap.add_argument("--own-right-share", type=float, default=None,
@@ -713,6 +741,7 @@ def main(argv=None) -> int:
     cfg = replace(CONFIGS[args.config], codebook_size=book_size)
     data.bind(cfg)
     data.edit_dropout = args.edit_dropout
+    data.edit_token_weight = args.edit_token_weight
     data.ground_mask_all = args.ground_mask_all
     data.plan_colours = args.plan_colours
     if args.und_kinds:
@@ -739,8 +768,6 @@ def main(argv=None) -> int:
     if args.train_scope in ("und-tail", "und-read") and (tie or (factor_params and args.train_scope == "und-tail")):
         raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
                          "drop --tie-text-head / --pattern-factors")
-    if args.train_scope == "gen" and factor_params:
-        raise SystemExit("--train-scope gen trains no pattern factors: drop --pattern-factors")
     if args.train_scope != "all":
         keep = {id(p) for p in SCOPE_PARAMETERS[args.train_scope](model)}
         for p in model.parameters():
