@@ -4,7 +4,7 @@
 
 WORKDIR is an `evaluate.py --parts edit` workdir (results.jsonl, scores.jsonl, codes.i32); its edit lines are the first
 --samples eval samples in order. A cell of the 8x8 grid is "changed" where the target's code differs from the source's
-(the cells an edit has to redraw) and "kept" elsewhere. Per edit kind, and for passed / failed edits: the share of
+(the cells an edit has to redraw) and "kept" elsewhere. Per edit kind, for passed / failed edits and (remove, change, replace) by the expression's form: the share of
 changed cells drawn as the target (right), left as the source (copied: the edit not made there) or neither, and the
 share of kept cells copied, and the kept cells lost (not copied) next to a changed cell (8-neighbourhood) and
 farther away, per edit. A failed edit is "unchanged" when it copies every changed cell, "damaged" when it keeps
@@ -56,9 +56,13 @@ def main() -> None:
         nc = int(changed.sum())
         right = float((out[changed] == tgt[changed]).mean()) if nc else 1.0
         copied = float((out[changed] == src[changed]).mean()) if nc else 0.0
-        for key in (r["edit"]["kind"], "all", f"{r['edit']['kind']} {'passed' if ok else 'failed'}", "passed" if ok else "failed"):
+        keys = [r["edit"]["kind"], "all", f"{r['edit']['kind']} {'passed' if ok else 'failed'}", "passed" if ok else "failed"]
+        if r["edit"]["kind"] != "add":  # the expression: the shape alone ("the circle") or more words ("the red circle")
+            keys.append("ref: shape only" if len(r["edit"]["spec"]["ref"].split()) == 2 else "ref: more words")
+        for key in keys:
             g = acc[key]
             g["n"] += 1
+            g["passed"] += float(ok)
             g["changed_cells"] += nc
             g["right"] += right
             g["copied"] += copied
@@ -72,7 +76,7 @@ def main() -> None:
     for key in sorted(acc, key=lambda x: (x.split()[0] != "all", x)):
         g = acc[key]
         n = g["n"]
-        row = {"n": int(n), "changed_cells": round(g["changed_cells"] / n, 2), "changed_right": round(g["right"] / n, 3),
+        row = {"n": int(n), "passed": round(g["passed"] / n, 3), "changed_cells": round(g["changed_cells"] / n, 2), "changed_right": round(g["right"] / n, 3),
                "changed_copied": round(g["copied"] / n, 3), "kept_copied": round(g["kept"] / n, 3),
                "kept_lost_near": round(g["near_lost"] / n, 2), "kept_lost_far": round(g["far_lost"] / n, 2)}
         if "failed" in key:
