@@ -317,10 +317,10 @@ def read_parameters(model: "Mini") -> List[nn.Parameter]:
 def gen_parameters(model: "Mini") -> List[nn.Parameter]:
     """The generation branch of every layer, the image embeddings, its final norm and the image head
     (`--train-scope gen`; with --pattern-factors their image-token, condition and head maps too, since a code's
-    free embedding row need not say which colours it holds): the weights no text output depends on. The text tasks run with no generation-branch
-    token in the sequence (an image reaches the text side as a semantic prefix), so plans, answers, grounding
-    and verdicts stay bit for bit the same; only images (text-to-image with or without a plan or critique,
-    edits) change."""
+    free embedding row need not say which colours it holds): the weights no text output depends on. The text
+    tasks run with no generation-branch token in the sequence (an image reaches the text side as a semantic
+    prefix), so plans, answers, grounding and verdicts stay bit for bit the same; only images (text-to-image
+    with or without a plan or critique, edits) change."""
     core = model.core
     params: List[nn.Parameter] = [] if model.gen_pos is None else [model.gen_pos]
     for layer in core.layers:
@@ -719,8 +719,9 @@ def main(argv=None) -> int:
                          "text head; everything the image side reads (embeddings, semantic encoder, joint layers, "
                          "generation branch) stays fixed, so generated images are unchanged; only the text tasks are drawn. "
                          "und-read: the same plus the semantic encoder (only t2i_feedback images, which read an earlier "
-                         "attempt through it, change). gen: only the generation branch, image embeddings and image head; "
-                         "only the image tasks are drawn and every text output stays the same")
+                         "attempt through it, change). gen: only the generation branch, image embeddings and image head "
+                         "(with --pattern-factors their pattern maps too); only the image tasks are drawn and every text "
+                         "output stays the same")
     ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
                     help="plan targets: every item's colour, or only the colours the prompt names (the others are "
                          "random in the data, and as targets they teach the text head that colours are unpredictable)")
@@ -768,6 +769,8 @@ def main(argv=None) -> int:
     if args.train_scope in ("und-tail", "und-read") and (tie or (factor_params and args.train_scope == "und-tail")):
         raise SystemExit(f"--train-scope {args.train_scope} trains no tied head{'' if args.train_scope == 'und-read' else ' and no pattern factors'}: "
                          "drop --tie-text-head / --pattern-factors")
+    if args.train_scope == "gen" and args.sem_pattern_rows:  # it refits the semantic rows: text outputs would move
+        raise SystemExit("--train-scope gen leaves the text side as it is: drop --sem-pattern-rows")
     if args.train_scope != "all":
         keep = {id(p) for p in SCOPE_PARAMETERS[args.train_scope](model)}
         for p in model.parameters():
