@@ -43,6 +43,29 @@ def auc(score: np.ndarray, positive: np.ndarray):
     return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
 
 
+def colour_label_probe(X: np.ndarray, patterns: np.ndarray, counts: np.ndarray, levels: int, num_labels: int,
+                       fitted: int = 6000) -> Dict[int, dict]:
+    """A linear probe from one feature row a code (X: [K, d]) to "this code's 8x8 label pattern holds colour
+    label c", per label c >= 1: least squares with a bias on `fitted` codes (a seed-0 permutation), scored on the
+    rest against the majority share, also weighted by `counts` (how often each code occurs). Codes < levels are
+    pure background (label 0)."""
+    K = len(X)
+    X = np.c_[X, np.ones(K)]
+    lab = np.zeros((K, patterns.shape[1]), int)
+    lab[levels:] = patterns
+    idx = np.random.default_rng(0).permutation(K)
+    tr, te = idx[:fitted], idx[fitted:]
+    out = {}
+    for c in range(1, num_labels):
+        y = (lab == c).any(1)
+        w = np.linalg.lstsq(X[tr], y[tr] * 2.0 - 1, rcond=None)[0]
+        ok, wt = (X[te] @ w > 0) == y[te], counts[te]
+        out[c] = {"probe": float(ok.mean()), "majority": float(max(y[te].mean(), 1 - y[te].mean())),
+                  "probe_by_use": float((ok * wt).sum() / wt.sum()),
+                  "majority_by_use": float(max((y[te] * wt).sum(), ((1 - y[te]) * wt).sum()) / wt.sum())}
+    return out
+
+
 def verdict_scores(sampler, codes: np.ndarray, prompts: List[str], batch: int = 64) -> np.ndarray:
     """log p(`correct`) - log p(`incorrect`) at the verdict's first slot of `evaluate : {prompt}` with every
     slot masked, one all-masked forward per image (runs/reflect-own-probe.py, runs/reflect-loop-sim.py)."""

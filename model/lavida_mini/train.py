@@ -639,15 +639,13 @@ def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_
     for i, (lg, tg) in enumerate(zip(logits, targets)):
         keep = tg != -100
         if keep.any():
+            w = None   # per-token weights of the kept targets: the text's [eos], or an edit's changed cells
             if need_text and i == 0 and eos is not None and eos_weight != 1.0:
-                ce = F.cross_entropy(lg[keep], tg[keep], reduction="none")
-                w = torch.where(tg[keep] == eos, torch.full_like(ce, eos_weight), torch.ones_like(ce))
-                total = total + (ce * w).sum()
-                weight += float(w.sum())
+                w = torch.where(tg[keep] == eos, eos_weight, 1.0)
             elif image_w is not None and i == len(logits) - 1:
-                ce = F.cross_entropy(lg[keep], tg[keep], reduction="none")
                 w = image_w.reshape(-1)[keep]
-                total = total + (ce * w).sum()
+            if w is not None:
+                total = total + (F.cross_entropy(lg[keep], tg[keep], reduction="none") * w).sum()
                 weight += float(w.sum())
             else:  # the original reduction, bit for bit
                 total = total + F.cross_entropy(lg[keep], tg[keep], reduction="sum")

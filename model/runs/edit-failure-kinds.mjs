@@ -2,15 +2,15 @@
 //
 //   npx tsc -b libs/world && node model/runs/edit-failure-kinds.mjs WORKDIR [--mode plain] [--out FILE.json]
 //
-// Every failed, clean edit output is compared with its source scene object by object (kept = same shape, colour,
-// size, centre within 2 px, as checkEdit). For remove / change / replace: "wrong object" when the named object is
-// kept and another is not, "right object, wrong result" when only the named one is touched but not as asked,
+// Every failed, clean edit output is compared with its source scene object by object (the world's keptObject, as
+// checkEdit: same shape, colour, size, centre within 2 px). For remove / change / replace: "wrong object" when the
+// named object is kept and another is not, "right object, wrong result" when only the named one is touched but not as asked,
 // "several" when the named one and another are touched, "nothing" when every object is kept (and nothing added);
 // "extra object" when an object appears beside them. For add: "nothing added", "wrong object added"
 // (one new object, not the asked colour and shape), "others touched" (a source object not kept), "several added".
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { CANVAS, EDIT_CENTRE_TOLERANCE_PX, centreOf, parseEdit, readImage, resolveReferringExpression } from '../../libs/world/dist/index.js';
+import { CANVAS, keptObject as kept, parseEdit, readImage, resolveReferringExpression } from '../../libs/world/dist/index.js';
 
 const { values, positionals } = parseArgs({
   options: { mode: { type: 'string', default: 'plain' }, out: { type: 'string' } },
@@ -23,12 +23,6 @@ const scores = readFileSync(`${dir}/scores.jsonl`, 'utf8').trim().split('\n').ma
 const images = readFileSync(`${dir}/images.u8`);
 const bytes = CANVAS * CANVAS * 3;
 
-const near = (a, b) => {
-  const [ax, ay] = centreOf(a);
-  const [bx, by] = centreOf(b);
-  return Math.abs(ax - bx) <= EDIT_CENTRE_TOLERANCE_PX && Math.abs(ay - by) <= EDIT_CENTRE_TOLERANCE_PX;
-};
-const kept = (a, b) => a.shape === b.shape && a.colour === b.colour && a.size === b.size && near(a, b);
 
 const table = {};
 const shares = {}; // "several" failures: the other objects of those scenes, touched or not, by what they share with the named one

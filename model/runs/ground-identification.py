@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load, LOC_MAX, CANVAS
 from lavida_mini.labelvq import LEVELS, NUM_LABELS
-from lavida_mini.probe import COLOURS, iou
+from lavida_mini.probe import COLOURS, colour_label_probe, iou
 
 SIZES = {"small": 12, "large": 20}   # shapes-world.md: bounding boxes of 12 and 20 px
 
@@ -36,18 +36,7 @@ def colour_probe(s, book, counts):
         sem = m.sem
         e = sem.embed(codes) + (m.factors.features[codes] @ m.factors.sem if m.factors is not None else 0)
         X = sem.proj(sem.norm(e + sem.pos.mean(0))).double().numpy()
-    X = np.c_[X, np.ones(K)]
-    lab = np.zeros((K, book.patterns.shape[1]), int); lab[LEVELS:] = book.patterns
-    idx = np.random.default_rng(0).permutation(K); tr, te = idx[:6000], idx[6000:]
-    out = {}
-    for c in range(1, NUM_LABELS):
-        y = (lab == c).any(1)
-        w = np.linalg.lstsq(X[tr], y[tr] * 2.0 - 1, rcond=None)[0]
-        ok, wt = (X[te] @ w > 0) == y[te], counts[te]
-        out[c] = {"probe": float(ok.mean()), "majority": float(max(y[te].mean(), 1 - y[te].mean())),
-                  "probe_by_use": float((ok * wt).sum() / wt.sum()),
-                  "majority_by_use": float(max((y[te] * wt).sum(), ((1 - y[te]) * wt).sum()) / wt.sum())}
-    return out
+    return colour_label_probe(X, book.patterns, counts, LEVELS, NUM_LABELS)
 
 
 def main():

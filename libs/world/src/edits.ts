@@ -141,8 +141,8 @@ function centreNear(a: SceneObject, b: SceneObject): boolean {
   return Math.abs(ax - bx) <= EDIT_CENTRE_TOLERANCE_PX && Math.abs(ay - by) <= EDIT_CENTRE_TOLERANCE_PX;
 }
 
-/** Whether `after` is `before` kept: same shape, colour and size, centre within 2 px. */
-function kept(before: SceneObject, after: SceneObject): boolean {
+/** Whether `after` is `before` kept: same shape, colour and size, centre within 2 px (per axis). */
+export function keptObject(before: SceneObject, after: SceneObject): boolean {
   return before.shape === after.shape && before.colour === after.colour && before.size === after.size && centreNear(before, after);
 }
 
@@ -170,7 +170,7 @@ export function checkEdit(before: Scene, spec: EditSpec, after: Scene | ReadResu
   const remaining = [...scene.objects];
   for (let i = 0; i < before.objects.length; i++) {
     if (i === target) continue;
-    const j = remaining.findIndex((o) => kept(before.objects[i], o));
+    const j = remaining.findIndex((o) => keptObject(before.objects[i], o));
     if (j < 0) return false;
     remaining.splice(j, 1);
   }

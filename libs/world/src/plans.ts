@@ -3,7 +3,7 @@
  * A plan passes when its boxes, drawn as their objects, read back as a clean scene that satisfies the
  * prompt: the same rule, and the same reader, as a generated image.
  */
-import { EDIT_CENTRE_TOLERANCE_PX, checkEdit, type EditSpec } from './edits.js';
+import { checkEdit, keptObject, type EditSpec } from './edits.js';
 import { quantiseBox } from './grounding.js';
 import { checkPrompt, sceneForPrompt, type PromptSpec } from './prompts.js';
 import { isRegularBox, readImage } from './read.js';
@@ -14,7 +14,6 @@ import {
   SIZE_PX,
   boxOf,
   canonicalOrder,
-  centreOf,
   cloneScene,
   type Box,
   type Colour,
@@ -119,23 +118,10 @@ export function checkEditPlan(before: Scene, spec: EditSpec, layout: Layout): bo
   const obj = drawn.objects[0];
   const target = spec.kind === 'add' ? undefined : resolveReferringExpression(before, spec.ref);
   if (spec.kind !== 'add' && target === undefined) throw new RangeError(`"${spec.ref}" does not pick out one object of the scene`);
-  if (spec.kind === 'remove') return sameObject(before.objects[target as number], obj);
+  if (spec.kind === 'remove') return keptObject(before.objects[target as number], obj);
   const after = cloneScene(before);
   if (spec.kind === 'add') after.objects.push(obj);
   else after.objects[target as number] = obj;
   const read = readImage(render(after));
   return read.clean && read.scene.objects.length === after.objects.length && checkEdit(before, spec, read);
-}
-
-/** Same shape, colour and size, centres within the edit check's 2 px on each axis. */
-function sameObject(a: Scene['objects'][number], b: Scene['objects'][number]): boolean {
-  const [ax, ay] = centreOf(a);
-  const [bx, by] = centreOf(b);
-  return (
-    a.shape === b.shape &&
-    a.colour === b.colour &&
-    a.size === b.size &&
-    Math.abs(ax - bx) <= EDIT_CENTRE_TOLERANCE_PX &&
-    Math.abs(ay - by) <= EDIT_CENTRE_TOLERANCE_PX
-  );
 }
