@@ -117,6 +117,14 @@ def main(argv=None) -> int:
     dfold = max((a - b).abs().max().item() for a, b in zip(before, after))
     check("pattern factors and the tied text head fold into the plain tables",
           mini.factors is None and not mini.tied and min(factored) > 0 and dfold <= 1e-5, f"max|d|={dfold:.2e}")
+    with torch.no_grad():   # forward(tap=l): the same logits, and the text side's state after layer l
+        last = mini(text, pad, prefix, None, True, tap=fcfg.num_layers - 1)
+        first = mini(text, pad, prefix, image, True, tap=0)
+        plain_text = mini(text, pad, prefix, None, True)[0]
+    check("forward(tap=l) keeps the logits and returns the text side after layer l",
+          torch.equal(last[0], plain_text) and torch.equal(first[0], after[0])
+          and torch.allclose(mini.text_head(mini.core.und_norm(last[2])), plain_text, atol=1e-5)
+          and first[2].shape == (2, I + 6, fcfg.und_hidden) and not torch.equal(first[2], last[2]))
 
     # grow.py: two more split layers with zero output projections compute the same function.
     from dataclasses import asdict
@@ -249,6 +257,30 @@ def main(argv=None) -> int:
     check("edit-token-weight: changed cells weigh w, the rest 1; without weights the plain mean",
           w.tolist() == [[1, 1, 1, 1, 1, 5, 1, 5]] and abs(float(weighted) - float((ce[0] + 5 * ce[1] + 5 * ce[2]) / 11)) < 1e-6
           and abs(float(plain) - float(ce.mean())) < 1e-6)
+
+    # --ground-align: the per-cell target is the share of each 8 px cell inside the box; the loss adds the head's
+    # BCE at its weight (weight 0: the plain loss) and reads the understanding branch after the chosen layer.
+    from .train import GroundAlign, box_cell_cover
+    gcfg = CONFIGS["mini"]
+    cover = box_cell_cover([128, 128, 320, 320], gcfg).reshape(gcfg.grid_rows, gcfg.grid_cols)   # 8..20 px
+    check("ground-align: cell cover of an 8..20 px box", abs(float(cover.sum()) - 144 / 64) < 1e-6
+          and cover[1, 1] == 1.0 and cover[1, 2] == 0.5 and cover[2, 2] == 0.25 and cover[0, 0] == 0.0)
+    text_tgt = torch.tensor([[-100, 3, 5]])
+    tl = torch.randn(1, 3, 8, generator=g)
+    tapped = torch.randn(1, gcfg.num_image_tokens + 3, gcfg.und_hidden, generator=g)
+    taps = []
+    fake_ground = lambda *a, tap=None: (tl, None) if tap is None else (taps.append(tap) or (tl, None, tapped))
+    head = GroundAlign(gcfg, 2)
+    cells = torch.from_numpy(box_cell_cover([128, 128, 320, 320], gcfg))[None]
+    gb = (None, text_tgt, None, None, None, None, None, cells)
+    base, _ = loss_of(fake_ground, gb[:6], True)
+    zero, _, aux0 = loss_of(fake_ground, gb, True, align=head, align_weight=0.0)
+    two, _, aux2 = loss_of(fake_ground, gb, True, align=head, align_weight=2.0)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(head.head(head.norm(tapped[:, :64])).squeeze(-1), cells)
+    only, _, _ = loss_of(fake_ground, gb, True, align=head, align_weight=2.0, align_only=True)
+    check("ground-align: loss = plain + w * the cells' BCE after the chosen layer (align_only: w * BCE alone)",
+          taps == [2, 2, 2] and abs(float(only) - 2 * float(want)) < 1e-5 and float(zero) == float(base) and abs(float(two) - float(base) - 2 * float(want)) < 1e-5
+          and abs(float(aux2) - float(want)) < 1e-6)
 
     if args.package:
         import filecmp

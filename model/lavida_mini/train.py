@@ -37,7 +37,7 @@ from torch import nn
 
 from .config import CONFIGS, ModelConfig
 from .model import ElasticMoT, RMSNorm
-from .tokenizer import WordTokenizer
+from .tokenizer import LOC_BINS, WordTokenizer
 
 TASKS: Dict[str, float] = {
     "t2i": 0.30, "t2i_plan": 0.10, "t2i_feedback": 0.05, "exp": 0.03, "plan": 0.10,
@@ -61,6 +61,17 @@ def parse_task_weights(spec: str) -> Dict[str, float]:
             raise ValueError(f"unknown task {name!r} (tasks: {', '.join(TASKS)})")
         weights[name] = float(value)
     return weights
+
+
+def box_cell_cover(bins: List[int], cfg: ModelConfig) -> np.ndarray:
+    """[rows * cols] the share of each grid cell (raster order) inside the box of four coordinate bins (pixel =
+    bin * side / (LOC_BINS - 1)): `--ground-align`'s per-cell target, which cells the expression names."""
+    x1, y1, x2, y2 = (b * cfg.image_width / (LOC_BINS - 1) for b in bins)
+    p = cfg.patch
+    cols, rows = np.arange(cfg.grid_cols) * p, np.arange(cfg.grid_rows) * p
+    wx = np.clip(np.minimum(cols + p, x2) - np.maximum(cols, x1), 0, p) / p
+    wy = np.clip(np.minimum(rows + p, y2) - np.maximum(rows, y1), 0, p) / p
+    return (wy[:, None] * wx[None, :]).reshape(-1).astype(np.float32)
 
 
 def edit_region(scene: dict, target: dict) -> List[dict]:
@@ -231,11 +242,13 @@ class Mini(nn.Module):
         self.factors = None
 
 
-    def forward(self, text_ids, text_pad, prefix, image_ids, need_text: bool):
+    def forward(self, text_ids, text_pad, prefix, image_ids, need_text: bool, tap: Optional[int] = None):
         """text_ids/text_pad [B,T]; prefix codes [B,64] or None; image_ids [B,I] or None.
 
-        Returns text logits [B, P+T, V] (or None) and image logits [B, I, K] (or None).
+        Returns text logits [B, P+T, V] (or None) and image logits [B, I, K] (or None); with `tap` = l also the
+        understanding branch's hidden states [B, P+T, d_u] after layer l (train.py --ground-align reads them).
         """
+        tapped = None
         m, cfg = self.core, self.cfg
         H, D = cfg.heads, cfg.head_dim
         ht = m.text_embed(text_ids)
@@ -279,6 +292,8 @@ class Mini(nn.Module):
                 out = attend(q, k, v, bias)
                 ht = u.finish(ht, out[:, :, :T])
                 hi = g.finish(hi, out[:, :, T:])
+                if l == tap:
+                    tapped = ht
                 continue
             if text_alive:
                 nt = u.attn_norm(ht)
@@ -290,9 +305,11 @@ class Mini(nn.Module):
                 c, s = cos[T:], sin[T:]
                 out = attend(rope(heads(ni, g.wq), c, s), rope(heads(ni, g.wk), c, s), heads(ni, g.wv), img_bias)
                 hi = g.finish(hi, out)
+            if l == tap:
+                tapped = ht
         text_logits = self.text_head(m.und_norm(ht)) if need_text else None
         image_logits = self.image_head(m.gen_norm(hi)) if I else None
-        return text_logits, image_logits
+        return (text_logits, image_logits) if tap is None else (text_logits, image_logits, tapped)
 
 
 def tail_parameters(model: "Mini") -> List[nn.Parameter]:
@@ -413,6 +430,7 @@ class Data:
         self.edit_dropout = 0.0
         self.edit_token_weight = 1.0  # loss weight of an edit's changed tokens (target code != source code)
         self.ground_mask_all = 0.0  # share of grounding examples with all 4 coordinates masked (the 1-step case)
+        self.ground_align = False   # grounding batches carry box_cell_cover targets (--ground-align)
         self.plan_colours = "all"   # "named": a plan item's colour is a target only where the prompt names it
         self.own: Optional[List[dict]] = None       # own.py records: the model's own images, labelled
         self.own_tokens: Optional[np.ndarray] = None
@@ -573,6 +591,7 @@ class Data:
         raise ValueError(task)
 
     def bind(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
         self.mask_image = cfg.mask_id
         self.cond_offset = cfg.condition_offset
         # Image indices in the shard's records are global indices into images.u8 (tokens.npy).
@@ -584,7 +603,7 @@ class Data:
 
     def batch(self, task: str, size: int, rng: np.random.Generator, device: str):
         pool = self.feedback if task == "t2i_feedback" else None
-        rows = []
+        rows, records = [], []
         for _ in range(size):
             if task == "und" and self.und_pools is not None:
                 kind_pools, share = self.und_pools
@@ -593,6 +612,7 @@ class Data:
             else:
                 i = int(rng.choice(pool)) if pool else int(rng.integers(len(self.samples)))
             rows.append(self.example(task, self.samples[i], rng))
+            records.append(self.samples[i])
         T = max(len(r[0]) for r in rows)
         pad = self.sp["pad"]
         text = torch.tensor([r[0] + [pad] * (T - len(r[0])) for r in rows])
@@ -607,6 +627,9 @@ class Data:
         out = (to(text), to(text_tgt), to(text_pad), to(prefix), to(image), to(image_tgt))
         if task in ("edit", "edit_plan") and self.edit_token_weight != 1.0:
             return out + (to(self.edited_weights(image, image_tgt)),)
+        if task == "ground" and self.ground_align:   # 7th: no edit weights; 8th: the cells the expression names
+            cover = np.stack([box_cell_cover(r["grounding"]["bins"], self.cfg) for r in records])
+            return out + (None, to(torch.from_numpy(cover)))
         return out
 
     def edited_weights(self, image: torch.Tensor, image_tgt: torch.Tensor) -> torch.Tensor:
@@ -621,14 +644,41 @@ class Data:
         return w
 
 
-def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_weight: float = 1.0):
+class GroundAlign(nn.Module):
+    """`train.py --ground-align`: a training-time head (never exported) on the understanding branch's image rows
+    after one layer, asked for each grid cell whether it lies in the box the expression names (Data.box_cell_cover).
+    Grounding in one step needs two lookups at once: the coordinate slot must carry the expression's words to the
+    image and find the object that matches them. This loss asks each cell the first question on its own ("does the
+    expression name me?"), so the match between a cell's colour and the words gets a gradient of its own, as the
+    word-region alignment losses of MDETR and GLIP do."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.cells = cfg.num_image_tokens
+        self.norm = RMSNorm(cfg.und_hidden, cfg.norm_eps)
+        self.head = nn.Linear(cfg.und_hidden, 1)
+
+    def loss(self, tapped: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.norm(tapped[:, :self.cells])).squeeze(-1)
+        return F.binary_cross_entropy_with_logits(logits, cover)
+
+
+def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_weight: float = 1.0,
+            align: Optional[GroundAlign] = None, align_weight: float = 0.0, align_only: bool = False):
     """Mean cross-entropy over the masked tokens. With eos_weight != 1, text targets equal to `eos`
     (the padding of an answer slot) count eos_weight each, so a one-word answer is not drowned by its
     23 [eos] slots; the accuracy stays the plain share of masked tokens right. An edit batch with a 7th element
-    (Data.edited_weights) weights its image tokens the same way."""
+    (Data.edited_weights) weights its image tokens the same way. A grounding batch with an 8th (box_cell_cover)
+    and `align` adds align_weight times GroundAlign's loss and returns it as a third value; with align_only the
+    loss is that term alone (the coordinates' cross-entropy is left out: a curriculum's first phase)."""
     text, text_tgt, text_pad, prefix, image, image_tgt = batch[:6]
     image_w = batch[6] if len(batch) > 6 else None   # Data.edited_weights (--edit-token-weight)
-    tl, il = model(text, text_pad, prefix, image, need_text)
+    cover = batch[7] if len(batch) > 7 and align is not None else None
+    if cover is not None:
+        tl, il, tapped = model(text, text_pad, prefix, image, need_text, tap=align.layer)
+    else:
+        tl, il = model(text, text_pad, prefix, image, need_text)
     logits, targets = [], []
     if need_text:
         logits.append(tl.reshape(-1, tl.shape[-1])); targets.append(text_tgt.reshape(-1))
@@ -652,6 +702,10 @@ def loss_of(model: Mini, batch, need_text: bool, eos: Optional[int] = None, eos_
                 weight += int(keep.sum())
             count += int(keep.sum())
             correct += int((lg[keep].argmax(-1) == tg[keep]).sum())
+    if cover is not None:
+        aux = align.loss(tapped, cover)
+        main = 0.0 if align_only else total / max(weight, 1e-9)
+        return main + align_weight * aux, correct / max(count, 1), aux
     return total / max(weight, 1e-9), correct / max(count, 1)
 
 
@@ -695,6 +749,15 @@ def main(argv=None) -> int:
     ap.add_argument("--ground-mask-all", type=float, default=0.0,
                     help="share of grounding examples with all 4 coordinates masked, the one-step decoding case, "
                          "where the box must come from reading which object the expression names (model/README)")
+    ap.add_argument("--ground-align", type=float, default=0.0,
+                    help="weight of an auxiliary loss on grounding batches: each image cell of the understanding branch, "
+                         "after --ground-align-layer, predicts whether it lies in the named box (GroundAlign; a "
+                         "training-time head, kept in the checkpoint as 'ground_align', never exported)")
+    ap.add_argument("--ground-align-only", action="store_true",
+                    help="with --ground-align: grounding batches train the alignment alone, without the coordinates' "
+                         "cross-entropy (a first phase: the cells learn which object is named before the slots read them)")
+    ap.add_argument("--ground-align-layer", type=int, default=3,
+                    help="the layer after which --ground-align reads the image cells (0-based)")
     ap.add_argument("--edit-dropout", type=float, default=0.0,
                     help="share of edit examples whose instruction is masked (trains the unconditional row of edit guidance)")
     ap.add_argument("--edit-token-weight", type=float, default=1.0,
@@ -742,6 +805,7 @@ def main(argv=None) -> int:
     data.edit_dropout = args.edit_dropout
     data.edit_token_weight = args.edit_token_weight
     data.ground_mask_all = args.ground_mask_all
+    data.ground_align = args.ground_align > 0
     data.plan_colours = args.plan_colours
     if args.und_kinds:
         shares = data.set_und_kinds({k: float(v) for k, v in (item.split("=") for item in args.und_kinds.split(","))})
@@ -776,13 +840,25 @@ def main(argv=None) -> int:
     if args.sem_pattern_rows and model.factors is None:
         raise SystemExit("--sem-pattern-rows needs --pattern-factors")
     trainable = [p for p in model.parameters() if p.requires_grad]
+    align = None
+    if args.ground_align_only and args.ground_align <= 0:
+        raise SystemExit("--ground-align-only needs --ground-align W > 0")
+    if args.ground_align > 0:
+        if not 0 <= args.ground_align_layer < cfg.num_layers:
+            raise SystemExit(f"--ground-align-layer must be in [0, {cfg.num_layers})")
+        align = GroundAlign(cfg, args.ground_align_layer).to(args.device)
+        trainable = trainable + list(align.parameters())
     if model.gen_pos is not None:
         ids = ids | {id(model.gen_pos)}
+    if align is not None:
+        ids = ids | {id(p) for p in align.parameters()}
     groups = [{"params": [p for p in trainable if id(p) not in ids], "lr_scale": 1.0}]
     if model.gen_pos is not None and model.gen_pos.requires_grad:
         groups.append({"params": [model.gen_pos], "lr_scale": args.gen_pos_lr_scale})
     if any(p.requires_grad for p in factor_params):  # und-read trains the semantic factor only: the image ones stay zero
         groups.append({"params": [p for p in factor_params if p.requires_grad], "lr_scale": args.factor_lr_scale})
+    if align is not None:   # its own group (groups[0] leaves it out), so a checkpoint with or without it is told apart
+        groups.append({"params": list(align.parameters()), "lr_scale": 1.0})
     opt = torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     step, elapsed_before, warm_from = 0, 0.0, 0
     rng = np.random.default_rng(args.seed)
@@ -790,16 +866,21 @@ def main(argv=None) -> int:
         gained = (features is not None and not any(k.startswith("factors.") for k in state["model"])) or \
             (gen_pos and "gen_pos" not in state["model"])
         gained_tie = tie and "text_tie" not in state["model"]
+        align_changed = False
+        if align is not None and "ground_align" in state and state["ground_align"]["layer"] == align.layer:
+            align.load_state_dict(state["ground_align"]["weights"])
+        elif align is not None or "ground_align" in state:  # the head comes or goes: other Adam groups, so Adam restarts
+            align_changed = True
         model.load_state_dict(state["model"], strict=not (gained or gained_tie))
         if gained_tie:  # the free rows become the old head minus the embeddings: the same function to start
             with torch.no_grad():
                 model.core.text_head.weight -= model.core.text_embed.weight
             gained = True
         same_scope = state.get("args", {}).get("train_scope", "all") == args.train_scope
-        if "optimizer" in state and not gained and same_scope:
+        if "optimizer" in state and not gained and not align_changed and same_scope:
             opt.load_state_dict(state["optimizer"])
             warm_from = state.get("warm_from", 0)  # a resumed run goes on with its own warm-up
-        elif "optimizer" in state:  # new factors, a new tie or another --train-scope: Adam restarts, so warm up again
+        elif "optimizer" in state:  # new factors, a new tie, the align head or another --train-scope: Adam restarts, so warm up again
             warm_from = state["step"]
         else:
             # A slim checkpoint (weights only, as committed): Adam moments restart, so warm up again.
@@ -837,6 +918,13 @@ def main(argv=None) -> int:
     writer = csv.writer(log)
     if new_log:
         writer.writerow(["step", "task", "loss", "acc", "lr", "elapsed_s"])
+    align_log = None
+    if align is not None:
+        align_path = os.path.join(args.out, "align.csv")
+        new_align = not os.path.exists(align_path)
+        align_log = open(align_path, "a")
+        if new_align:
+            align_log.write("step,align_loss\n")
 
     def save():
         state = {
@@ -846,6 +934,8 @@ def main(argv=None) -> int:
         }
         if model.factors is not None:
             state["patterns"] = codebook["patterns"]  # load_mini rebuilds the features from them
+        if align is not None:
+            state["ground_align"] = {"layer": align.layer, "weights": align.state_dict()}
         torch.save(state, ckpt_path + ".tmp")
         os.replace(ckpt_path + ".tmp", ckpt_path)
 
@@ -863,15 +953,20 @@ def main(argv=None) -> int:
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         eos_weight = args.eos_weight if not eos_tasks or task in eos_tasks else 1.0
-        loss, acc = loss_of(model, batch, need_text, data.sp["eos"], eos_weight)
+        loss, acc, *aux = loss_of(model, batch, need_text, data.sp["eos"], eos_weight, align, args.ground_align,
+                                   args.ground_align_only)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         step += 1
         writer.writerow([step, task, f"{loss.item():.4f}", f"{acc:.4f}", f"{lr:.2e}", f"{elapsed_before + time.time() - started:.1f}"])
+        if aux:   # --ground-align: its loss (within the logged total, at its weight) to align.csv
+            align_log.write(f"{step},{aux[0].item():.4f}\n")
         if step % 50 == 0:
             log.flush()
+            if align_log is not None:
+                align_log.flush()
             print(json.dumps({"step": step, "task": task, "loss": round(loss.item(), 4), "acc": round(acc, 3),
                               "min": round((elapsed_before + time.time() - started) / 60, 1)}), flush=True)
         if time.time() - last_save > args.checkpoint_minutes * 60:
@@ -879,6 +974,8 @@ def main(argv=None) -> int:
             last_save = time.time()
     save()
     log.close()
+    if align_log is not None:
+        align_log.close()
     print(json.dumps({"done": step, "elapsed_min": round((elapsed_before + time.time() - started) / 60, 1)}), flush=True)
     return 0
 
