@@ -18,39 +18,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.config import ModelConfig
 from lavida_mini.labelvq import LEVELS, NUM_LABELS
-from lavida_mini.train import Data, GroundAlign, Mini, box_cell_cover, pattern_features, read_parameters
+from lavida_mini.train import Data, GroundAlign, Mini, pattern_features, read_parameters
 sys.path.insert(0, HERE)
-SIZES = __import__("ground-identification").SIZES
+cell_scores = __import__("ground-align-check").cell_scores
 
 
 def evaluate(model, align, data, samples, cfg):
-    sp = data.sp
-    bce, hits, chance = [], [], []
-    for i0 in range(0, len(samples), 64):
-        sub = samples[i0:i0 + 64]
-        rows = [data.enc("locate : " + r["grounding"]["ref"]) + [sp["loc_begin"]] + [sp["mask"]] * 4 + [sp["loc_end"]] for r in sub]
-        T = max(map(len, rows))
-        text = torch.tensor([x + [sp["pad"]] * (T - len(x)) for x in rows])
-        pad = torch.tensor([[False] * len(x) + [True] * (T - len(x)) for x in rows])
-        prefix = torch.from_numpy(np.stack([data.eval_tokens[r["image"]] for r in sub]))
-        with torch.no_grad():
-            _, _, tapped = model(text, pad, prefix, None, True, tap=align.layer)
-            logits = align.head(align.norm(tapped[:, :cfg.num_image_tokens])).squeeze(-1)
-        cover = torch.from_numpy(np.stack([box_cell_cover(r["grounding"]["bins"], cfg) for r in sub]))
-        bce += torch.nn.functional.binary_cross_entropy_with_logits(logits, cover, reduction="none").mean(-1).tolist()
-        prob = torch.sigmoid(logits).numpy()
-        for b, r in enumerate(sub):
-            objs = r["scene"]["objects"]
-            if len(objs) < 2:
-                continue
-            score = []
-            for o in objs:
-                side = SIZES[o["size"]]
-                c = box_cell_cover([round(v * 16) for v in (o["x"], o["y"], o["x"] + side, o["y"] + side)], cfg)
-                score.append(float((prob[b] * c).sum() / c.sum()))
-            hits.append(int(np.argmax(score)) == r["grounding"]["object"])
-            chance.append(1 / len(objs))
-    return float(np.mean(bce)), float(np.mean(hits)), float(np.mean(chance))
+    bce, recs = cell_scores(model, align, data.enc, data.sp, samples, data.eval_tokens, cfg)
+    many = [x for x in recs if x["objects"] >= 2]
+    return float(np.mean(bce)), float(np.mean([x["identified"] for x in many])), float(np.mean([1 / x["objects"] for x in many]))
 
 
 def main():

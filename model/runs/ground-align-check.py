@@ -22,6 +22,36 @@ _ident = __import__("ground-identification")   # the expression's form and the w
 form, SIZES = _ident.form, _ident.SIZES
 
 
+def cell_scores(model, align, encode, sp, samples, tokens, cfg):
+    """One all-masked grounding forward per sample (64 a batch): each sample's head BCE against box_cell_cover,
+    and a record {form, objects, identified} (identified: the object whose cells, cover-weighted, the head rates
+    highest is the named one). runs/align-experiment.py scores with it too."""
+    recs, bce = [], []
+    for i0 in range(0, len(samples), 64):
+        sub = samples[i0:i0 + 64]
+        rows = [encode("locate : " + r["grounding"]["ref"]) + [sp["loc_begin"]] + [sp["mask"]] * 4 + [sp["loc_end"]] for r in sub]
+        T = max(map(len, rows))
+        text = torch.tensor([x + [sp["pad"]] * (T - len(x)) for x in rows])
+        pad = torch.tensor([[False] * len(x) + [True] * (T - len(x)) for x in rows])
+        prefix = torch.from_numpy(np.stack([tokens[r["image"]] for r in sub]))
+        with torch.no_grad():
+            _, _, tapped = model(text, pad, prefix, None, True, tap=align.layer)
+            logits = align.head(align.norm(tapped[:, :cfg.num_image_tokens])).squeeze(-1)
+        cover = torch.from_numpy(np.stack([box_cell_cover(r["grounding"]["bins"], cfg) for r in sub]))
+        bce += torch.nn.functional.binary_cross_entropy_with_logits(logits, cover, reduction="none").mean(-1).tolist()
+        prob = torch.sigmoid(logits).numpy()
+        for b, r in enumerate(sub):
+            objs = r["scene"]["objects"]
+            score = []
+            for o in objs:
+                side = SIZES[o["size"]]
+                c = box_cell_cover([round(v * 16) for v in (o["x"], o["y"], o["x"] + side, o["y"] + side)], cfg)
+                score.append(float((prob[b] * c).sum() / c.sum()))
+            recs.append({"form": form(r["grounding"]["ref"]), "objects": len(objs),
+                         "identified": int(np.argmax(score)) == r["grounding"]["object"]})
+    return bce, recs
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     out_path = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
@@ -44,29 +74,7 @@ def main():
     sp = tok.special_tokens
     samples = [json.loads(l) for l in open("/tmp/prep/eval/samples.jsonl")][:N]
     tokens = np.load("/tmp/prep/eval/tokens.npy").astype(np.int64)
-    recs, bce = [], []
-    for i0 in range(0, N, 64):
-        sub = samples[i0:i0 + 64]
-        rows = [tok.encode("locate : " + r["grounding"]["ref"]) + [sp["loc_begin"]] + [sp["mask"]] * 4 + [sp["loc_end"]] for r in sub]
-        T = max(map(len, rows))
-        text = torch.tensor([x + [sp["pad"]] * (T - len(x)) for x in rows])
-        pad = torch.tensor([[False] * len(x) + [True] * (T - len(x)) for x in rows])
-        prefix = torch.from_numpy(np.stack([tokens[r["image"]] for r in sub]))
-        with torch.no_grad():
-            _, _, tapped = model(text, pad, prefix, None, True, tap=align.layer)
-            logits = align.head(align.norm(tapped[:, :cfg.num_image_tokens])).squeeze(-1)
-        cover = torch.from_numpy(np.stack([box_cell_cover(r["grounding"]["bins"], cfg) for r in sub]))
-        bce += torch.nn.functional.binary_cross_entropy_with_logits(logits, cover, reduction="none").mean(-1).tolist()
-        prob = torch.sigmoid(logits).numpy()
-        for b, r in enumerate(sub):
-            objs = r["scene"]["objects"]
-            score = []
-            for o in objs:
-                side = SIZES[o["size"]]
-                c = box_cell_cover([round(v * 16) for v in (o["x"], o["y"], o["x"] + side, o["y"] + side)], cfg)
-                score.append(float((prob[b] * c).sum() / c.sum()))
-            recs.append({"form": form(r["grounding"]["ref"]), "objects": len(objs),
-                         "identified": int(np.argmax(score)) == r["grounding"]["object"]})
+    bce, recs = cell_scores(model, align, tok.encode, sp, samples, tokens, cfg)
     many = [x for x in recs if x["objects"] >= 2]
     res = {"checkpoint": ck, "step": state["step"], "layer": align.layer, "n": len(recs), "bce": float(np.mean(bce)),
            "cell_identification": {"n": len(many), "share": float(np.mean([x["identified"] for x in many])),
