@@ -646,7 +646,7 @@ class Data:
 
 class GroundAlign(nn.Module):
     """`train.py --ground-align`: a training-time head (never exported) on the understanding branch's image rows
-    after one layer, asked for each grid cell whether it lies in the box the expression names (Data.box_cell_cover).
+    after one layer, asked for each grid cell whether it lies in the box the expression names (box_cell_cover).
     Grounding in one step needs two lookups at once: the coordinate slot must carry the expression's words to the
     image and find the object that matches them. This loss asks each cell the first question on its own ("does the
     expression name me?"), so the match between a cell's colour and the words gets a gradient of its own, as the

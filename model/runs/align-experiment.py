@@ -49,7 +49,7 @@ def main():
     state = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
     data = Data("/tmp/prep/train")
     codebook = np.load("/tmp/prep/train/codebook.npz")
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
+    cfg = ModelConfig.from_dict(state["config"])
     data.bind(cfg)
     data.ground_mask_all = 1.0
     data.ground_align = True

@@ -14,12 +14,11 @@ import numpy as np, torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.config import ModelConfig
-from lavida_mini.labelvq import LEVELS, NUM_LABELS
 from lavida_mini.tokenizer import WordTokenizer
-from lavida_mini.train import GroundAlign, Mini, box_cell_cover, pattern_features
+from lavida_mini.train import GroundAlign, box_cell_cover, load_mini
 sys.path.insert(0, HERE)
 _ident = __import__("ground-identification")   # the expression's form and the world's box sides, as that script has them
-form, SIZES = _ident.form, _ident.SIZES
+form, SIZES, checkpoint_args = _ident.form, _ident.SIZES, _ident.checkpoint_args
 
 
 def cell_scores(model, align, encode, sp, samples, tokens, cfg):
@@ -53,21 +52,13 @@ def cell_scores(model, align, encode, sp, samples, tokens, cfg):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    out_path = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
-    if out_path in args:
-        args.remove(out_path)
-    ck, N = args[0], int(args[1]) if len(args) > 1 else 2000
+    ck, N, out_path = checkpoint_args()
     torch.set_num_threads(2)
     state = torch.load(ck, map_location="cpu", weights_only=False)
     if "ground_align" not in state:
         raise SystemExit(f"{ck} has no ground_align head (train.py --ground-align)")
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["config"].items()})
-    w = state["model"]
-    features = pattern_features(np.asarray(state["patterns"]), LEVELS, NUM_LABELS) if "patterns" in state else None
-    model = Mini(cfg, len(state["vocab"]), features, tie_text_head="text_tie" in w, gen_pos="gen_pos" in w)
-    model.load_state_dict(w)
-    model.eval()
+    cfg = ModelConfig.from_dict(state["config"])
+    model = load_mini(state, cfg, len(state["vocab"])).eval()
     align = GroundAlign(cfg, state["ground_align"]["layer"])
     align.load_state_dict(state["ground_align"]["weights"])
     tok = WordTokenizer(state["vocab"])

@@ -21,14 +21,12 @@ sys.path.insert(0, os.path.dirname(HERE))
 from lavida_mini.sample import load, LOC_MAX, CANVAS
 from lavida_mini.probe import iou
 from lavida_mini.box_prior import box_prior_from_samples, decode_box
+sys.path.insert(0, HERE)
+checkpoint_args = __import__("ground-identification").checkpoint_args
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    out_path = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
-    if out_path in args:
-        args.remove(out_path)
-    ck, N = args[0], int(args[1]) if len(args) > 1 else 2000
+    ck, N, out_path = checkpoint_args()
     torch.set_num_threads(2)
     s, tok, book, cfg = load(ck, "/tmp/prep/eval/codebook.npz")
     prior = box_prior_from_samples("/tmp/prep/train/samples.jsonl")

@@ -39,12 +39,18 @@ def colour_probe(s, book, counts):
     return colour_label_probe(X, book.patterns, counts, LEVELS, NUM_LABELS)
 
 
-def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    out_path = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else None
+def checkpoint_args(argv=None):
+    """CHECKPOINT [N=2000] [--out FILE.json] of the grounding run scripts -> (checkpoint, N, out path or None)."""
+    argv = sys.argv[1:] if argv is None else argv
+    out_path = argv[argv.index("--out") + 1] if "--out" in argv else None
+    args = [a for a in argv if not a.startswith("--")]
     if out_path in args:
         args.remove(out_path)
-    ck, N = args[0], int(args[1]) if len(args) > 1 else 2000
+    return args[0], int(args[1]) if len(args) > 1 else 2000, out_path
+
+
+def main():
+    ck, N, out_path = checkpoint_args()
     torch.set_num_threads(2)
     s, tok, book, cfg = load(ck, "/tmp/prep/eval/codebook.npz")
     samples = [json.loads(l) for l in open("/tmp/prep/eval/samples.jsonl")][:N]
