@@ -174,6 +174,14 @@ def main(argv=None) -> int:
     dplain, dfed, dtxt = perturb_read(big, text, pad)
     check("und-read weights change text and prefixed-image logits only", dplain == 0.0 and dfed > 1e-3 and dtxt > 1e-3,
           f"max|dimage, no prefix|={dplain:.2e} max|dimage, prefix|={dfed:.2e} max|dtext|={dtxt:.2e}")
+    # The tasks each scope draws: --read-feedback adds t2i_feedback (its prefix reaches the semantic encoder) to
+    # und-read only; without it the drawn tasks are those of before the flag.
+    from .train import IMAGE_TASKS, TASKS, drawn_tasks
+    read = drawn_tasks(TASKS, "und-read"); read_fb = drawn_tasks(TASKS, "und-read", True)
+    check("drawn tasks: --read-feedback adds t2i_feedback to und-read only",
+          set(read_fb) - set(read) == {"t2i_feedback"} and drawn_tasks(TASKS, "und-tail", True) == drawn_tasks(TASKS, "und-tail")
+          and "t2i" not in read_fb and set(drawn_tasks(TASKS, "gen")) == set(IMAGE_TASKS) and drawn_tasks(TASKS, "all") == TASKS,
+          f"und-read {sorted(read)}, with --read-feedback {sorted(read_fb)}")
     # ... and with --pattern-factors it trains the semantic factor only (the image factors stay zero).
     fmini = Mini(fcfg, len(tok.vocab), pattern_features(patterns, LEVELS, NUM_LABELS))
     fmini.eval()

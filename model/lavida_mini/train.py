@@ -63,6 +63,17 @@ def parse_task_weights(spec: str) -> Dict[str, float]:
     return weights
 
 
+def drawn_tasks(weights: Dict[str, float], scope: str, read_feedback: bool = False) -> Dict[str, float]:
+    """The --task-weights a run under --train-scope draws: only the tasks that reach a trainable weight, the image
+    tasks under gen, the text tasks under und-tail / und-read. und-read reaches t2i_feedback's prefix too (the
+    earlier attempt goes through the semantic encoder) and draws it with --read-feedback."""
+    if scope == "all":
+        return dict(weights)
+    image_side = scope == "gen"
+    return {name: w for name, w in weights.items()
+            if (name in IMAGE_TASKS) == image_side or (name == "t2i_feedback" and read_feedback and scope == "und-read")}
+
+
 def box_cell_cover(bins: List[int], cfg: ModelConfig) -> np.ndarray:
     """[rows * cols] the share of each grid cell (raster order) inside the box of four coordinate bins (pixel =
     bin * side / (LOC_BINS - 1)): `--ground-align`'s per-cell target, which cells the expression names."""
@@ -783,6 +794,10 @@ def main(argv=None) -> int:
                          "attempt through it, change). gen: only the generation branch, image embeddings and image head "
                          "(with --pattern-factors their pattern maps too); only the image tasks are drawn and every text "
                          "output stays the same")
+    ap.add_argument("--read-feedback", action="store_true",
+                    help="with --train-scope und-read: draw t2i_feedback too (at its --task-weights share). Its loss reaches "
+                         "the semantic encoder only (the generation branch stays fixed), so the earlier attempt's prefix "
+                         "keeps meaning to the image side what it meant when that side was trained")
     ap.add_argument("--plan-colours", choices=["all", "named"], default="all",
                     help="plan targets: every item's colour, or only the colours the prompt names (the others are "
                          "random in the data, and as targets they teach the text head that colours are unpredictable)")
@@ -837,6 +852,8 @@ def main(argv=None) -> int:
         keep = {id(p) for p in SCOPE_PARAMETERS[args.train_scope](model)}
         for p in model.parameters():
             p.requires_grad_(id(p) in keep)
+    if args.read_feedback and args.train_scope != "und-read":
+        raise SystemExit("--read-feedback is for --train-scope und-read (t2i_feedback is drawn under all and gen anyway)")
     if args.sem_pattern_rows and model.factors is None:
         raise SystemExit("--sem-pattern-rows needs --pattern-factors")
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -903,10 +920,7 @@ def main(argv=None) -> int:
         task_weights = parse_task_weights(args.task_weights)
     except ValueError as e:
         raise SystemExit(f"--task-weights: {e}")
-    if args.train_scope != "all":  # only the tasks that reach a trainable weight: the image tasks under gen, the text
-        # tasks under und-tail / und-read (und-read reaches t2i_feedback's prefix too, but trains on text tasks only)
-        image_side = args.train_scope == "gen"
-        task_weights = {name: w for name, w in task_weights.items() if (name in IMAGE_TASKS) == image_side}
+    task_weights = drawn_tasks(task_weights, args.train_scope, args.read_feedback)
     eos_tasks = set(filter(None, args.eos_weight_tasks.split(",")))
     if eos_tasks - set(TASKS):
         raise SystemExit(f"--eos-weight-tasks: unknown task(s) {sorted(eos_tasks - set(TASKS))}")
