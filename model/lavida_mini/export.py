@@ -386,6 +386,13 @@ TASKS = OrderedDict(
 )
 
 
+def layout_words() -> "OrderedDict[str, List[str]]":
+    """The manifest's `tasks.layout_words`: the words each label placeholder of `layout_item` may take, the
+    reference sampler's rule (Sampler.parse_layout skips an item whose label is not one colour and one shape)."""
+    from .sample import COLOURS, SHAPES
+    return OrderedDict(colour=list(COLOURS), shape=list(SHAPES))
+
+
 # Editing with a plan (train.py's plan_edit and edit_plan tasks), written only for a checkpoint that trained them.
 EDIT_PLAN_TASKS = OrderedDict(plan_edit="edit plan : {instruction}", edit_plan="edit : {instruction} plan : {layout}")
 
@@ -398,6 +405,8 @@ def task_templates(edit_plans: bool) -> "OrderedDict[str, object]":
         tasks[key] = OrderedDict(value) if isinstance(value, OrderedDict) else value
         if key == "reflect" and edit_plans:
             tasks.update(EDIT_PLAN_TASKS)
+        if key == "layout_item":
+            tasks["layout_words"] = layout_words()
     if edit_plans:
         from .train import ANSWER_LEN
         tasks["answer_len"]["plan_edit"] = ANSWER_LEN["plan_edit"]

@@ -50,6 +50,14 @@ export const TaskTemplatesSchema = z.object({
    * slot's own argmax). See box-prior.ts.
    */
   box_prior: BoxPriorSchema.optional(),
+  /** One layout item of `{layout}`; its `{name}` placeholders between `<box>` and `</box>` are the label's words. */
+  layout_item: z.string().optional(),
+  /**
+   * The words each label placeholder of `layout_item` may take (absent: any words). A decoded item whose label
+   * has another number of words, or a word not in its slot's list, is malformed and skipped, as the reference
+   * sampler's parser does.
+   */
+  layout_words: z.record(z.string(), z.array(z.string()).min(1)).optional(),
 });
 export type TaskTemplates = z.infer<typeof TaskTemplatesSchema>;
 
@@ -141,10 +149,37 @@ export function layoutIds(tokenizer: WordTokenizer, items: readonly Pick<LayoutI
 }
 
 /**
+ * The words each label slot of a layout item may take, in the slots' order (`tasks.layout_words` by the
+ * placeholders of `tasks.layout_item`), or undefined when the manifest names none (any words).
+ */
+export function layoutLabelSlots(manifest: Manifest): ReadonlySet<string>[] | undefined {
+  const tasks = manifest.tasks as { layout_item?: unknown; layout_words?: unknown } | undefined;
+  const words = tasks?.layout_words;
+  if (words === undefined) return undefined;
+  const parsed = TaskTemplatesSchema.shape.layout_words.safeParse(words);
+  if (!parsed.success || parsed.data === undefined) {
+    throw new ModelPackageError(`model ${manifest.name}@${manifest.version}: tasks.layout_words must map slot names to lists of words`);
+  }
+  const item = typeof tasks?.layout_item === 'string' ? tasks.layout_item : '';
+  const label = /<box>(.*)<\/box>/.exec(item)?.[1] ?? '';
+  const names = [...label.matchAll(/\{([a-z_]+)\}/g)].map((m) => m[1]);
+  const order = names.length > 0 ? names : Object.keys(parsed.data);
+  return order.map((name) => {
+    const list = parsed.data?.[name];
+    if (!list) throw new ModelPackageError(`model ${manifest.name}@${manifest.version}: tasks.layout_words has no words for {${name}}`);
+    return new Set(list);
+  });
+}
+
+/**
  * Items of a decoded plan (up to the first end token). An item is `<box>`, one or more words,
- * `</box>`, `<loc>`, four coordinate tokens, `</loc>`; malformed items are skipped.
+ * `</box>`, `<loc>`, four coordinate tokens, `</loc>`; malformed items are skipped. Where the manifest
+ * names each label slot's words (`tasks.layout_words`), a label must have one word a slot, each in its list.
  */
 export function parseLayout(tokenizer: WordTokenizer, ids: readonly number[], manifest: Manifest): LayoutItem[] {
+  const slots = layoutLabelSlots(manifest);
+  const labelOk = (words: readonly number[]) =>
+    !slots || (words.length === slots.length && words.every((w, n) => slots[n].has(tokenizer.vocab[w] ?? '')));
   const sp = tokenizer.special;
   const { first_id: first, count } = tokenizer.locBins;
   const end = ids.indexOf(sp.eos);
@@ -165,6 +200,7 @@ export function parseLayout(tokenizer: WordTokenizer, ids: readonly number[], ma
     const ok =
       words.length > 0 &&
       words.every((w) => !isSpecial.has(w) && !isLoc(w)) &&
+      labelOk(words) &&
       k + 5 < seq.length + 0 &&
       seq[k] === sp.loc_begin &&
       seq[k + 5] === sp.loc_end &&
