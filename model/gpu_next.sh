@@ -12,7 +12,7 @@
 # call `bash model/gpu_next.sh slim-tree` takes them out of the index (and lists them in .git/info/exclude), after it
 # `bash model/gpu_next.sh full-tree` puts them back. Nothing may be committed in between.
 #
-# The recipe: from the bundled weights (checkpoints/lavida-o-mini-0.4.0.pt, step 39,366) with run 5's mix, plus
+# The recipe: from the 0.4.x weights (checkpoints/lavida-o-mini-0.4.0.pt, step 39,366) with run 5's mix, plus
 #   --gen-pos           a grid-cell table on the image tokens (the joint layers, the only ones that read the
 #                       plan, do not know an image token's column: "Why planned images do not follow their plans")
 #   t2i_plan weighted up, so the image side learns to follow a layout

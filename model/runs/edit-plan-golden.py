@@ -1,10 +1,10 @@
 """test/fixtures/edit-plan-golden.json from an export made with `--edit-plan yes` (test/integration/edit-plan-golden.test.ts).
 
-    cd model && python3 -m lavida_mini.export --checkpoint checkpoints/lavida-o-mini-0.4.0.pt --codebook /tmp/prep/train/codebook.npz \\
-        --refiner checkpoints/vq-refiner-0.4.4.pt --golden-data /tmp/prep/eval --out /tmp/pkg047ep --version 0.4.7 --edit-plan yes
-    /usr/bin/python3 runs/edit-plan-golden.py /tmp/pkg047ep ../test/fixtures/edit-plan-golden.json
+    cd model && python3 -m lavida_mini.export --checkpoint checkpoints/lavida-o-mini-0.5.0.pt --codebook /tmp/prep/train/codebook.npz \\
+        --refiner checkpoints/vq-refiner-0.4.4.pt --golden-data /tmp/prep/eval --out /tmp/pkg050ep --version 0.5.0 --edit-plan yes
+    /usr/bin/python3 runs/edit-plan-golden.py /tmp/pkg050ep ../test/fixtures/edit-plan-golden.json
 
-(/tmp/pkg047ep must hold the bundled manifest.json first: golden_tasks checks the package beside its output.) Keeps the
+(/tmp/pkg050ep must hold the bundled manifest.json first: golden_tasks checks the package beside its output.) Keeps the
 templates the export added and its plan_edit and edit-with-plan cases: the bundled weights never trained those tasks, so
 the cases check the runtime's decoding against the reference sampler, not the model's skill.
 """
