@@ -57,7 +57,10 @@ describe('layout parsing with the label words of tasks.layout_words', () => {
 
   it('rejects a malformed layout_words with a package error', () => {
     const tasks = { ...(manifest.tasks as Record<string, unknown>), layout_words: { colour: ['red'] } };
-    assert.throws(() => layoutLabelSlots({ ...manifest, tasks }), (e: unknown) => e instanceof ModelPackageError && /\{shape\}/.test(e.message));
+    assert.throws(
+      () => layoutLabelSlots({ ...manifest, tasks }),
+      (e: unknown) => e instanceof ModelPackageError && /\{shape\}/.test(e.message),
+    );
     const bad = { ...(manifest.tasks as Record<string, unknown>), layout_words: { colour: 'red' } };
     assert.throws(() => layoutLabelSlots({ ...manifest, tasks: bad }), ModelPackageError);
   });
